@@ -1,0 +1,3 @@
+"""Collaborative filtering on MovieLens with PyTorch Lightning and Hydra."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,170 @@
+"""Typed schemas of the Hydra config, registered in Hydra's ConfigStore.
+
+The values (defaults included) live in the YAML files under ``conf/``; these dataclasses give
+every key its type, reject unknown keys, and check ranges before any data is read (Hydra
+catches wrong types and misspelt keys at composition, ``validate`` the ranges).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from cf_lightning.errors import ConfigError
+
+ITEM_NAMES = ("title", "movie")
+SPLITS = ("random",)
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+@dataclass
+class SyntheticConfig:
+    n_users: int = MISSING
+    n_items: int = MISSING
+    n_ratings: int = MISSING
+    n_factors: int = MISSING
+    noise: float = MISSING
+    seed: int = MISSING
+
+    def __post_init__(self) -> None:
+        for key in ("n_users", "n_items", "n_ratings", "n_factors"):
+            _check(getattr(self, key) > 0, f"data.synthetic.{key}", f"must be > 0, got {getattr(self, key)}")
+        _check(self.noise >= 0, "data.synthetic.noise", f"must be >= 0, got {self.noise}")
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    root: str | None = MISSING  # a local copy; null = $CF_LIGHTNING_DATA, the cache, or download
+    folder: str = MISSING
+    url: str = MISSING
+    md5: str = MISSING
+    item_name: str = MISSING
+    split: str = MISSING
+    valid_pct: float = MISSING
+    split_seed: int = MISSING
+    batch_size: int = MISSING
+    eval_batch_size: int = MISSING
+    synthetic: SyntheticConfig | None = MISSING
+
+    def __post_init__(self) -> None:
+        _check(self.item_name in ITEM_NAMES, "data.item_name", f"must be one of {ITEM_NAMES}, got {self.item_name!r}")
+        _check(self.split in SPLITS, "data.split", f"must be one of {SPLITS}, got {self.split!r}")
+        _check(0 < self.valid_pct < 1, "data.valid_pct", f"must be in (0, 1), got {self.valid_pct}")
+        _check(self.batch_size > 0, "data.batch_size", f"must be > 0, got {self.batch_size}")
+        _check(self.eval_batch_size > 0, "data.eval_batch_size", f"must be > 0, got {self.eval_batch_size}")
+
+
+@dataclass
+class ModelConfig:
+    """Every model config names its architecture; subclasses add its hyperparameters."""
+
+    name: str = MISSING
+
+
+@dataclass
+class DotBiasConfig(ModelConfig):
+    n_factors: int = MISSING
+    y_range: list[float] = MISSING
+
+    def __post_init__(self) -> None:
+        _check(self.n_factors > 0, "model.n_factors", f"must be > 0, got {self.n_factors}")
+        _check_y_range(self.y_range)
+
+
+def _check_y_range(y_range: list[float] | None) -> None:
+    if y_range is not None:
+        ok = len(y_range) == 2 and y_range[0] < y_range[1]
+        _check(ok, "model.y_range", f"must be [low, high] with low < high, got {list(y_range)}")
+
+
+@dataclass
+class OptimizerConfig:
+    """fastai's ``fit_one_cycle``: AdamW + one-cycle lr and momentum, stepped every batch."""
+
+    name: str = MISSING
+    lr_max: float = MISSING
+    wd: float = MISSING
+    wd_bn_bias: bool = MISSING  # fastai's default False: no decay on norm layers and Linear biases
+    pct_start: float = MISSING
+    div: float = MISSING
+    div_final: float = MISSING
+    moms: list[float] = MISSING
+    beta2: float = MISSING
+    eps: float = MISSING
+
+    def __post_init__(self) -> None:
+        _check(self.lr_max > 0, "optimizer.lr_max", f"must be > 0, got {self.lr_max}")
+        _check(self.wd >= 0, "optimizer.wd", f"must be >= 0, got {self.wd}")
+        _check(0 < self.pct_start < 1, "optimizer.pct_start", f"must be in (0, 1), got {self.pct_start}")
+        _check(len(self.moms) == 3, "optimizer.moms", f"must be [start, middle, end], got {list(self.moms)}")
+
+
+@dataclass
+class AcceleratorConfig:
+    """Keyword arguments of ``lightning.Trainer`` that say where and how to run."""
+
+    accelerator: str = MISSING
+    devices: Any = MISSING
+    strategy: str = MISSING
+    num_nodes: int = MISSING
+    precision: str = MISSING
+
+
+@dataclass
+class LoggerConfig:
+    tensorboard: bool = MISSING
+
+
+@dataclass
+class CallbacksConfig:
+    checkpoint: bool = MISSING  # best by val/loss, and last
+    progress_bar_refresh_rate: int = MISSING  # 0 hides the bar; redrawing every step costs time
+    lr_monitor: bool = MISSING
+
+
+@dataclass
+class TrainConfig:
+    seed: int = MISSING
+    epochs: int = MISSING
+    ckpt_path: str | None = MISSING  # resume from this checkpoint
+    data: DataConfig = MISSING
+    model: Any = MISSING  # one of the ModelConfig subclasses, chosen by model=NAME
+    optimizer: OptimizerConfig = MISSING
+    accelerator: AcceleratorConfig = MISSING
+    logger: LoggerConfig = MISSING
+    callbacks: CallbacksConfig = MISSING
+
+    def __post_init__(self) -> None:
+        _check(self.epochs > 0, "epochs", f"must be > 0, got {self.epochs}")
+
+
+# Model config schemas by model name; conf/model/NAME.yaml lists `NAME_schema` in its defaults.
+MODEL_SCHEMAS: dict[str, type[ModelConfig]] = {"dotbias": DotBiasConfig}
+
+
+def register_configs() -> None:
+    """Store the schemas so the YAML files can name them in their defaults lists."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(group="data", name="data_schema", node=DataConfig)
+    cs.store(group="optimizer", name="optimizer_schema", node=OptimizerConfig)
+    cs.store(group="accelerator", name="accelerator_schema", node=AcceleratorConfig)
+    cs.store(group="logger", name="logger_schema", node=LoggerConfig)
+    cs.store(group="callbacks", name="callbacks_schema", node=CallbacksConfig)
+    for name, schema in MODEL_SCHEMAS.items():
+        cs.store(group="model", name=f"{name}_schema", node=schema)
+
+
+def validate(cfg: DictConfig) -> TrainConfig:
+    """Check every range in ``cfg`` (raising ConfigError naming the key) and return it typed."""
+    if OmegaConf.get_type(cfg.model) is dict:
+        raise ConfigError(f"model: {cfg.model.get('name')!r} has no schema; known models: {sorted(MODEL_SCHEMAS)}")
+    return OmegaConf.to_object(cfg)

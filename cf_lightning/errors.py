@@ -1,0 +1,25 @@
+"""The errors cf_lightning raises on purpose: each names the file, line or key, and the fix."""
+
+
+class CFLightningError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class DataFormatError(CFLightningError, ValueError):
+    """A data file does not have the expected MovieLens format."""
+
+
+class DataNotFoundError(CFLightningError, FileNotFoundError):
+    """No copy of the data set was found and none could be downloaded."""
+
+
+class ChecksumError(CFLightningError):
+    """A downloaded or given archive does not have the expected checksum."""
+
+
+class UnsafeArchiveError(CFLightningError):
+    """An archive entry would be written outside the target folder."""
+
+
+class ConfigError(CFLightningError, ValueError):
+    """A configuration value is invalid; the message names the key."""

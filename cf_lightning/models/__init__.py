@@ -1,0 +1,17 @@
+"""The architectures, by the name ``model=NAME`` selects."""
+
+from __future__ import annotations
+
+from cf_lightning.models.base import CollabModel
+from cf_lightning.models.dot_bias import DotProductBias
+
+MODELS: dict[str, type[CollabModel]] = {"dotbias": DotProductBias}
+
+
+def build_model(model_cfg: dict, n_users: int, n_items: int, optimizer: dict | None = None) -> CollabModel:
+    """Instantiate ``model_cfg["name"]`` with the vocabulary sizes and the rest of ``model_cfg``."""
+    kwargs = dict(model_cfg)
+    name = kwargs.pop("name")
+    if name not in MODELS:
+        raise KeyError(f"model.name={name!r} is not a known model; choose one of {sorted(MODELS)}")
+    return MODELS[name](n_users=n_users, n_items=n_items, optimizer=optimizer, **kwargs)

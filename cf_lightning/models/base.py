@@ -1,0 +1,113 @@
+"""What every architecture shares: loss, metrics, logging, optimizer wiring, vocabulary, predict."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanAbsoluteError, MeanSquaredError
+
+from cf_lightning.data.datamodule import CollabVocab
+from cf_lightning.optim import one_cycle
+
+VOCAB_KEY = "cf_lightning_vocab"
+
+
+class CollabModel(pl.LightningModule):
+    """Base of the architectures: a subclass builds its layers and writes ``forward(users, items)``.
+
+    Hyperparameters are plain ints, floats and lists (saved in the checkpoint), so
+    ``Subclass.load_from_checkpoint(path)`` rebuilds the model without Hydra. ``optimizer`` is the
+    one-cycle recipe as a dict (see ``conf/optimizer``); it is only needed for training.
+
+    Training uses manual optimization and logs once an epoch: Lightning's automatic closure and
+    per-step ``self.log`` each cost a measurable share of a step this small (docs/benchmarks.md).
+    """
+
+    def __init__(self, n_users: int, n_items: int, optimizer: dict | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.vocab: CollabVocab | None = None
+        self.val_mse = MeanSquaredError()
+        self.val_mae = MeanAbsoluteError()
+        self._train_loss_sum = torch.zeros(())
+        self._train_count = 0
+
+    # --- training -----------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx: int):
+        users, items, ratings = batch
+        loss = F.mse_loss(self(users, items), ratings)
+        optimizer = self.optimizers()
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        optimizer.step()
+        self.lr_schedulers().step()
+        self._train_loss_sum = self._train_loss_sum.to(loss.device) + loss.detach() * len(ratings)
+        self._train_count += len(ratings)
+        # Log the epoch's mean once, on its last batch: a per-step self.log costs time.
+        if batch_idx + 1 >= self.trainer.num_training_batches:
+            self._log_train_loss()
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        if self._train_count:  # the epoch ended early (e.g. limit_train_batches)
+            self._log_train_loss()
+
+    def _log_train_loss(self) -> None:
+        mean = self._train_loss_sum / self._train_count
+        self.log("train/loss", mean, on_step=False, on_epoch=True, sync_dist=True, batch_size=1)
+        self._train_loss_sum, self._train_count = torch.zeros((), device=mean.device), 0
+
+    def configure_optimizers(self):
+        if self.hparams.optimizer is None:
+            raise RuntimeError("this model was built without an optimizer config; pass optimizer=... to train it")
+        optimizer, scheduler = one_cycle(self, self.hparams.optimizer, int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # --- evaluation ---------------------------------------------------------------------------
+    def validation_step(self, batch, batch_idx: int) -> None:
+        users, items, ratings = batch
+        predictions = self(users, items)
+        self.val_mse.update(predictions, ratings)
+        self.val_mae.update(predictions, ratings)
+
+    def on_validation_epoch_end(self) -> None:
+        # torchmetrics sums squared errors and counts over all ranks: exact, not a mean of means.
+        mse = self.val_mse.compute()
+        self.log_dict({"val/loss": mse, "val/rmse": mse.sqrt(), "val/mae": self.val_mae.compute()})
+        self.val_mse.reset()
+        self.val_mae.reset()
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        users, items = batch[0], batch[1]
+        return self(users, items)
+
+    # --- raw ids ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, users: Sequence, items: Sequence) -> torch.Tensor:
+        """Predicted ratings for raw user ids and items (titles or movie ids, as trained).
+
+        Unknown values use the ``#na#`` row.
+        """
+        if self.vocab is None:
+            raise RuntimeError("this model has no vocabulary; train it or load it from a checkpoint")
+        user_rows = torch.from_numpy(self.vocab.users.encode(list(users))).to(self.device)
+        item_rows = torch.from_numpy(self.vocab.items.encode(list(items))).to(self.device)
+        was_training = self.training
+        self.eval()
+        try:
+            return self(user_rows, item_rows)
+        finally:
+            self.train(was_training)
+
+    # The vocabulary travels in the checkpoint as plain lists, never a pickled object.
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.vocab is not None:
+            checkpoint[VOCAB_KEY] = self.vocab.to_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if VOCAB_KEY in checkpoint:
+            self.vocab = CollabVocab.from_dict(checkpoint[VOCAB_KEY])

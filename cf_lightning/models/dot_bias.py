@@ -1,0 +1,32 @@
+"""The chapter's DotProductBias."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cf_lightning.models.base import CollabModel
+from cf_lightning.models.layers import embedding, sigmoid_range
+
+
+class DotProductBias(CollabModel):
+    """``sigmoid_range(user · item + user_bias + item_bias, *y_range)`` with ``nn.Embedding`` tables."""
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        n_factors: int,
+        y_range: Sequence[float] = (0.0, 5.5),
+        optimizer: dict | None = None,
+    ) -> None:
+        super().__init__(n_users, n_items, optimizer)
+        self.user_factors = embedding(n_users, n_factors)
+        self.user_bias = embedding(n_users, 1)
+        self.item_factors = embedding(n_items, n_factors)
+        self.item_bias = embedding(n_items, 1)
+        self.y_range = tuple(y_range)
+
+    def forward(self, users, items):
+        dot = (self.user_factors(users) * self.item_factors(items)).sum(dim=1)
+        # Both biases go in before the squashing, as the chapter's model does.
+        return sigmoid_range(dot + self.user_bias(users)[:, 0] + self.item_bias(items)[:, 0], *self.y_range)

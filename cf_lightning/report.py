@@ -1,0 +1,83 @@
+"""fastai's per-epoch table and the run's ``metrics.json``, written by rank 0 into the run folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+EPOCHS_FILE = "epochs.csv"
+METRICS_FILE = "metrics.json"
+TABLE_COLUMNS = ("epoch", "train_loss", "valid_loss", "time")
+
+
+class EpochReport(pl.Callback):
+    """Collects ``epoch, train_loss, valid_loss, time`` each epoch; at the end prints fastai's table
+    and writes ``epochs.csv`` and ``metrics.json`` (last and best validation values, wall times)."""
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.out_dir = Path(out_dir)
+        self.rows: list[dict] = []
+        self.last: dict[str, float] = {}
+        self._epoch_start = 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        # Runs after the epoch's validation; val/* and train/loss are in callback_metrics.
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        self.last = metrics
+        self.rows.append(
+            {
+                "epoch": trainer.current_epoch,
+                "train_loss": metrics.get("train/loss", math.nan),
+                "valid_loss": metrics.get("val/loss", math.nan),
+                "time": time.perf_counter() - self._epoch_start,
+                **{k: v for k, v in metrics.items() if k.startswith("val/") and k != "val/loss"},
+            }
+        )
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero and self.rows:
+            print(format_table(self.rows), flush=True)
+            self.write()
+
+    def summary(self) -> dict:
+        """The run's metrics: last epoch's values, the best validation values, and timings."""
+        valid = [r["valid_loss"] for r in self.rows]
+        best_epoch = min(range(len(valid)), key=lambda i: (math.isnan(valid[i]), valid[i]))
+        summary = {k: v for k, v in self.last.items() if k.startswith(("val/", "train/"))}
+        summary |= {
+            "val/loss_best": valid[best_epoch],
+            "val/rmse_best": math.sqrt(valid[best_epoch]),
+            "best_epoch": self.rows[best_epoch]["epoch"],
+            "epochs": len(self.rows),
+            "epoch_times": [r["time"] for r in self.rows],
+            "wall_time": sum(r["time"] for r in self.rows),
+        }
+        return summary
+
+    def write(self) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        columns = list(dict.fromkeys(k for row in self.rows for k in row))
+        with (self.out_dir / EPOCHS_FILE).open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        (self.out_dir / METRICS_FILE).write_text(json.dumps(self.summary(), indent=2) + "\n")
+
+
+def format_table(rows: list[dict]) -> str:
+    """The table ``fit_one_cycle`` prints: epoch, train_loss, valid_loss, time (mm:ss)."""
+    lines = ["epoch  train_loss  valid_loss  time"]
+    for row in rows:
+        minutes, seconds = divmod(int(round(row["time"])), 60)
+        lines.append(
+            f"{row['epoch']:<5d}  {row['train_loss']:<10.6f}  {row['valid_loss']:<10.6f}  {minutes:02d}:{seconds:02d}"
+        )
+    return "\n".join(lines)

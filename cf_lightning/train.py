@@ -1,0 +1,98 @@
+"""Training entry point: ``python -m cf_lightning.train [overrides]``.
+
+``train(cfg)`` is the whole job and returns the run's metrics (tests call it directly);
+``main`` is the thin Hydra wrapper and returns ``val/loss_best`` for sweepers to minimise.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from cf_lightning.config import register_configs, validate
+from cf_lightning.data.datamodule import CollabDataModule
+from cf_lightning.models import build_model
+from cf_lightning.report import EpochReport
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+OBJECTIVE = "val/loss_best"
+
+register_configs()
+# A short random id in run folder names: runs started in the same second never share a folder.
+OmegaConf.register_new_resolver("run_id", lambda: uuid.uuid4().hex[:6], use_cache=True, replace=True)
+
+
+def train(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
+    """Train ``cfg.model`` on ``cfg.data``; write checkpoints, TensorBoard events, ``epochs.csv``
+    and ``metrics.json`` into ``out_dir`` (Hydra's run folder by default); return the metrics."""
+    validate(cfg)
+    out_dir = Path(out_dir or hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    datamodule = CollabDataModule(cfg.data, seed=cfg.seed)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    model = build_model(
+        OmegaConf.to_container(cfg.model, resolve=True),
+        datamodule.n_users,
+        datamodule.n_items,
+        optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
+    )
+    model.vocab = datamodule.vocab
+
+    report = EpochReport(out_dir)
+    trainer = pl.Trainer(
+        max_epochs=cfg.epochs,
+        default_root_dir=out_dir,
+        callbacks=[report, *_callbacks(cfg, out_dir)],
+        logger=_logger(cfg, out_dir),
+        enable_progress_bar=cfg.callbacks.progress_bar_refresh_rate > 0,
+        enable_checkpointing=cfg.callbacks.checkpoint,
+        enable_model_summary=False,
+        log_every_n_steps=50,
+        use_distributed_sampler=False,  # our sampler shards by rank itself
+        **OmegaConf.to_container(cfg.accelerator, resolve=True),
+    )
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    return report.summary()
+
+
+def _callbacks(cfg: DictConfig, out_dir: Path) -> list[pl.Callback]:
+    callbacks: list[pl.Callback] = []
+    if cfg.callbacks.progress_bar_refresh_rate > 0:
+        callbacks.append(TQDMProgressBar(refresh_rate=cfg.callbacks.progress_bar_refresh_rate))
+    if cfg.callbacks.checkpoint:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=out_dir / "checkpoints",
+                filename="best-epoch={epoch}",
+                monitor="val/loss",
+                mode="min",
+                save_last=True,
+                auto_insert_metric_name=False,
+            )
+        )
+    if cfg.callbacks.lr_monitor and cfg.logger.tensorboard:
+        callbacks.append(LearningRateMonitor(logging_interval="step", log_momentum=True))
+    return callbacks
+
+
+def _logger(cfg: DictConfig, out_dir: Path):
+    if not cfg.logger.tensorboard:
+        return False
+    return TensorBoardLogger(save_dir=out_dir, name="tb", version="", default_hp_metric=False)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float:
+    return train(cfg)[OBJECTIVE]
+
+
+if __name__ == "__main__":
+    main()
