@@ -103,6 +103,15 @@ class CollabModel(pl.LightningModule):
         finally:
             self.train(was_training)
 
+    # --- what interpretation and recommendation read (override where the architecture has it) --
+    def item_factor_weights(self) -> torch.Tensor | None:
+        """The item embedding table (rows = item vocabulary), or None if the model has none."""
+        return None
+
+    def item_bias_weights(self) -> torch.Tensor | None:
+        """The learned per-item bias (rows = item vocabulary), or None if the model has none."""
+        return None
+
     # The vocabulary travels in the checkpoint as plain lists, never a pickled object.
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.vocab is not None:

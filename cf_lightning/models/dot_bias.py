@@ -30,3 +30,9 @@ class DotProductBias(CollabModel):
         dot = (self.user_factors(users) * self.item_factors(items)).sum(dim=1)
         # Both biases go in before the squashing, as the chapter's model does.
         return sigmoid_range(dot + self.user_bias(users)[:, 0] + self.item_bias(items)[:, 0], *self.y_range)
+
+    def item_factor_weights(self):
+        return self.item_factors.weight
+
+    def item_bias_weights(self):
+        return self.item_bias.weight[:, 0]
