@@ -1,0 +1,1 @@
+"""MovieLens files → typed frames → vocabulary → tensors → splits → batches."""

@@ -1,0 +1,142 @@
+"""The one LightningDataModule every model shares."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+
+from cf_lightning.data.batches import EpochBatchSampler, RatingTensors, batch_loader
+from cf_lightning.data.locate import DatasetSource, cache_dir, locate
+from cf_lightning.data.movielens import ITEMS_FILE, RATINGS_FILE, merge_titles, read_items, read_ratings
+from cf_lightning.data.split import random_split
+from cf_lightning.data.synthetic import generate_movielens
+from cf_lightning.data.vocab import Vocab
+
+
+@dataclass(frozen=True)
+class CollabVocab:
+    """The user and item vocabularies; ``item_name`` says which column the items are."""
+
+    users: Vocab
+    items: Vocab
+    item_name: str
+
+    def to_dict(self) -> dict:
+        """Plain lists for checkpoints."""
+        return {"users": self.users.to_list(), "items": self.items.to_list(), "item_name": self.item_name}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CollabVocab:
+        return cls(Vocab.from_list(data["users"]), Vocab.from_list(data["items"]), data["item_name"])
+
+
+def load_ratings(folder: str | Path) -> pd.DataFrame:
+    """``u.data`` merged with ``u.item``'s titles, in ``u.data``'s row order."""
+    folder = Path(folder)
+    return merge_titles(read_ratings(folder / RATINGS_FILE), read_items(folder / ITEMS_FILE), folder / ITEMS_FILE)
+
+
+def encode(ratings: pd.DataFrame, vocab: CollabVocab) -> RatingTensors:
+    """Integer tensors of embedding rows and float ratings."""
+    return RatingTensors(
+        torch.from_numpy(vocab.users.encode(ratings["user"])),
+        torch.from_numpy(vocab.items.encode(ratings[vocab.item_name])),
+        torch.tensor(ratings["rating"].to_numpy(dtype="float32")),  # a copy: pandas may hand out read-only arrays
+    )
+
+
+class CollabDataModule(pl.LightningDataModule):
+    """MovieLens ratings merged with titles, encoded by a vocabulary, split, batched in memory.
+
+    ``data`` is the ``data`` config node; ``seed`` drives the batch order (not the split).
+    """
+
+    def __init__(self, data, seed: int = 0) -> None:
+        super().__init__()
+        self.cfg = data
+        self.seed = seed
+        self.ratings: pd.DataFrame | None = None
+        self.vocab: CollabVocab | None = None
+
+    def source(self) -> DatasetSource:
+        return DatasetSource(self.cfg.folder, (RATINGS_FILE, ITEMS_FILE), self.cfg.url, self.cfg.md5)
+
+    def data_folder(self) -> Path:
+        """Find (or download, or generate) the data set's folder."""
+        if self.cfg.synthetic is not None:
+            return _synthetic_folder(self.cfg)
+        return locate(self.source(), self.cfg.root)
+
+    def prepare_data(self) -> None:
+        self.data_folder()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.ratings is not None:  # train() sets up before building the model; Lightning calls again
+            return
+        ratings = load_ratings(self.data_folder())
+        item_name = self.cfg.item_name
+        self.vocab = CollabVocab(Vocab.from_values(ratings["user"]), Vocab.from_values(ratings[item_name]), item_name)
+        self.tensors = encode(ratings, self.vocab)
+        self.train_idx, self.valid_idx = random_split(len(ratings), self.cfg.valid_pct, self.cfg.split_seed)
+        self.ratings = ratings
+
+    @property
+    def n_users(self) -> int:
+        return len(self.vocab.users)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.vocab.items)
+
+    def subset(self, rows: torch.Tensor) -> RatingTensors:
+        t = self.tensors
+        return RatingTensors(t.users[rows], t.items[rows], t.ratings[rows])
+
+    def _loader(self, rows: torch.Tensor, batch_size: int, *, train: bool):
+        sampler = EpochBatchSampler(
+            len(rows),
+            batch_size,
+            shuffle=train,
+            drop_last=train,  # as fastai's training DataLoader
+            seed=self.seed,
+            rank=self.trainer.global_rank if self.trainer else 0,
+            world_size=self.trainer.world_size if self.trainer else 1,
+        )
+        return batch_loader(self.subset(rows), sampler)
+
+    def train_dataloader(self):
+        return self._loader(self.train_idx, self.cfg.batch_size, train=True)
+
+    def val_dataloader(self):
+        return self._loader(self.valid_idx, self.cfg.eval_batch_size, train=False)
+
+
+def _synthetic_folder(cfg) -> Path:
+    """Generate the synthetic set once per parameter set; atomically, so no half-written folder stays."""
+    params = {k: v for k, v in cfg.synthetic.items()}
+    if cfg.root:
+        folder = Path(cfg.root).expanduser()
+    else:
+        key = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+        folder = cache_dir() / f"synthetic-{key}"
+    if (folder / RATINGS_FILE).is_file() and (folder / ITEMS_FILE).is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".synthetic-") as tmp:
+        generate_movielens(tmp, **params)
+        try:
+            os.replace(tmp, folder)
+        except OSError:
+            if not (folder / RATINGS_FILE).is_file():  # not another process that finished first
+                raise
+        else:
+            Path(tmp).mkdir()  # TemporaryDirectory expects to remove something
+    return folder

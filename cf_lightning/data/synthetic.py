@@ -1,0 +1,100 @@
+"""A MovieLens-format data set with planted structure, so everything runs offline with a known answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cf_lightning.data.movielens import ITEM_FIELDS, ITEMS_ENCODING, ITEMS_FILE, RATINGS_FILE
+
+PLANTED_FILE = "planted.npz"
+
+
+@dataclass(frozen=True)
+class Planted:
+    """The true parameters the ratings were drawn from (rows = raw id - 1)."""
+
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+    user_bias: np.ndarray
+    item_bias: np.ndarray
+    global_mean: float
+
+    def rating(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Noise-free rating for 1-based raw ids."""
+        u, i = users - 1, items - 1
+        score = (self.user_factors[u] * self.item_factors[i]).sum(1)
+        return self.global_mean + self.user_bias[u] + self.item_bias[i] + score
+
+
+def generate_movielens(
+    dest: str | Path,
+    *,
+    n_users: int = 100,
+    n_items: int = 200,
+    n_ratings: int = 5000,
+    n_factors: int = 4,
+    noise: float = 0.3,
+    popularity_exponent: float = 1.0,
+    seed: int = 0,
+) -> Planted:
+    """Write ``u.data``, ``u.item`` and ``planted.npz`` to ``dest`` and return the planted truth.
+
+    Items are drawn with Zipf-like popularity (item 1 the most rated); each (user, item) pair
+    appears at most once; ratings are the planted model plus noise, rounded and clipped to 1..5.
+    """
+    if n_ratings > n_users * n_items:
+        raise ValueError(f"n_ratings={n_ratings} exceeds the {n_users * n_items} possible (user, item) pairs")
+    rng = np.random.default_rng(seed)
+    planted = Planted(
+        user_factors=rng.normal(0, 0.6, (n_users, n_factors)),
+        item_factors=rng.normal(0, 0.6, (n_items, n_factors)),
+        user_bias=rng.normal(0, 0.4, n_users),
+        item_bias=rng.normal(0, 0.6, n_items),
+        global_mean=3.5,
+    )
+    users, items = _sample_pairs(rng, n_users, n_items, n_ratings, popularity_exponent)
+    ratings = np.clip(np.rint(planted.rating(users, items) + rng.normal(0, noise, n_ratings)), 1, 5)
+    timestamps = 874_724_710 + np.sort(rng.integers(0, 20_000_000, n_ratings))
+    order = rng.permutation(n_ratings)  # u.data is not sorted by user or time
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    rows = zip(users[order], items[order], ratings[order].astype(int), timestamps[order])
+    (dest / RATINGS_FILE).write_text("".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in rows))
+    empty_fields = "|" * (ITEM_FIELDS - 2 - 19)
+    genres = "|".join("0" * 19)
+    item_lines = (f"{i}|{synthetic_title(i)}{empty_fields}|{genres}\n" for i in range(1, n_items + 1))
+    (dest / ITEMS_FILE).write_text("".join(item_lines), encoding=ITEMS_ENCODING)
+    np.savez(dest / PLANTED_FILE, **{k: np.asarray(v) for k, v in planted.__dict__.items()})
+    return planted
+
+
+def synthetic_title(item: int) -> str:
+    return f"Synthetic Movie {item} ({1950 + item % 50})"
+
+
+def load_planted(folder: str | Path) -> Planted:
+    with np.load(Path(folder) / PLANTED_FILE) as arrays:
+        return Planted(**{k: arrays[k] for k in arrays.files} | {"global_mean": float(arrays["global_mean"])})
+
+
+def _sample_pairs(rng, n_users, n_items, n_ratings, exponent):
+    """Distinct (user, item) pairs, items by power-law popularity; every user and item at least once."""
+    popularity = 1.0 / np.arange(1, n_items + 1) ** exponent
+    popularity /= popularity.sum()
+    # Seed every user and every item with one pair so the vocabulary covers all ids.
+    base = max(n_users, n_items)
+    seen = set(zip(rng.permutation(np.resize(np.arange(n_users), base)), rng.permutation(np.resize(np.arange(n_items), base))))
+    while len(seen) < n_ratings:
+        need = n_ratings - len(seen)
+        users = rng.integers(0, n_users, 2 * need)
+        items = rng.choice(n_items, 2 * need, p=popularity)
+        for pair in zip(users.tolist(), items.tolist()):
+            seen.add(pair)
+            if len(seen) == n_ratings:
+                break
+    pairs = np.array(sorted(seen))[:n_ratings]
+    return pairs[:, 0] + 1, pairs[:, 1] + 1
