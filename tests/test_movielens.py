@@ -62,7 +62,9 @@ def test_read_items_rejects_bad_ids_and_utf16(tmp_path):
 
 
 def test_merge_keeps_ratings_order_and_reports_unknown_movie(tmp_path):
-    ratings = pd.DataFrame({"user": [3, 1, 2], "movie": [20, 10, 20], "rating": [1.0, 2.0, 3.0], "timestamp": [0, 0, 0]})
+    ratings = pd.DataFrame(
+        {"user": [3, 1, 2], "movie": [20, 10, 20], "rating": [1.0, 2.0, 3.0], "timestamp": [0, 0, 0]}
+    )
     items = pd.DataFrame({"movie": [10, 20], "title": ["Ten", "Twenty"]})
     merged = merge_titles(ratings, items)
     assert merged["user"].tolist() == [3, 1, 2]

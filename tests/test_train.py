@@ -61,7 +61,9 @@ def test_checkpoint_reloads_without_hydra_and_predicts_the_same(trained):
     model = DotProductBias.load_from_checkpoint(out / "checkpoints" / "last.ckpt", weights_only=True)
     frame = load_ratings(data).head(20)
     first = model.predict(frame["user"], frame["title"])
-    again = DotProductBias.load_from_checkpoint(out / "checkpoints" / "last.ckpt").predict(frame["user"], frame["title"])
+    again = DotProductBias.load_from_checkpoint(out / "checkpoints" / "last.ckpt").predict(
+        frame["user"], frame["title"]
+    )
     assert torch.equal(first, again)
     assert ((first > 0) & (first < 5.5)).all()
     assert model.hparams.n_factors == 50 and model.vocab.item_name == "title"
@@ -88,7 +90,11 @@ def test_cli_with_overrides_writes_metrics(tmp_path, movielens_dir):
 
 @pytest.mark.parametrize(
     ("override", "key"),
-    [("model.n_factors=0", "model.n_factors"), ("data.valid_pct=1.5", "data.valid_pct"), ("optimizer.wd=-1", "optimizer.wd")],
+    [
+        ("model.n_factors=0", "model.n_factors"),
+        ("data.valid_pct=1.5", "data.valid_pct"),
+        ("optimizer.wd=-1", "optimizer.wd"),
+    ],
 )
 def test_bad_values_fail_before_reading_data(tmp_path, override, key):
     cfg = make_cfg(f"data.root={tmp_path / 'does-not-exist'}", override)
