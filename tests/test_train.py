@@ -101,3 +101,16 @@ def test_bad_values_fail_before_reading_data(tmp_path, override, key):
     with pytest.raises(ConfigError, match=key):
         train(cfg, out_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_synthetic_data_set_is_generated_once_into_the_cache(tmp_path, isolated_cache):
+    sizes = ["data.synthetic.n_users=40", "data.synthetic.n_items=50", "data.synthetic.n_ratings=1200"]
+    cfg = make_cfg("data=synthetic", *sizes, "epochs=1", "callbacks.progress_bar_refresh_rate=0", "logger=none")
+    metrics = train(cfg, out_dir=tmp_path / "a")
+    generated = list(isolated_cache.glob("synthetic-*"))
+    assert len(generated) == 1 and (generated[0] / "u.data").is_file()
+    assert len(load_ratings(generated[0])) == 1200
+    assert math.isfinite(metrics["val/loss"])
+    stamp = (generated[0] / "u.data").stat().st_mtime_ns
+    train(cfg, out_dir=tmp_path / "b")  # the same parameters reuse the folder
+    assert (generated[0] / "u.data").stat().st_mtime_ns == stamp
