@@ -128,6 +128,7 @@ class CallbacksConfig:
     checkpoint: bool = MISSING  # best by val/loss, and last
     progress_bar_refresh_rate: int = MISSING  # 0 hides the bar; redrawing every step costs time
     lr_monitor: bool = MISSING
+    interpretation: bool = MISSING  # at the end: item factors to the projector, PCA image, bias tables
 
 
 @dataclass

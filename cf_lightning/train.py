@@ -15,10 +15,12 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 
+from cf_lightning.checkpoint_info import CheckpointInfo
 from cf_lightning.config import register_configs, validate
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.models import build_model
 from cf_lightning.report import EpochReport
+from cf_lightning.tensorboard_extras import InterpretationLogger
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 OBJECTIVE = "val/loss_best"
@@ -64,7 +66,10 @@ def train(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
 
 
 def _callbacks(cfg: DictConfig, out_dir: Path) -> list[pl.Callback]:
-    callbacks: list[pl.Callback] = []
+    # Checkpoints name their model and data, so cf_lightning.recommender loads them without Hydra.
+    callbacks: list[pl.Callback] = [CheckpointInfo(cfg.model.name)]
+    if cfg.callbacks.interpretation and cfg.logger.tensorboard:
+        callbacks.append(InterpretationLogger())
     if cfg.callbacks.progress_bar_refresh_rate > 0:
         callbacks.append(TQDMProgressBar(refresh_rate=cfg.callbacks.progress_bar_refresh_rate))
     if cfg.callbacks.checkpoint:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ class Planted:
     user_bias: np.ndarray
     item_bias: np.ndarray
     global_mean: float
+    cluster: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # raw item ids; may be empty
 
     def rating(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Noise-free rating for 1-based raw ids."""
@@ -39,11 +40,18 @@ def generate_movielens(
     noise: float = 0.3,
     popularity_exponent: float = 1.0,
     seed: int = 0,
+    cluster_size: int = 0,
+    cluster_strength: float = 1.5,
 ) -> Planted:
     """Write ``u.data``, ``u.item`` and ``planted.npz`` to ``dest`` and return the planted truth.
 
     Items are drawn with Zipf-like popularity (item 1 the most rated); each (user, item) pair
     appears at most once; ratings are the planted model plus noise, rounded and clipped to 1..5.
+
+    ``cluster_size > 0`` plants a cluster: that many items, drawn from the more-rated half so the
+    ratings can reveal them, get factors ``c + small noise`` for one shared random direction ``c`` of
+    norm ``cluster_strength`` (their ids are ``Planted.cluster``). The default plants none and leaves
+    the output unchanged.
     """
     if n_ratings > n_users * n_items:
         raise ValueError(f"n_ratings={n_ratings} exceeds the {n_users * n_items} possible (user, item) pairs")
@@ -56,6 +64,8 @@ def generate_movielens(
         global_mean=3.5,
     )
     users, items = _sample_pairs(rng, n_users, n_items, n_ratings, popularity_exponent)
+    if cluster_size > 0:
+        planted = _plant_cluster(rng, planted, cluster_size, cluster_strength)
     ratings = np.clip(np.rint(planted.rating(users, items) + rng.normal(0, noise, n_ratings)), 1, 5)
     timestamps = 874_724_710 + np.sort(rng.integers(0, 20_000_000, n_ratings))
     order = rng.permutation(n_ratings)  # u.data is not sorted by user or time
@@ -74,6 +84,19 @@ def generate_movielens(
 
 def synthetic_title(item: int) -> str:
     return f"Synthetic Movie {item} ({1950 + item % 50})"
+
+
+def _plant_cluster(rng, planted: Planted, size: int, strength: float) -> Planted:
+    """A copy of ``planted`` whose ``size`` items share one factor direction (they are each other's neighbours)."""
+    n_items, n_factors = planted.item_factors.shape
+    if not 0 < size <= n_items // 2:
+        raise ValueError(f"cluster_size={size} must be in 1..n_items // 2 = {n_items // 2}")
+    rows = np.sort(rng.choice(n_items // 2, size, replace=False))
+    direction = rng.normal(0, 1, n_factors)
+    item_factors = planted.item_factors.copy()
+    # Small spread around the shared direction: close in cosine, still distinguishable.
+    item_factors[rows] = strength * direction / np.linalg.norm(direction) + rng.normal(0, 0.1, (size, n_factors))
+    return Planted(**(planted.__dict__ | {"item_factors": item_factors, "cluster": rows + 1}))
 
 
 def load_planted(folder: str | Path) -> Planted:

@@ -1,0 +1,76 @@
+"""At the end of training, the interpretation in TensorBoard: projector, PCA image, bias tables.
+
+The item factors go to the embedding projector with each item's title and rating count as metadata
+(the PROJECTOR tab can then run its own PCA, t-SNE or UMAP), the chapter's PCA scatter to IMAGES and
+the lowest/highest item biases to TEXT. Enabled by ``callbacks.interpretation`` with the TensorBoard logger.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytorch_lightning as pl
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from cf_lightning.checkpoint_info import item_counts
+from cf_lightning.interpret import bias_tables, describe, pca_figure
+from cf_lightning.recommender import Recommender
+
+TAG = "interpretation"
+
+
+class InterpretationLogger(pl.Callback):
+    """Logs the trained model's item factors, PCA figure and bias tables to TensorBoard once, at the end."""
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module) -> None:
+        writer = _tensorboard(trainer)
+        if writer is None or not trainer.is_global_zero or pl_module.vocab is None:
+            return
+        datamodule = trainer.datamodule
+        counts = item_counts(datamodule.tensors.items, datamodule.n_items) if datamodule is not None else None
+        was_training = pl_module.training
+        try:
+            rec = Recommender(pl_module, pl_module.vocab, counts=counts)
+            log_interpretation(writer, rec, trainer.global_step)
+        finally:
+            pl_module.train(was_training)
+
+
+def log_interpretation(writer, rec: Recommender, step: int) -> None:
+    """Write the projector embedding, the PCA image and the bias tables of ``rec`` with ``writer``."""
+    writer.add_text(f"{TAG}/about", describe(rec), step)
+    factors = rec.item_factors()
+    if factors is not None:
+        rows = range(1, len(factors))  # #na# is not an item
+        counts = rec.item_counts()
+        metadata = [[str(label), str(int(counts[r]))] for r, label in zip(rows, rec.item_labels(rows))]
+        writer.add_embedding(
+            factors[1:],
+            metadata=metadata,
+            metadata_header=[rec.vocab.item_name, "n_ratings"],
+            tag="item_factors",
+            global_step=step,
+        )
+        figure = pca_figure(rec)
+        if figure is not None:
+            writer.add_figure(f"{TAG}/pca", figure, step)
+    tables = bias_tables(rec)
+    if tables is not None:
+        lowest, highest = tables
+        writer.add_text(f"{TAG}/lowest_item_bias", _markdown(lowest), step)
+        writer.add_text(f"{TAG}/highest_item_bias", _markdown(highest), step)
+    writer.flush()
+
+
+def _tensorboard(trainer: pl.Trainer):
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.experiment
+    return None
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    """A markdown table (TensorBoard's TEXT tab renders markdown) without needing ``tabulate``."""
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    rows = ["| " + " | ".join(map(str, values)) + " |" for values in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
