@@ -180,8 +180,8 @@ class Recommender:
     ) -> dict[str, torch.Tensor]:
         """Fit a new user's parameters (factors and bias) to ``ratings`` with every item table frozen.
 
-        Returns replacement tables for the model's user parameters holding one row, the new user's,
-        for ``torch.func.functional_call`` with user row 0. A MAP fit: squared errors plus ``l2`` times
+        Returns the model's parameters with each user table replaced by one row, the new user's, for
+        ``torch.func.functional_call`` with user row 0 (unchanged for models that ignore the user). A MAP fit: squared errors plus ``l2`` times
         the squared distance from the average trained user in units of the trained users' spread, so a
         few ratings move it only as far as they justify.
         """
@@ -190,7 +190,15 @@ class Recommender:
         item_rows = torch.from_numpy(self.item_rows(list(ratings))).to(self.model.device)
         targets = torch.tensor([float(r) for r in ratings.values()], device=self.model.device)
         frozen = {name: p.detach() for name, p in self.model.named_parameters()}
-        trained_users = {name: frozen[name][1:] for name in self.user_parameter_names()}  # row 0 is #na#
+        names = self.user_parameter_names()
+        if not names:
+            if self._ignores_users():
+                return frozen
+            raise CFLightningError(
+                f"{type(self.model).__name__}: found no embedding or parameter table with one row per user "
+                f"({len(self.vocab.users)} rows), so a new user cannot be folded in"
+            )
+        trained_users = {name: frozen[name][1:] for name in names}  # row 0 is #na#
         start = {name: rows.mean(dim=0, keepdim=True) for name, rows in trained_users.items()}
         spread = {name: rows.std(dim=0, keepdim=True).clamp_min(1e-6) for name, rows in trained_users.items()}
         new = {name: value.clone().requires_grad_(True) for name, value in start.items()}
@@ -224,15 +232,20 @@ class Recommender:
             if not own_table:
                 continue
             for param_name, param in module.named_parameters(recurse=False):
-                is_user = param.shape[0] == n_users and param.data_ptr() not in item_tables
+                is_user = param.dim() > 0 and param.shape[0] == n_users and param.data_ptr() not in item_tables
                 if is_user and not (len(self.vocab.items) == n_users and "item" in f"{module_name}.{param_name}"):
                     names.append(f"{module_name}.{param_name}" if module_name else param_name)
-        if not names:
-            raise CFLightningError(
-                f"{type(self.model).__name__}: found no parameter with one row per user "
-                f"({n_users}), so a new user cannot be folded in"
-            )
         return names
+
+    def _ignores_users(self) -> bool:
+        """Whether every user gets the same predictions (global mean, popularity): nothing to fold in."""
+        items = torch.arange(len(self.vocab.items), device=self.model.device)
+        with torch.no_grad():
+            first = self.model(torch.ones_like(items), items)
+            return all(
+                torch.equal(first, self.model(torch.full_like(items, row), items))
+                for row in range(2, min(len(self.vocab.users), 6))
+            )
 
     # --- what users rated ---------------------------------------------------------------------
     def ratings(self) -> pd.DataFrame:

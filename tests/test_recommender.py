@@ -1,0 +1,193 @@
+"""Recommender: loading any architecture from a checkpoint, top-N, fold-in of new users, unknown ids, CLI."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from cf_lightning.checkpoint_info import DATA_KEY, MODEL_NAME_KEY
+from cf_lightning.data.datamodule import CollabDataModule
+from cf_lightning.errors import CFLightningError
+from cf_lightning.models import MODELS, DotProductBias, build_model
+from cf_lightning.models.base import VOCAB_KEY, CollabModel
+from cf_lightning.recommend import main as recommend_main
+from cf_lightning.recommend import parse_ratings
+from cf_lightning.recommender import CheckpointError, Recommender, UnknownIdWarning
+from tests.conftest import make_cfg
+from tests.planted_model import train_planted
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    return train_planted(tmp_path_factory.mktemp("planted"))
+
+
+@pytest.fixture(scope="module")
+def rec(trained) -> Recommender:
+    return Recommender.from_checkpoint(trained.checkpoint)
+
+
+def _all_titles(rec: Recommender) -> list[str]:
+    return list(rec.vocab.items.values[1:])
+
+
+def test_loads_model_name_and_vocabulary_and_predicts_like_lightning(trained, rec):
+    assert rec.model_name == "dotbias" and type(rec.model) is DotProductBias
+    reference = DotProductBias.load_from_checkpoint(trained.checkpoint)  # Lightning's own route
+    users, titles = [1, 2, 3], trained.cluster_titles[:3]
+    np.testing.assert_allclose(rec.predict(users, titles), reference.predict(users, titles).numpy(), rtol=1e-6)
+    counts = rec.item_counts()
+    assert counts[0] == 0 and counts.sum() == len(rec.ratings()) == 6000
+
+
+def test_a_checkpoint_without_its_model_name_is_recognised_by_its_weights(trained, rec, tmp_path):
+    checkpoint = torch.load(trained.checkpoint, weights_only=False)
+    del checkpoint[MODEL_NAME_KEY]
+    torch.save(checkpoint, tmp_path / "anonymous.ckpt")
+    again = Recommender.from_checkpoint(tmp_path / "anonymous.ckpt")
+    assert again.model_name == "dotbias"
+    titles = _all_titles(rec)[:5]
+    np.testing.assert_allclose(again.predict([4] * 5, titles), rec.predict([4] * 5, titles))
+
+
+def test_top_n_never_contains_a_rated_item_and_is_the_best_of_the_rest(rec):
+    ratings, titles = rec.ratings(), _all_titles(rec)
+    rated_would_be_on_top = 0
+    for user in range(1, 201, 20):
+        rated = set(ratings.loc[ratings["user"] == user, "title"])
+        top = rec.recommend(user, k=10)
+        assert len(top) == 10 and not set(top["title"]) & rated
+        assert top["predicted"].is_monotonic_decreasing
+        scores = dict(zip(titles, rec.predict([user] * len(titles), titles)))
+        assert top["predicted"].iloc[0] == pytest.approx(max(s for t, s in scores.items() if t not in rated))
+        rated_would_be_on_top += bool(set(sorted(scores, key=scores.get)[-10:]) & rated)
+    assert rated_would_be_on_top > 0  # so the exclusion is what keeps them out
+
+
+def test_a_new_user_who_rates_only_cluster_items_gets_cluster_items(trained, rec):
+    cluster, rated = trained.cluster_titles, trained.cluster_titles[:4]
+    top = rec.recommend_new_user({title: 5 for title in rated}, k=5)
+    assert not set(top["title"]) & set(rated)
+    from_cluster = sum(title in cluster for title in top["title"])
+    assert from_cluster >= 3, top
+    # The folded-in taste does it, not popularity: the average user (no fitting steps) gets fewer.
+    average = rec.recommend_new_user({title: 5 for title in rated}, k=5, steps=0)
+    assert sum(title in cluster for title in average["title"]) < from_cluster
+
+
+def test_fold_in_fits_the_ratings_and_leaves_the_model_unchanged(trained, rec):
+    before = {k: v.clone() for k, v in rec.model.state_dict().items()}
+    liked, disliked = trained.cluster_titles[:3], [t for t in _all_titles(rec) if t not in trained.cluster_titles][:3]
+    ratings = {**{t: 5.0 for t in liked}, **{t: 1.0 for t in disliked}}
+    params = rec.fold_in(ratings)
+    rows = torch.from_numpy(rec.item_rows(list(ratings)))
+    fitted = torch.func.functional_call(rec.model, params, (torch.zeros_like(rows), rows)).detach().numpy()
+    assert fitted[:3].min() > fitted[3:].max() + 1.5
+    assert params["user_factors.weight"].shape == (1, 10) and params["user_bias.weight"].shape == (1, 1)
+    assert all(torch.equal(before[k], v) for k, v in rec.model.state_dict().items())
+
+
+def test_unknown_ids_warn_and_use_the_na_row(rec):
+    title = _all_titles(rec)[0]
+    with pytest.warns(UnknownIdWarning, match="unknown user 99999.*#na# row"):
+        predicted = rec.predict([99999], [title])
+    row = int(rec.item_rows([title])[0])
+    assert predicted[0] == pytest.approx(rec.model(torch.tensor([0]), torch.tensor([row])).item())
+    with pytest.warns(UnknownIdWarning, match=r"unknown title 'Synthetic Movie 1 \(1950\)'.*did you mean"):
+        rec.predict([1], ["Synthetic Movie 1 (1950)"])  # the year is wrong
+    with pytest.warns(UnknownIdWarning, match="unknown user 'nobody'"):
+        assert len(rec.recommend("nobody", k=3)) == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnknownIdWarning)  # a command line's "5" is user 5: no warning
+        assert rec.predict(["5"], [title]) == pytest.approx(rec.predict([5], [title]))
+
+
+def test_cli_recommends_folds_in_and_predicts(trained, rec, capsys):
+    recommend_main([str(trained.checkpoint), "--user", "7", "-k", "4"])
+    out = capsys.readouterr().out
+    assert all(title in out for title in rec.recommend(7, k=4)["title"])
+
+    liked = trained.cluster_titles[:2]
+    recommend_main([str(trained.checkpoint), "--ratings", f"{liked[0]}=5,{liked[1]}=4.5", "-k", "3"])
+    out = capsys.readouterr().out
+    assert "new user who rated 2 items" in out
+    assert all(title in out for title in rec.recommend_new_user({liked[0]: 5, liked[1]: 4.5}, k=3)["title"])
+
+    title = _all_titles(rec)[0]
+    recommend_main([str(trained.checkpoint), "--predict", "7", title, "--predict", "424242", title])
+    captured = capsys.readouterr()
+    assert f"{rec.predict([7], [title])[0]:.3f}" in captured.out
+    assert "warning: unknown user '424242'" in captured.err
+
+
+def test_parse_ratings_keeps_commas_inside_titles():
+    parsed = parse_ratings(["Usual Suspects, The (1995)=5, Toy Story (1995)=3.5", "Fargo (1996)=1"])
+    assert parsed == {"Usual Suspects, The (1995)": 5.0, "Toy Story (1995)": 3.5, "Fargo (1996)": 1.0}
+    with pytest.raises(ValueError, match="TITLE=RATING"):
+        parse_ratings(["Toy Story (1995)"])
+
+
+def test_data_that_moved_is_found_with_data_root(trained, rec, tmp_path):
+    checkpoint = torch.load(trained.checkpoint, weights_only=False)
+    checkpoint[DATA_KEY] = {
+        "config": {**checkpoint[DATA_KEY]["config"], "root": str(tmp_path / "gone")},
+        "folder": str(tmp_path / "gone"),
+    }
+    torch.save(checkpoint, tmp_path / "moved.ckpt")
+    with pytest.raises(CheckpointError, match="--data-root"):
+        Recommender.from_checkpoint(tmp_path / "moved.ckpt").recommend(3, k=5)
+    shutil.copytree(trained.data_dir, tmp_path / "elsewhere")
+    moved = Recommender.from_checkpoint(tmp_path / "moved.ckpt", data_root=tmp_path / "elsewhere")
+    assert moved.recommend(3, k=5).equals(rec.recommend(3, k=5))
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    from cf_lightning.data.synthetic import generate_movielens
+    from tests.conftest import SMALL
+
+    folder = tmp_path_factory.mktemp("small")
+    generate_movielens(folder, **SMALL)
+    datamodule = CollabDataModule(make_cfg(f"data.root={folder}").data)
+    datamodule.setup("fit")
+    return folder, datamodule
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_registered_architecture_loads_predicts_and_recommends(name, small_data, tmp_path):
+    folder, datamodule = small_data
+    model = build_model(OmegaConf.to_container(make_cfg(f"model={name}").model), datamodule.n_users, datamodule.n_items)
+    model.vocab = datamodule.vocab
+    checkpoint = {
+        "state_dict": model.state_dict(),
+        "hyper_parameters": dict(model.hparams),
+        VOCAB_KEY: datamodule.vocab.to_dict(),
+        MODEL_NAME_KEY: name,
+        DATA_KEY: {"config": None, "folder": str(folder)},
+    }
+    torch.save(checkpoint, tmp_path / "model.ckpt")
+    rec = Recommender.from_checkpoint(tmp_path / "model.ckpt")
+    assert type(rec.model) is MODELS[name] and rec.model_name == name
+    titles = list(rec.vocab.items.values[1:6])
+    np.testing.assert_allclose(rec.predict([1] * 5, titles), model.eval().predict([1] * 5, titles).numpy(), rtol=1e-5)
+
+    ratings = rec.ratings()
+    top = rec.recommend(1, k=5)
+    assert len(top) == 5 and not set(top["title"]) & set(ratings.loc[ratings["user"] == 1, "title"])
+    new_user = rec.recommend_new_user({titles[0]: 5, titles[1]: 1}, k=5, steps=20)
+    assert len(new_user) == 5 and not set(new_user["title"]) & set(titles[:2])
+
+
+def test_fold_in_refuses_a_model_whose_user_tables_it_cannot_find(rec):
+    class Opaque(CollabModel):  # depends on the user, but through no table with one row per user
+        def forward(self, users, items):
+            return users.float() + items.float()
+
+    opaque = Recommender(Opaque(len(rec.vocab.users), len(rec.vocab.items)), rec.vocab)
+    with pytest.raises(CFLightningError, match="cannot be folded in"):
+        opaque.fold_in({_all_titles(rec)[0]: 5})
