@@ -16,7 +16,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from cf_lightning.errors import ConfigError
 
 ITEM_NAMES = ("title", "movie")
-SPLITS = ("random",)
+SPLITS = ("random", "predefined", "temporal", "time_cut", "by_user")
+FOLDS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")  # MovieLens 100K's own fold files
 
 
 def _check(ok: bool, key: str, message: str) -> None:
@@ -50,6 +51,10 @@ class DataConfig:
     split: str = MISSING
     valid_pct: float = MISSING
     split_seed: int = MISSING
+    test_pct: float = MISSING  # time_cut, by_user: the share held out for the test set
+    holdout_n: int = MISSING  # temporal: each user's latest N ratings are the test set (the N before, validation)
+    fold: str = MISSING  # predefined: which of FOLDS
+    folds: list[str] = MISSING  # crossval: one run per fold
     batch_size: int = MISSING
     eval_batch_size: int = MISSING
     synthetic: SyntheticConfig | None = MISSING
@@ -58,6 +63,11 @@ class DataConfig:
         _check(self.item_name in ITEM_NAMES, "data.item_name", f"must be one of {ITEM_NAMES}, got {self.item_name!r}")
         _check(self.split in SPLITS, "data.split", f"must be one of {SPLITS}, got {self.split!r}")
         _check(0 < self.valid_pct < 1, "data.valid_pct", f"must be in (0, 1), got {self.valid_pct}")
+        _check(0 < self.test_pct < 1, "data.test_pct", f"must be in (0, 1), got {self.test_pct}")
+        _check(self.holdout_n > 0, "data.holdout_n", f"must be > 0, got {self.holdout_n}")
+        _check(self.fold in FOLDS, "data.fold", f"must be one of {FOLDS}, got {self.fold!r}")
+        bad = [f for f in self.folds if f not in FOLDS]
+        _check(bool(self.folds) and not bad, "data.folds", f"must be a non-empty list of {FOLDS}, got {list(self.folds)}")
         _check(self.batch_size > 0, "data.batch_size", f"must be > 0, got {self.batch_size}")
         _check(self.eval_batch_size > 0, "data.eval_batch_size", f"must be > 0, got {self.eval_batch_size}")
 
@@ -132,6 +142,24 @@ class CallbacksConfig:
 
 
 @dataclass
+class EvaluationConfig:
+    """Ranking metrics (cf_lightning/metrics): top-``k`` over every item the user has not rated in training."""
+
+    ranking: bool = MISSING
+    k: int = MISSING
+    relevance_threshold: float = MISSING  # a held-out rating >= this is relevant
+    every_n_epochs: int = MISSING  # 0 = only after the last epoch (and at test)
+    max_users: int | None = MISSING  # a fixed random sample of users; null = all
+    batch_pairs: int = MISSING  # scores held in memory at once
+
+    def __post_init__(self) -> None:
+        _check(self.k > 0, "evaluation.k", f"must be > 0, got {self.k}")
+        _check(self.every_n_epochs >= 0, "evaluation.every_n_epochs", f"must be >= 0, got {self.every_n_epochs}")
+        _check(self.max_users is None or self.max_users > 0, "evaluation.max_users", "must be > 0 or null")
+        _check(self.batch_pairs > 0, "evaluation.batch_pairs", f"must be > 0, got {self.batch_pairs}")
+
+
+@dataclass
 class TrainConfig:
     seed: int = MISSING
     epochs: int = MISSING
@@ -142,13 +170,35 @@ class TrainConfig:
     accelerator: AcceleratorConfig = MISSING
     logger: LoggerConfig = MISSING
     callbacks: CallbacksConfig = MISSING
+    evaluation: EvaluationConfig = MISSING
 
     def __post_init__(self) -> None:
         _check(self.epochs > 0, "epochs", f"must be > 0, got {self.epochs}")
 
 
 # Model config schemas by model name; conf/model/NAME.yaml lists `NAME_schema` in its defaults.
-MODEL_SCHEMAS: dict[str, type[ModelConfig]] = {"dotbias": DotBiasConfig}
+@dataclass
+class BiasOnlyConfig(ModelConfig):
+    y_range: list[float] | None = MISSING
+
+    def __post_init__(self) -> None:
+        _check_y_range(self.y_range)
+
+
+@dataclass
+class PopularityConfig(ModelConfig):
+    shrinkage: float = MISSING  # pseudo-ratings at the global mean added to each item's mean
+
+    def __post_init__(self) -> None:
+        _check(self.shrinkage >= 0, "model.shrinkage", f"must be >= 0, got {self.shrinkage}")
+
+
+MODEL_SCHEMAS: dict[str, type[ModelConfig]] = {
+    "dotbias": DotBiasConfig,
+    "global_mean": ModelConfig,
+    "bias_only": BiasOnlyConfig,
+    "popularity": PopularityConfig,
+}
 
 
 def register_configs() -> None:
@@ -160,6 +210,7 @@ def register_configs() -> None:
     cs.store(group="accelerator", name="accelerator_schema", node=AcceleratorConfig)
     cs.store(group="logger", name="logger_schema", node=LoggerConfig)
     cs.store(group="callbacks", name="callbacks_schema", node=CallbacksConfig)
+    cs.store(group="evaluation", name="evaluation_schema", node=EvaluationConfig)
     for name, schema in MODEL_SCHEMAS.items():
         cs.store(group="model", name=f"{name}_schema", node=schema)
 

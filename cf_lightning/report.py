@@ -23,6 +23,7 @@ class EpochReport(pl.Callback):
         self.out_dir = Path(out_dir)
         self.rows: list[dict] = []
         self.last: dict[str, float] = {}
+        self.extra: dict = {}  # added to the summary after fitting (the test metrics)
         self._epoch_start = 0.0
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
@@ -60,7 +61,7 @@ class EpochReport(pl.Callback):
             "epoch_times": [r["time"] for r in self.rows],
             "wall_time": sum(r["time"] for r in self.rows),
         }
-        return summary
+        return summary | self.extra
 
     def write(self) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)

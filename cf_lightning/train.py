@@ -18,6 +18,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from cf_lightning.checkpoint_info import CheckpointInfo
 from cf_lightning.config import register_configs, validate
 from cf_lightning.data.datamodule import CollabDataModule
+from cf_lightning.metrics.callback import RankingEvaluation
 from cf_lightning.models import build_model
 from cf_lightning.report import EpochReport
 from cf_lightning.tensorboard_extras import InterpretationLogger
@@ -52,7 +53,7 @@ def train(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
     trainer = pl.Trainer(
         max_epochs=cfg.epochs,
         default_root_dir=out_dir,
-        callbacks=[report, *_callbacks(cfg, out_dir)],
+        callbacks=[report, *_callbacks(cfg, out_dir), *_evaluation(cfg)],
         logger=_logger(cfg, out_dir),
         enable_progress_bar=cfg.callbacks.progress_bar_refresh_rate > 0,
         enable_checkpointing=cfg.callbacks.checkpoint,
@@ -62,7 +63,23 @@ def train(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
         **OmegaConf.to_container(cfg.accelerator, resolve=True),
     )
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    if datamodule.has_test:  # the protocol has a test set: score it once, with the best weights by val/loss
+        # Closed-form baselines take no optimizer step, so ModelCheckpoint saves no "best" for them.
+        saved_best = trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_path
+        weights = "best" if saved_best else None
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=weights, verbose=False)
+        report.extra |= {**results[0], "test_weights": weights or "last"}
+        if trainer.is_global_zero:
+            report.write()
     return report.summary()
+
+
+def _evaluation(cfg: DictConfig) -> list[pl.Callback]:
+    """Ranking metrics after validation and test (conf/evaluation)."""
+    ev = cfg.evaluation
+    if not ev.ranking:
+        return []
+    return [RankingEvaluation(ev.k, ev.relevance_threshold, ev.every_n_epochs, ev.max_users, ev.batch_pairs, cfg.seed)]
 
 
 def _callbacks(cfg: DictConfig, out_dir: Path) -> list[pl.Callback]:

@@ -16,7 +16,7 @@ import torch
 from cf_lightning.data.batches import EpochBatchSampler, RatingTensors, batch_loader
 from cf_lightning.data.locate import DatasetSource, cache_dir, locate
 from cf_lightning.data.movielens import ITEMS_FILE, RATINGS_FILE, merge_titles, read_items, read_ratings
-from cf_lightning.data.split import random_split
+from cf_lightning.data.protocols import predefined_fold, split_rows
 from cf_lightning.data.synthetic import generate_movielens
 from cf_lightning.data.vocab import Vocab
 
@@ -81,11 +81,15 @@ class CollabDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.ratings is not None:  # train() sets up before building the model; Lightning calls again
             return
-        ratings = load_ratings(self.data_folder())
+        if self.cfg.split == "predefined":
+            ratings, rows = predefined_fold(self.data_folder(), self.cfg)
+        else:
+            ratings = load_ratings(self.data_folder())
+            rows = split_rows(ratings, self.cfg)
         item_name = self.cfg.item_name
         self.vocab = CollabVocab(Vocab.from_values(ratings["user"]), Vocab.from_values(ratings[item_name]), item_name)
         self.tensors = encode(ratings, self.vocab)
-        self.train_idx, self.valid_idx = random_split(len(ratings), self.cfg.valid_pct, self.cfg.split_seed)
+        self.train_idx, self.valid_idx, self.test_idx = rows.train, rows.valid, rows.test
         self.ratings = ratings
 
     @property
@@ -117,6 +121,16 @@ class CollabDataModule(pl.LightningDataModule):
 
     def val_dataloader(self):
         return self._loader(self.valid_idx, self.cfg.eval_batch_size, train=False)
+
+    @property
+    def has_test(self) -> bool:
+        """Whether the protocol (``data.split``) has a test set; ``random`` has none."""
+        return getattr(self, "test_idx", None) is not None
+
+    def test_dataloader(self):
+        if not self.has_test:
+            raise RuntimeError("data.split=random has no test set; choose predefined, temporal, time_cut or by_user")
+        return self._loader(self.test_idx, self.cfg.eval_batch_size, train=False)
 
 
 def _synthetic_folder(cfg) -> Path:

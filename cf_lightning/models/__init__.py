@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from cf_lightning.models.base import CollabModel
+from cf_lightning.models.baselines import BiasOnly, GlobalMean, Popularity
 from cf_lightning.models.dot_bias import DotProductBias
 
-MODELS: dict[str, type[CollabModel]] = {"dotbias": DotProductBias}
+MODELS: dict[str, type[CollabModel]] = {
+    "dotbias": DotProductBias,
+    # Baselines (cf_lightning/models/baselines.py)
+    "global_mean": GlobalMean,
+    "bias_only": BiasOnly,
+    "popularity": Popularity,
+}
 
 
 def build_model(model_cfg: dict, n_users: int, n_items: int, optimizer: dict | None = None) -> CollabModel:

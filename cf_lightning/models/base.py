@@ -33,6 +33,8 @@ class CollabModel(pl.LightningModule):
         self.vocab: CollabVocab | None = None
         self.val_mse = MeanSquaredError()
         self.val_mae = MeanAbsoluteError()
+        self.test_mse = MeanSquaredError()
+        self.test_mae = MeanAbsoluteError()
         self._train_loss_sum = torch.zeros(())
         self._train_count = 0
 
@@ -80,6 +82,23 @@ class CollabModel(pl.LightningModule):
         self.log_dict({"val/loss": mse, "val/rmse": mse.sqrt(), "val/mae": self.val_mae.compute()})
         self.val_mse.reset()
         self.val_mae.reset()
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        users, items, ratings = batch
+        predictions = self(users, items)
+        self.test_mse.update(predictions, ratings)
+        self.test_mae.update(predictions, ratings)
+
+    def on_test_epoch_end(self) -> None:
+        mse = self.test_mse.compute()
+        self.log_dict({"test/mse": mse, "test/rmse": mse.sqrt(), "test/mae": self.test_mae.compute()})
+        self.test_mse.reset()
+        self.test_mae.reset()
+
+    def ranking_scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """What orders a user's items in the ranking metrics: the predicted rating, unless a model
+        ranks by something else (the popularity baseline ranks by how often an item was rated)."""
+        return self(users, items)
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         users, items = batch[0], batch[1]

@@ -1,0 +1,78 @@
+"""K-fold cross-validation over MovieLens' predefined folds: ``python -m cf_lightning.crossval [overrides]``.
+
+One training run per fold of ``data.folds`` (``data.split=predefined``, ``data.fold=<fold>``),
+each in ``<run folder>/fold=<fold>/``; then the mean and standard deviation of every metric in
+``crossval.json`` and ``metrics.json`` (the means under the metrics' own names, so the sweep
+summary reads a cross-validated run like any other; ``<name>_std`` beside each). ``main`` returns
+the mean ``val/loss_best``, never a test value, so a sweep over cross-validated runs selects on
+validation only. ``data.folds=u1,u2,u3`` works without brackets.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from cf_lightning.report import METRICS_FILE
+from cf_lightning.train import CONFIG_DIR, OBJECTIVE, train
+
+CROSSVAL_FILE = "crossval.json"
+
+
+def crossval(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
+    """Train on every fold of ``cfg.data.folds``; return (and write) the per-fold metrics and their mean ± std."""
+    out_dir = Path(out_dir or hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
+    per_fold = {}
+    for fold in cfg.data.folds:
+        fold_cfg = copy.deepcopy(cfg)
+        OmegaConf.update(fold_cfg, "data.split", "predefined")
+        OmegaConf.update(fold_cfg, "data.fold", fold)
+        per_fold[fold] = train(fold_cfg, out_dir / f"fold={fold}")
+    summary = summarize(per_fold)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / CROSSVAL_FILE).write_text(json.dumps({"summary": summary, "folds": per_fold}, indent=2) + "\n")
+    (out_dir / METRICS_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def summarize(per_fold: dict[str, dict]) -> dict:
+    """Mean and (population, as Surprise reports it) standard deviation of each numeric metric."""
+    summary: dict = {"folds": list(per_fold)}
+    names = [k for k, v in next(iter(per_fold.values())).items() if isinstance(v, int | float) and k != "best_epoch"]
+    for name in names:
+        values = [float(metrics[name]) for metrics in per_fold.values() if name in metrics]
+        mean = sum(values) / len(values)
+        summary[name] = mean
+        summary[f"{name}_std"] = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    return summary
+
+
+def bracket_list_overrides(argv: list[str], keys: tuple[str, ...] = ("data.folds",)) -> list[str]:
+    """``data.folds=u1,u2`` → ``data.folds=[u1,u2]``: Hydra would read the bare commas as a sweep."""
+    fixed = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and key.lstrip("+") in keys and "," in value and not value.startswith("["):
+            arg = f"{key}=[{value}]"
+        fixed.append(arg)
+    return fixed
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def _hydra_main(cfg: DictConfig) -> float:
+    return crossval(cfg)[OBJECTIVE]
+
+
+def main() -> None:
+    sys.argv = bracket_list_overrides(sys.argv)
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

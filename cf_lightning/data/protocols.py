@@ -1,0 +1,73 @@
+"""Evaluation protocols (``data.split``): which ratings train, validate and test a model.
+
+``random`` is fastai's split (train/validation, no test set). The others have a test set that
+only ``trainer.test`` reads, and draw the validation set from what is left for training by the
+same rule, so choosing epochs or hyperparameters on validation never looks at the test rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from cf_lightning.data.movielens import ITEMS_FILE, merge_titles, read_items, read_ratings
+from cf_lightning.data.split import by_user_split, random_split, temporal_split, time_cut_split
+from cf_lightning.errors import DataFormatError
+
+# MovieLens 100K's own splits: u1..u5 are the 5 disjoint 20% test folds; ua/ub hold out 10 ratings per user.
+PREDEFINED_FOLDS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
+
+
+@dataclass(frozen=True)
+class SplitRows:
+    """Row indices into the ratings frame; ``test`` is None when the protocol has no test set."""
+
+    train: torch.Tensor
+    valid: torch.Tensor
+    test: torch.Tensor | None
+
+
+def split_rows(ratings: pd.DataFrame, cfg) -> SplitRows:
+    """Split the rows of ``ratings`` (the ``u.data`` frame) by ``cfg.split`` (every protocol but ``predefined``)."""
+    if cfg.split == "random":
+        train, valid = random_split(len(ratings), cfg.valid_pct, cfg.split_seed)
+        return SplitRows(train, valid, None)
+    users, times = ratings["user"].to_numpy(), ratings["timestamp"].to_numpy()
+    if cfg.split == "temporal":
+        rule = lambda rows, _pct: temporal_split(users[rows], times[rows], cfg.holdout_n)  # noqa: E731
+    elif cfg.split == "time_cut":
+        rule = lambda rows, pct: time_cut_split(times[rows], pct)  # noqa: E731
+    elif cfg.split == "by_user":
+        rule = lambda rows, pct: by_user_split(users[rows], pct, cfg.split_seed)  # noqa: E731
+    else:
+        raise ValueError(f"data.split={cfg.split!r}: no rule for it here (predefined folds use predefined_fold)")
+    everything = torch.arange(len(ratings))
+    kept, test = rule(everything.numpy(), cfg.test_pct)
+    train, valid = rule(kept.numpy(), cfg.valid_pct)
+    return SplitRows(kept[train], kept[valid], test)
+
+
+def predefined_fold(folder: str | Path, cfg) -> tuple[pd.DataFrame, SplitRows]:
+    """MovieLens' ``<fold>.base`` (training) and ``<fold>.test`` (test) files, merged with titles.
+
+    The frame holds the base rows then the test rows, in file order; validation is a random
+    ``cfg.valid_pct`` of the base rows (seed ``cfg.split_seed``), so the test file stays unseen.
+    """
+    folder = Path(folder)
+    base_path, test_path = folder / f"{cfg.fold}.base", folder / f"{cfg.fold}.test"
+    for path in (base_path, test_path):
+        if not path.is_file():
+            raise DataFormatError(
+                f"{path}: file not found; data.split=predefined needs MovieLens 100K's fold files "
+                f"({', '.join(PREDEFINED_FOLDS)}: .base and .test) next to u.data. Use data.split=random "
+                f"(or temporal, time_cut, by_user) for a data set without them."
+            )
+    base, test = read_ratings(base_path), read_ratings(test_path)
+    frame = pd.concat([base, test], ignore_index=True)
+    ratings = merge_titles(frame, read_items(folder / ITEMS_FILE), folder / ITEMS_FILE)
+    n_base = len(base)
+    train, valid = random_split(n_base, cfg.valid_pct, cfg.split_seed)
+    return ratings, SplitRows(train.sort().values, valid.sort().values, torch.arange(n_base, len(ratings)))

@@ -1,0 +1,96 @@
+"""Ranking metrics at the end of validation (bounded by ``every_n_epochs``) and at test."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.utilities import rank_zero_warn
+
+from cf_lightning.metrics.ranking import RANKING_METRICS, UserItems, ranking_metrics, score_all_items
+
+
+class RankingEvaluation(pl.Callback):
+    """Logs ``{val,test}/{ndcg,precision,recall,hitrate}@K`` and ``{val,test}/ranked_users``.
+
+    It runs after an evaluation epoch, never inside the training step. During fitting it runs on
+    the last epoch, and also every ``every_n_epochs`` epochs if that is > 0. ``max_users`` (if
+    set) evaluates a fixed random sample of users, to bound the cost on big data sets.
+    Known items (never recommended): the training rows for validation; training and validation
+    rows for test. Relevant: held-out ratings ``>= relevance_threshold``.
+    """
+
+    def __init__(
+        self,
+        k: int = 10,
+        relevance_threshold: float = 4.0,
+        every_n_epochs: int = 0,
+        max_users: int | None = None,
+        batch_pairs: int = 1_000_000,
+        seed: int = 0,
+    ) -> None:
+        self.k, self.threshold = k, relevance_threshold
+        self.every_n_epochs, self.max_users = every_n_epochs, max_users
+        self.batch_pairs, self.seed = batch_pairs, seed
+        self._cache: dict[str, tuple] = {}
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        if trainer.state.fn == TrainerFn.FITTING:
+            epoch = trainer.current_epoch + 1
+            last = trainer.max_epochs is not None and epoch >= trainer.max_epochs
+            periodic = self.every_n_epochs > 0 and epoch % self.every_n_epochs == 0
+            if not (last or periodic):
+                return
+        self.evaluate(trainer, pl_module, "val")
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.evaluate(trainer, pl_module, "test")
+
+    def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> dict[str, float]:
+        """Compute and log the stage's ranking metrics; returns the means."""
+        known, relevant, users = self._data(trainer.datamodule, pl_module, stage)
+        users = users[trainer.global_rank :: trainer.world_size]  # ranks split the users, then add up
+        n_items = pl_module.hparams.n_items
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            with torch.no_grad():
+                score = score_all_items(pl_module.ranking_scores, n_items, pl_module.device)
+                sums = ranking_metrics(
+                    score, known, relevant, n_items, k=self.k, batch_pairs=self.batch_pairs, users=users
+                )
+        finally:
+            pl_module.train(was_training)
+        names = (*RANKING_METRICS, "users")
+        totals = torch.stack([sums[name] for name in names]).float().to(pl_module.device)
+        totals = trainer.strategy.reduce(totals, reduce_op="sum")
+        counted = float(totals[-1])
+        if counted == 0:
+            rank_zero_warn(f"{stage}: no user has a held-out rating >= {self.threshold}; ranking metrics skipped")
+            return {}
+        means = {f"{stage}/{name}@{self.k}": totals[i] / counted for i, name in enumerate(RANKING_METRICS)}
+        means[f"{stage}/ranked_users"] = totals[-1]
+        pl_module.log_dict(means, sync_dist=False)  # already summed over ranks
+        return {key: float(value) for key, value in means.items()}
+
+    def _data(self, datamodule, pl_module, stage: str):
+        """Known items, relevant items and the users to rank for ``stage`` (built once per run)."""
+        if stage not in self._cache:
+            n_users = pl_module.hparams.n_users
+            if stage == "val":
+                known_rows, held_rows = datamodule.train_idx, datamodule.valid_idx
+            else:
+                known_rows, held_rows = torch.cat([datamodule.train_idx, datamodule.valid_idx]), datamodule.test_idx
+            known = datamodule.subset(known_rows)
+            held = datamodule.subset(held_rows)
+            known_items = UserItems.from_pairs(known.users, known.items, n_users)
+            good = held.ratings >= self.threshold
+            relevant = UserItems.from_pairs(held.users[good], held.items[good], n_users)
+            users = relevant.users_with_items()
+            if self.max_users is not None and len(users) > self.max_users:
+                generator = torch.Generator().manual_seed(self.seed)
+                users = users[torch.randperm(len(users), generator=generator)[: self.max_users]].sort().values
+            self._cache[stage] = (known_items, relevant, users)
+        return self._cache[stage]
