@@ -13,6 +13,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from cf_lightning.data.movielens import DUPLICATE_POLICIES
 from cf_lightning.errors import ConfigError
 
 ITEM_NAMES = ("title", "movie")
@@ -57,9 +58,20 @@ class DataConfig:
     folds: list[str] = MISSING  # crossval: one run per fold
     batch_size: int = MISSING
     eval_batch_size: int = MISSING
+    rating_range: list[float] | None = MISSING  # [low, high]: a rating outside stops the run; null = no check
+    duplicates: str = MISSING  # a (user, movie) pair rated twice: one of DUPLICATE_POLICIES
     synthetic: SyntheticConfig | None = MISSING
 
     def __post_init__(self) -> None:
+        if self.rating_range is not None:
+            low_high = list(self.rating_range)
+            ok = len(low_high) == 2 and low_high[0] < low_high[1]
+            _check(ok, "data.rating_range", f"must be [low, high] with low < high, or null; got {low_high}")
+        _check(
+            self.duplicates in DUPLICATE_POLICIES,
+            "data.duplicates",
+            f"must be one of {DUPLICATE_POLICIES}, got {self.duplicates!r}",
+        )
         _check(self.item_name in ITEM_NAMES, "data.item_name", f"must be one of {ITEM_NAMES}, got {self.item_name!r}")
         _check(self.split in SPLITS, "data.split", f"must be one of {SPLITS}, got {self.split!r}")
         _check(0 < self.valid_pct < 1, "data.valid_pct", f"must be in (0, 1), got {self.valid_pct}")

@@ -38,10 +38,17 @@ class CollabVocab:
         return cls(Vocab.from_list(data["users"]), Vocab.from_list(data["items"]), data["item_name"])
 
 
-def load_ratings(folder: str | Path) -> pd.DataFrame:
-    """``u.data`` merged with ``u.item``'s titles, in ``u.data``'s row order."""
+def load_ratings(folder: str | Path, rating_range=None, duplicates: str = "error") -> pd.DataFrame:
+    """``u.data`` merged with ``u.item``'s titles, in ``u.data``'s row order (checks: see ``read_ratings``)."""
     folder = Path(folder)
-    return merge_titles(read_ratings(folder / RATINGS_FILE), read_items(folder / ITEMS_FILE), folder / ITEMS_FILE)
+    ratings = read_ratings(folder / RATINGS_FILE, rating_range=rating_range, duplicates=duplicates)
+    return merge_titles(ratings, read_items(folder / ITEMS_FILE), folder / ITEMS_FILE)
+
+
+def rating_checks(data) -> dict:
+    """``read_ratings``' checks from a data config (configs saved before they existed have none)."""
+    get = data.get if hasattr(data, "get") else lambda key, default: getattr(data, key, default)
+    return {"rating_range": get("rating_range", None), "duplicates": get("duplicates", "error")}
 
 
 def encode(ratings: pd.DataFrame, vocab: CollabVocab) -> RatingTensors:
@@ -84,7 +91,7 @@ class CollabDataModule(pl.LightningDataModule):
         if self.cfg.split == "predefined":
             ratings, rows = predefined_fold(self.data_folder(), self.cfg)
         else:
-            ratings = load_ratings(self.data_folder())
+            ratings = load_ratings(self.data_folder(), **rating_checks(self.cfg))
             rows = split_rows(ratings, self.cfg)
         item_name = self.cfg.item_name
         self.vocab = CollabVocab(Vocab.from_values(ratings["user"]), Vocab.from_values(ratings[item_name]), item_name)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import csv
+import logging
+import math
+import re
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from cf_lightning.errors import DataFormatError
+
+log = logging.getLogger(__name__)
 
 RATINGS_FILE = "u.data"
 ITEMS_FILE = "u.item"
@@ -14,45 +22,105 @@ RATING_COLUMNS = ("user", "movie", "rating", "timestamp")
 # u.item is Latin-1 (titles such as "Misérables, Les (1995)").
 ITEMS_ENCODING = "latin-1"
 ITEM_FIELDS = 24  # id | title | release | video release | IMDb URL | 19 genre flags
+# What to do when a (user, movie) pair is rated more than once (data.duplicates):
+#   error     — stop, naming both lines (MovieLens' own files never repeat a pair);
+#   keep_last — keep the pair's latest rating by timestamp (the later line on a tie), drop the others.
+# Pairs of (user, title) may repeat: two movies can share a title (ML-100K's 1,682 movies have 1,664).
+DUPLICATE_POLICIES = ("error", "keep_last")
+_INT = re.compile(r"\s*[+-]?\d+\s*")  # what pandas' C parser takes as an int64 field, ASCII digits only
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_SAMPLE_BYTES = 1 << 16  # enough of a file to recognise UTF-16/32 by its NUL bytes
 
 
-def read_ratings(path: str | Path) -> pd.DataFrame:
-    """Read a tab-separated ``user movie rating timestamp`` file (``u.data``, ``u1.base`` ...)."""
+def read_ratings(
+    path: str | Path, *, rating_range: Sequence[float] | None = None, duplicates: str = "error"
+) -> pd.DataFrame:
+    """Read a tab-separated ``user movie rating timestamp`` file (``u.data``, ``u1.base`` ...).
+
+    Every rating must be finite and, if ``rating_range`` is ``[low, high]``, inside it; repeated
+    (user, movie) pairs follow ``duplicates`` (one of ``DUPLICATE_POLICIES``). Any problem raises
+    ``DataFormatError`` naming the file, the line and the fix.
+    """
     path = Path(path)
     _require_file(path)
+    _refuse_wide_encodings(path, "user<TAB>movie<TAB>rating<TAB>timestamp lines in ASCII/UTF-8")
     try:
-        frame = pd.read_csv(
-            path,
-            sep="\t",
-            header=None,
-            names=list(RATING_COLUMNS),
-            dtype={"user": "int64", "movie": "int64", "rating": "float32", "timestamp": "int64"},
-            engine="c",
-        )
-    except (ValueError, pd.errors.ParserError) as err:
+        # A rating beyond float32 becomes inf, which the value check below reports with its line.
+        with np.errstate(over="ignore", invalid="ignore"):
+            frame = pd.read_csv(
+                path,
+                sep="\t",
+                header=None,
+                names=list(RATING_COLUMNS),
+                dtype={"user": "int64", "movie": "int64", "rating": "float32", "timestamp": "int64"},
+                engine="c",
+                quoting=csv.QUOTE_NONE,  # MovieLens never quotes; a stray '"' must not swallow lines
+            )
+    except (ValueError, OverflowError, pd.errors.ParserError) as err:  # UnicodeDecodeError is a ValueError
         raise _explain_ratings_error(path, err) from None
     if frame.empty:
-        raise DataFormatError(f"{path}: the file has no ratings; expected lines 'user<TAB>movie<TAB>rating<TAB>timestamp'.")
-    if frame["rating"].isna().any():
-        line = int(frame.index[frame["rating"].isna()][0]) + 1
-        raise DataFormatError(f"{path}, line {line}: the rating is empty or NaN; every line needs a numeric rating.")
-    return frame
+        raise DataFormatError(
+            f"{path}: the file has no ratings; expected lines 'user<TAB>movie<TAB>rating<TAB>timestamp'."
+        )
+    check_rating_values(frame, path, rating_range)
+    return apply_duplicate_policy(frame, path, duplicates)
+
+
+def check_rating_values(frame: pd.DataFrame, path: str | Path, rating_range: Sequence[float] | None = None) -> None:
+    """Raise ``DataFormatError`` at the first empty, NaN or infinite rating, or one outside ``rating_range``."""
+    ratings = frame["rating"].to_numpy()
+    if not np.isfinite(ratings).all():
+        raise DataFormatError(
+            _at_first_line(path, lambda f: not _finite_rating(f[2]))
+            + "the rating is empty, NaN or infinite; every line needs a finite numeric rating."
+        )
+    if rating_range is None:
+        return
+    low, high = (float(v) for v in rating_range)
+    if ((ratings < low) | (ratings > high)).any():
+        outside = ratings[(ratings < low) | (ratings > high)][0]
+        raise DataFormatError(
+            _at_first_line(path, lambda f: not low <= float(f[2]) <= high)
+            + f"the rating {outside:g} is outside data.rating_range=[{low:g}, {high:g}]. Fix the line, or set "
+            f"data.rating_range to the data set's scale (e.g. [0.5, 5] for ML-10M and later; null skips the check)."
+        )
+
+
+def apply_duplicate_policy(frame: pd.DataFrame, path: str | Path, duplicates: str = "error") -> pd.DataFrame:
+    """Apply ``duplicates`` (see ``DUPLICATE_POLICIES``) to repeated (user, movie) pairs; keeps row order."""
+    if duplicates not in DUPLICATE_POLICIES:
+        raise ValueError(f"duplicates={duplicates!r}: must be one of {DUPLICATE_POLICIES}")
+    repeated = frame.duplicated(["user", "movie"], keep="first")
+    if not repeated.any():
+        return frame
+    if duplicates == "error":
+        raise DataFormatError(_explain_duplicate(Path(path), frame, int(np.flatnonzero(repeated.to_numpy())[0])))
+    by_time = frame.sort_values("timestamp", kind="stable")
+    keep = ~by_time.duplicated(["user", "movie"], keep="last")
+    kept = frame.loc[np.sort(by_time.index[keep.to_numpy()])].reset_index(drop=True)
+    log.warning(
+        "%s: %d repeated (user, movie) ratings dropped (data.duplicates=keep_last keeps each pair's latest).",
+        path,
+        len(frame) - len(kept),
+    )
+    return kept
 
 
 def read_items(path: str | Path) -> pd.DataFrame:
-    """Read ``u.item`` (pipe-separated, Latin-1) into a frame of ``movie`` id and ``title``."""
+    """Read ``u.item`` (pipe-separated, Latin-1) into a frame of ``movie`` id and ``title``.
+
+    A copy re-saved as UTF-8 is recognised and decoded as such, so its titles equal the
+    official file's (decoding it as Latin-1 would silently turn "é" into "Ã©").
+    """
     path = Path(path)
     _require_file(path)
-    raw = path.read_bytes()
-    if b"\x00" in raw:
-        raise DataFormatError(
-            f"{path}: the file holds NUL bytes, so it is not Latin-1 text (UTF-16?); "
-            f"save it as Latin-1 (the encoding of MovieLens' u.item)."
-        )
-    lines = raw.decode(ITEMS_ENCODING).splitlines()
+    _refuse_wide_encodings(path, "Latin-1 text (the encoding of MovieLens' u.item)")
+    text = _decode_titles(path.read_bytes())
+    # Split on newlines only: str.splitlines would also split at Latin-1's \x85 and \x1c-\x1e.
+    lines = [line.rstrip("\r") for line in text.split("\n")]
     if not any(line.strip() for line in lines):
         raise DataFormatError(f"{path}: the file is empty; expected lines 'movie id|title|...'.")
-    ids, titles = [], []
+    ids, titles, numbers = [], [], []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -62,15 +130,22 @@ def read_items(path: str | Path) -> pd.DataFrame:
                 f"{path}, line {number}: expected '|'-separated fields 'movie id|title|...', got {line[:80]!r}."
             )
         movie, title = fields[0].strip(), fields[1]
-        if not movie.isdigit():
+        if not (movie.isascii() and movie.isdigit()):
             raise DataFormatError(f"{path}, line {number}: the movie id {movie!r} is not a whole number.")
+        if not title.strip():
+            raise DataFormatError(f"{path}, line {number}: movie {movie} has an empty title; every movie needs one.")
         ids.append(int(movie))
         titles.append(title)
+        numbers.append(number)
     items = pd.DataFrame({"movie": pd.Series(ids, dtype="int64"), "title": pd.Series(titles, dtype=object)})
     duplicated = items["movie"].duplicated()
     if duplicated.any():
-        line = int(items.index[duplicated][0]) + 1
-        raise DataFormatError(f"{path}, line {line}: movie id {items['movie'][line - 1]} appears twice; each id needs one title.")
+        row = int(np.flatnonzero(duplicated.to_numpy())[0])
+        first = numbers[int(np.flatnonzero((items["movie"] == items["movie"][row]).to_numpy())[0])]
+        raise DataFormatError(
+            f"{path}, line {numbers[row]}: movie id {items['movie'][row]} appears again (first on line {first}); "
+            f"each id needs one title."
+        )
     return items
 
 
@@ -92,27 +167,113 @@ def _require_file(path: Path) -> None:
         raise DataFormatError(f"{path}: file not found; point data.root at a MovieLens folder that has it.")
 
 
+def _refuse_wide_encodings(path: Path, expected: str) -> None:
+    """UTF-16/32 files are full of NUL bytes, which no MovieLens text holds: say so, not 'bad field'."""
+    with path.open("rb") as f:
+        head = f.read(_SAMPLE_BYTES)
+    if b"\x00" in head:
+        line = head[: head.index(b"\x00")].count(b"\n") + 1
+        raise DataFormatError(
+            f"{path}, line {line}: the file holds NUL bytes, so it is not plain text (saved as UTF-16?); "
+            f"expected {expected}. Save it again in that encoding (e.g. iconv -f utf-16 -t latin1)."
+        )
+
+
+def _decode_titles(raw: bytes) -> str:
+    """Latin-1, as MovieLens ships ``u.item``; UTF-8 when the bytes are valid UTF-8 beyond ASCII."""
+    if not raw.isascii():
+        try:
+            return raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            pass  # not UTF-8: the official Latin-1
+    return raw.decode(ITEMS_ENCODING)
+
+
 def _explain_ratings_error(path: Path, err: Exception) -> DataFormatError:
     """Find the first bad line so the message can name it (pandas only says what, not where)."""
-    with path.open("r", encoding="utf-8", errors="replace") as lines:
-        for number, line in enumerate(lines, start=1):
-            problem = _ratings_line_problem(line)
-            if problem:
-                return DataFormatError(f"{path}, line {number}: {problem} Got {line.rstrip()[:80]!r}.")
+    if isinstance(err, UnicodeDecodeError):
+        return DataFormatError(
+            f"{_at_first_line(path, lambda f: chr(0xFFFD) in chr(9).join(f))}the bytes are not UTF-8 text; "
+            f"MovieLens ratings files are ASCII digits and tabs. Re-save the file as ASCII/UTF-8."
+        )
+    for number, fields in _lines(path):
+        problem = _ratings_line_problem(fields)
+        if problem:
+            return DataFormatError(f"{path}, line {number}: {problem} Got {chr(9).join(fields)[:80]!r}.")
     return DataFormatError(f"{path}: not a MovieLens ratings file ({err}).")
 
 
-def _ratings_line_problem(line: str) -> str | None:
-    fields = line.rstrip("\r\n").split("\t")
+def _ratings_line_problem(fields: list[str]) -> str | None:
     if len(fields) != len(RATING_COLUMNS):
         return (
             f"expected 4 tab-separated fields (user, movie, rating, timestamp), found {len(fields)}; "
             f"is the separator a tab?"
         )
     for name, value in zip(RATING_COLUMNS, fields):
-        try:
-            float(value) if name == "rating" else int(value)
-        except ValueError:
-            kind = "a number" if name == "rating" else "a whole number"
-            return f"the {name} {value!r} is not {kind}."
+        if name == "rating":
+            if not _is_float(value) and value.strip():  # an empty rating is reported as such later
+                return f"the rating {value!r} is not a number."
+        elif not _INT.fullmatch(value):
+            return f"the {name} {value!r} is not a whole number."
+        elif abs(int(value)) >= 2**63:
+            return f"the {name} {value!r} does not fit in 64 bits."
     return None
+
+
+def _lines(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, tab-separated fields) of the non-blank lines, as pandas reads them."""
+    with path.open("r", encoding="utf-8", errors="replace", newline="") as lines:
+        for number, line in enumerate(_split_newlines(lines), start=1):
+            if line.strip(" \r"):
+                yield number, line.rstrip("\r").split("\t")
+
+
+def _split_newlines(handle) -> Iterator[str]:
+    """Lines ended by \\n only (pandas' rule), not by the other separators ``str.splitlines`` knows."""
+    rest = ""
+    for chunk in iter(lambda: handle.read(1 << 20), ""):
+        parts = (rest + chunk).split("\n")
+        rest = parts.pop()
+        yield from parts
+    if rest:
+        yield rest
+
+
+def _at_first_line(path: str | Path, is_bad: Callable[[list[str]], bool]) -> str:
+    """``"<path>, line N: "`` for the first well-formed line where ``is_bad(fields)``; ``"<path>: "`` if none."""
+    for number, fields in _lines(Path(path)):
+        try:
+            if len(fields) == len(RATING_COLUMNS) and is_bad(fields):
+                return f"{path}, line {number}: "
+        except ValueError:
+            continue
+    return f"{path}: "
+
+
+def _explain_duplicate(path: Path, frame: pd.DataFrame, row: int) -> str:
+    user, movie = int(frame["user"].iloc[row]), int(frame["movie"].iloc[row])
+    numbers = [
+        n
+        for n, f in _lines(path)
+        if len(f) == 4 and _INT.fullmatch(f[0]) and _INT.fullmatch(f[1]) and int(f[0]) == user and int(f[1]) == movie
+    ][:2]
+    where = f"{path}, lines {numbers[0]} and {numbers[1]}" if len(numbers) == 2 else str(path)
+    return (
+        f"{where}: user {user} rated movie {movie} more than once; each (user, movie) pair must appear once. "
+        f"Remove the extra lines, or set data.duplicates=keep_last to keep each pair's latest rating."
+    )
+
+
+def _is_float(value: str) -> bool:
+    if "_" in value:  # Python's float() takes 1_000, pandas does not
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _finite_rating(value: str) -> bool:
+    """Finite once stored as float32 (the ratings' dtype), as pandas stores it."""
+    return _is_float(value) and math.isfinite(float(value)) and abs(float(value)) <= _FLOAT32_MAX
