@@ -176,6 +176,7 @@ class TrainConfig:
     seed: int = MISSING
     epochs: int = MISSING
     ckpt_path: str | None = MISSING  # resume from this checkpoint
+    threads: int | None = MISSING  # torch threads; null = torch's choice, or a share of the cores in a parallel sweep
     data: DataConfig = MISSING
     model: Any = MISSING  # one of the ModelConfig subclasses, chosen by model=NAME
     optimizer: OptimizerConfig = MISSING
@@ -186,6 +187,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check(self.epochs > 0, "epochs", f"must be > 0, got {self.epochs}")
+        _check(self.threads is None or self.threads > 0, "threads", f"must be > 0 or null, got {self.threads}")
 
 
 # Model config schemas by model name; conf/model/NAME.yaml lists `NAME_schema` in its defaults.

@@ -18,15 +18,19 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from cf_lightning.checkpoint_info import CheckpointInfo
 from cf_lightning.config import register_configs, validate
 from cf_lightning.data.datamodule import CollabDataModule
+from cf_lightning.hparams_log import log_run_hparams
 from cf_lightning.metrics.callback import RankingEvaluation
 from cf_lightning.models import build_model
 from cf_lightning.report import EpochReport
+from cf_lightning.run_names import register_resolvers
 from cf_lightning.tensorboard_extras import InterpretationLogger
+from cf_lightning.threads import apply_threads
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 OBJECTIVE = "val/loss_best"
 
 register_configs()
+register_resolvers()  # ${job_name:...}: readable sweep folder names
 # A short random id in run folder names: runs started in the same second never share a folder.
 OmegaConf.register_new_resolver("run_id", lambda: uuid.uuid4().hex[:6], use_cache=True, replace=True)
 
@@ -35,6 +39,7 @@ def train(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
     """Train ``cfg.model`` on ``cfg.data``; write checkpoints, TensorBoard events, ``epochs.csv``
     and ``metrics.json`` into ``out_dir`` (Hydra's run folder by default); return the metrics."""
     validate(cfg)
+    apply_threads(cfg.threads)
     out_dir = Path(out_dir or hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -71,7 +76,9 @@ def train(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
         report.extra |= {**results[0], "test_weights": weights or "last"}
         if trainer.is_global_zero:
             report.write()
-    return report.summary()
+    metrics = report.summary()
+    log_run_hparams(trainer, cfg, metrics)  # TensorBoard's HPARAMS tab
+    return metrics
 
 
 def _evaluation(cfg: DictConfig) -> list[pl.Callback]:
