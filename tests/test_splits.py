@@ -1,0 +1,145 @@
+"""Evaluation protocols: every split is disjoint and complete, and each holds out what it says."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cf_lightning.config import validate
+from cf_lightning.data.datamodule import CollabDataModule, load_ratings
+from cf_lightning.data.movielens import read_ratings
+from cf_lightning.data.protocols import split_rows
+from cf_lightning.data.split import by_user_split, temporal_split, time_cut_split
+from cf_lightning.errors import ConfigError, DataFormatError
+from tests.conftest import make_cfg, quick_overrides
+
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-100k"
+
+
+def write_fold(folder: Path, fold: str = "u1", every: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split ``u.data`` into ``<fold>.base`` / ``<fold>.test`` in MovieLens' tab format (every 5th row is test)."""
+    data = pd.read_csv(folder / "u.data", sep="\t", header=None)
+    is_test = np.arange(len(data)) % every == 0
+    base, test = data[~is_test], data[is_test]
+    base.to_csv(folder / f"{fold}.base", sep="\t", header=False, index=False)
+    test.to_csv(folder / f"{fold}.test", sep="\t", header=False, index=False)
+    return base, test
+
+
+def datamodule(folder: Path, *overrides: str) -> CollabDataModule:
+    cfg = make_cfg(*quick_overrides(folder, *overrides))
+    validate(cfg)
+    dm = CollabDataModule(cfg.data)
+    dm.setup("fit")
+    return dm
+
+
+def assert_disjoint_and_complete(n: int, *parts: torch.Tensor) -> None:
+    joined = torch.cat(parts)
+    assert len(joined) == n, "the parts do not add up to every row"
+    assert torch.equal(joined.sort().values, torch.arange(n)), "a row is missing or appears twice"
+
+
+@pytest.mark.parametrize("split", ["random", "temporal", "time_cut", "by_user"])
+def test_each_split_is_disjoint_and_complete(movielens_dir, split):
+    dm = datamodule(movielens_dir, f"data.split={split}")
+    parts = [dm.train_idx, dm.valid_idx] + ([dm.test_idx] if dm.has_test else [])
+    assert_disjoint_and_complete(len(dm.ratings), *parts)
+    assert all(len(part) > 0 for part in parts)
+    assert dm.has_test == (split != "random")
+
+
+def test_random_split_keeps_fastais_rows(movielens_dir):
+    dm = datamodule(movielens_dir)
+    generator = torch.Generator().manual_seed(42)
+    perm = torch.randperm(len(dm.ratings), generator=generator)
+    cut = int(0.2 * len(dm.ratings))
+    assert torch.equal(dm.valid_idx, perm[:cut]) and torch.equal(dm.train_idx, perm[cut:])
+
+
+def test_temporal_holds_out_each_users_latest_ratings(movielens_dir):
+    dm = datamodule(movielens_dir, "data.split=temporal", "data.holdout_n=3")
+    frame = dm.ratings
+    part = pd.Series("train", index=frame.index)
+    part[dm.valid_idx.numpy()] = "valid"
+    part[dm.test_idx.numpy()] = "test"
+    for user, rows in frame.assign(part=part).groupby("user"):
+        n_test = min(3, len(rows) - 1)
+        assert (rows["part"] == "test").sum() == n_test
+        latest = rows.sort_values("timestamp", kind="stable").tail(n_test)
+        assert (latest["part"] == "test").all(), f"user {user}: a test rating is not among the latest"
+        train_times = rows.loc[rows["part"] == "train", "timestamp"]
+        later = rows.loc[rows["part"] != "train", "timestamp"]
+        assert train_times.max() <= later.min(), f"user {user}: training has a rating after a held-out one"
+        assert (rows["part"] == "train").any(), f"user {user} kept no training rating"
+
+
+def test_temporal_ties_by_row_order_and_short_histories_keep_one():
+    users = np.array([1, 1, 1, 2, 3, 3])
+    times = np.array([5, 5, 1, 9, 2, 2])
+    keep, held = temporal_split(users, times, n_holdout=1)
+    # user 1: rows 0 and 1 tie at t=5, the later row (1) counts as latest; user 2 has one rating and keeps it.
+    assert held.tolist() == [1, 5]
+    assert keep.tolist() == [0, 2, 3, 4]
+
+
+def test_time_cut_holds_out_the_latest_share():
+    times = np.array([30, 10, 20, 40, 50, 60, 70, 80, 90, 100])
+    keep, held = time_cut_split(times, 0.3)
+    assert sorted(times[held]) == [80, 90, 100]
+    assert times[keep].max() < times[held].min()
+
+
+def test_by_user_holds_out_whole_users(movielens_dir):
+    dm = datamodule(movielens_dir, "data.split=by_user", "data.test_pct=0.25")
+    users = dm.ratings["user"].to_numpy()
+    test_users = set(users[dm.test_idx.numpy()])
+    seen_users = set(users[torch.cat([dm.train_idx, dm.valid_idx]).numpy()])
+    assert not test_users & seen_users
+    assert len(test_users) == int(0.25 * len(set(users)))
+    keep, held = by_user_split(users, 0.25, seed=1)
+    assert not set(users[held]) & set(users[keep])
+
+
+def test_predefined_reads_the_fold_files_exactly(movielens_dir):
+    base, test = write_fold(movielens_dir, "u2")
+    dm = datamodule(movielens_dir, "data.split=predefined", "data.fold=u2")
+    assert len(dm.train_idx) + len(dm.valid_idx) == len(base)
+    assert torch.equal(dm.test_idx, torch.arange(len(base), len(base) + len(test)))
+    assert_disjoint_and_complete(len(dm.ratings), dm.train_idx, dm.valid_idx, dm.test_idx)
+    held = dm.ratings.iloc[dm.test_idx.numpy()]
+    assert held[["user", "movie"]].to_numpy().tolist() == test[[0, 1]].to_numpy().tolist()
+    assert held["rating"].tolist() == test[2].astype(float).tolist()
+
+
+def test_predefined_without_fold_files_names_the_file_and_the_fix(movielens_dir):
+    with pytest.raises(DataFormatError, match=r"u3\.base.*data\.split=random"):
+        datamodule(movielens_dir, "data.split=predefined", "data.fold=u3")
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [("data.fold=u9", "data.fold"), ("data.holdout_n=0", "data.holdout_n"), ("data.test_pct=1.0", "data.test_pct")],
+)
+def test_bad_protocol_settings_name_the_key(movielens_dir, override, key):
+    with pytest.raises(ConfigError, match=key):
+        validate(make_cfg(*quick_overrides(movielens_dir, override)))
+
+
+def test_split_rows_is_deterministic(movielens_dir):
+    ratings = load_ratings(movielens_dir)
+    cfg = make_cfg(*quick_overrides(movielens_dir, "data.split=by_user")).data
+    first, second = split_rows(ratings, cfg), split_rows(ratings, cfg)
+    assert torch.equal(first.test, second.test) and torch.equal(first.valid, second.valid)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REAL_DATA / "u1.base").is_file(), reason=f"real MovieLens 100K not at {REAL_DATA}")
+@pytest.mark.parametrize("fold", ["u1", "u5", "ua"])
+def test_real_predefined_folds_have_their_published_sizes(fold):
+    dm = datamodule(REAL_DATA, "data.split=predefined", f"data.fold={fold}")
+    n_test = 20_000 if fold.startswith("u") and fold[1].isdigit() else 9_430
+    assert len(dm.test_idx) == n_test == len(read_ratings(REAL_DATA / f"{fold}.test"))
+    assert len(dm.train_idx) + len(dm.valid_idx) == 100_000 - n_test
