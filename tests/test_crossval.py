@@ -55,3 +55,17 @@ def test_crossval_cli_accepts_a_bare_fold_list(movielens_dir, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     saved = json.loads((tmp_path / "crossval.json").read_text())
     assert list(saved["folds"]) == ["u1", "u3"]
+
+
+def test_results_table_reads_crossval_runs_and_lists_missing_models(tmp_path):
+    from cf_lightning.results_table import main
+
+    folds = {f"u{i}": {"test/rmse": 0.9 + i / 100, "test/mae": 0.7} for i in range(1, 6)}
+    summary = summarize(folds)
+    (tmp_path / "cv-dotbias").mkdir()
+    (tmp_path / "cv-dotbias" / "crossval.json").write_text(json.dumps({"summary": summary, "folds": folds}))
+    out = tmp_path / "table.md"
+    main(["--runs", str(tmp_path), "--models", "dotbias,embnn", "--out", str(out)])
+    text = out.read_text()
+    assert "| dotbias | 0.9100 | 0.7000 | 0.9300 ± 0.0141 | 0.7000 ± 0.0000 | – | – |" in text
+    assert "No results yet for: embnn." in text and "GLocal-K" in text
