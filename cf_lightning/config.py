@@ -7,6 +7,8 @@ catches wrong types and misspelt keys at composition, ``validate`` the ranges).
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,6 +129,10 @@ class OptimizerConfig:
         _check(self.wd >= 0, "optimizer.wd", f"must be >= 0, got {self.wd}")
         _check(0 < self.pct_start < 1, "optimizer.pct_start", f"must be in (0, 1), got {self.pct_start}")
         _check(len(self.moms) == 3, "optimizer.moms", f"must be [start, middle, end], got {list(self.moms)}")
+        _check(all(0 <= m < 1 for m in self.moms), "optimizer.moms", f"must be in [0, 1), got {list(self.moms)}")
+        _check(0 <= self.beta2 < 1, "optimizer.beta2", f"must be in [0, 1), got {self.beta2}")
+        for key in ("div", "div_final", "eps"):
+            _check(getattr(self, key) > 0, f"optimizer.{key}", f"must be > 0, got {getattr(self, key)}")
 
 
 @dataclass
@@ -230,7 +236,36 @@ def register_configs() -> None:
 
 
 def validate(cfg: DictConfig) -> TrainConfig:
-    """Check every range in ``cfg`` (raising ConfigError naming the key) and return it typed."""
+    """Check every key, model name and range in ``cfg`` (raising ConfigError naming the key) and return it typed."""
     if OmegaConf.get_type(cfg.model) is dict:
         raise ConfigError(f"model: {cfg.model.get('name')!r} has no schema; known models: {sorted(MODEL_SCHEMAS)}")
+    name = cfg.model.get("name")
+    _check(name in MODEL_SCHEMAS, "model.name", f"{name!r} is not a model; allowed values: {', '.join(MODEL_SCHEMAS)}")
+    schema = OmegaConf.get_type(cfg.model)
+    _check(
+        isinstance(schema, type) and issubclass(schema, MODEL_SCHEMAS[name]),
+        "model.name",
+        f"{name!r} does not fit the selected model's keys ({sorted(cfg.model)}); choose the model with "
+        f"model={name}, not model.name={name}",
+    )
+    _check_known_keys(cfg)
     return OmegaConf.to_object(cfg)
+
+
+def _check_known_keys(node: DictConfig, prefix: str = "") -> None:
+    """Refuse keys a schema lacks: Hydra lets ``+model.n_factor=5`` add one, which would be silently ignored."""
+    schema = OmegaConf.get_type(node)
+    if dataclasses.is_dataclass(schema):
+        allowed = [field.name for field in dataclasses.fields(schema)]
+        for key in node:
+            if key not in allowed:
+                close = difflib.get_close_matches(str(key), allowed, n=1)
+                hint = f"did you mean {prefix}{close[0]}? " if close else ""
+                raise ConfigError(
+                    f"{prefix}{key}: not a key of {prefix.rstrip('.') or 'the config'}; {hint}"
+                    f"allowed keys: {', '.join(allowed)}"
+                )
+    for key in node:
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_none() and not child._is_missing():
+            _check_known_keys(child, f"{prefix}{key}.")
