@@ -18,6 +18,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from cf_lightning.checkpoint_info import CheckpointInfo
 from cf_lightning.config import register_configs, validate
 from cf_lightning.data.datamodule import CollabDataModule
+from cf_lightning.distributed import hydra_ddp_job
 from cf_lightning.hparams_log import log_run_hparams
 from cf_lightning.metrics.callback import RankingEvaluation
 from cf_lightning.models import build_model
@@ -120,7 +121,8 @@ def _logger(cfg: DictConfig, out_dir: Path):
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
-    return train(cfg)[OBJECTIVE]
+    with hydra_ddp_job("cf_lightning.train"):  # DDP's child ranks run this job alone
+        return train(cfg)[OBJECTIVE]
 
 
 if __name__ == "__main__":

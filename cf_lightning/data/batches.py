@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import torch
@@ -24,12 +23,25 @@ class RatingTensors(Dataset):
         return self.users[rows], self.items[rows], self.ratings[rows]
 
 
+# Under DDP every rank gets at least this many rows of each step's global batch: a rank with one
+# row would break BatchNorm in training mode, and a rank with none would compute a NaN mean loss.
+MIN_ROWS_PER_RANK = 2
+
+
 class EpochBatchSampler(Sampler[torch.Tensor]):
-    """Yields tensors of row indices, one per batch.
+    """Yields tensors of row indices, one per batch (one per optimizer step in training).
 
     Shuffling uses ``seed + epoch``, so an epoch's order depends only on those two numbers (a
-    resumed run sees the same batches). With ``world_size > 1`` every rank draws the same
-    permutation and keeps its own contiguous shard, so the shards are disjoint.
+    resumed run sees the same batches).
+
+    ``batch_size`` is the GLOBAL batch: the rows of one step summed over all ranks. Every rank
+    draws the same permutation, cuts it into the same global batches and keeps its own contiguous
+    piece of each (pieces differ in size by at most one row). So every rank runs the same number
+    of steps (a rank with one batch fewer would leave the others waiting in DDP's all-reduce for
+    ever), one step's pieces are disjoint, and a run on N processes takes the same steps, on the
+    same rows, with the same learning-rate schedule as a run on one. Without ``drop_last`` every row
+    is in exactly one batch of the epoch: a final partial batch too small to give each rank
+    ``MIN_ROWS_PER_RANK`` rows joins the batch before it. With one process this is plain slicing.
     """
 
     def __init__(
@@ -45,6 +57,14 @@ class EpochBatchSampler(Sampler[torch.Tensor]):
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+        if world_size > 1 and batch_size < MIN_ROWS_PER_RANK * world_size:
+            raise ValueError(
+                f"batch size {batch_size} is the global batch (data.batch_size / data.eval_batch_size): with "
+                f"{world_size} processes it must be at least {MIN_ROWS_PER_RANK * world_size} "
+                f"({MIN_ROWS_PER_RANK} rows per process); raise it"
+            )
         self.n, self.batch_size = n, batch_size
         self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed
         self.rank, self.world_size = rank, world_size
@@ -54,26 +74,34 @@ class EpochBatchSampler(Sampler[torch.Tensor]):
         """Called by Lightning at the start of every epoch."""
         self.epoch = epoch
 
-    def _shard(self) -> torch.Tensor:
+    def _order(self) -> torch.Tensor:
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(self.n, generator=generator)
-        else:
-            order = torch.arange(self.n)
-        return torch.tensor_split(order, self.world_size)[self.rank]
+            return torch.randperm(self.n, generator=generator)
+        return torch.arange(self.n)
 
-    def _shard_size(self) -> int:
-        base, extra = divmod(self.n, self.world_size)
-        return base + (1 if self.rank < extra else 0)
+    def _piece(self, start: int, stop: int) -> tuple[int, int]:
+        """This rank's part of the global batch ``[start, stop)``, cut as ``torch.tensor_split`` cuts."""
+        base, extra = divmod(stop - start, self.world_size)
+        first = start + self.rank * base + min(self.rank, extra)
+        return first, first + base + (1 if self.rank < extra else 0)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        rows = self._shard()
-        for batch in range(len(self)):
-            yield rows[batch * self.batch_size : (batch + 1) * self.batch_size]
+        order = self._order()
+        n_batches = len(self)
+        for batch in range(n_batches):
+            start = batch * self.batch_size
+            last_keeps_tail = batch == n_batches - 1 and not self.drop_last
+            stop = self.n if last_keeps_tail else start + self.batch_size
+            first, end = self._piece(start, stop)
+            yield order[first:end]
 
     def __len__(self) -> int:
-        size = self._shard_size()
-        return size // self.batch_size if self.drop_last else math.ceil(size / self.batch_size)
+        full, tail = divmod(self.n, self.batch_size)
+        if tail == 0 or self.drop_last:
+            return full
+        min_tail = MIN_ROWS_PER_RANK * self.world_size if self.world_size > 1 else 1
+        return full if full > 0 and tail < min_tail else full + 1
 
 
 def _as_batch(batch):

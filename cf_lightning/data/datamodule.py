@@ -112,14 +112,17 @@ class CollabDataModule(pl.LightningDataModule):
         return RatingTensors(t.users[rows], t.items[rows], t.ratings[rows])
 
     def _loader(self, rows: torch.Tensor, batch_size: int, *, train: bool):
+        world_size = self.trainer.world_size if self.trainer else 1
         sampler = EpochBatchSampler(
             len(rows),
-            batch_size,
+            batch_size,  # the global batch: under DDP each rank gets its share (README "Scaling out")
             shuffle=train,
-            drop_last=train,  # as fastai's training DataLoader
+            # fastai's training DataLoader drops the last partial batch; under DDP it is kept, so the
+            # ranks' shards together cover every training row exactly once per epoch.
+            drop_last=train and world_size == 1,
             seed=self.seed,
             rank=self.trainer.global_rank if self.trainer else 0,
-            world_size=self.trainer.world_size if self.trainer else 1,
+            world_size=world_size,
         )
         return batch_loader(self.subset(rows), sampler)
 
