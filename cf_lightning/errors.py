@@ -23,3 +23,11 @@ class UnsafeArchiveError(CFLightningError):
 
 class ConfigError(CFLightningError, ValueError):
     """A configuration value is invalid; the message names the key."""
+
+
+class NonFiniteLossError(CFLightningError, FloatingPointError):
+    """The training loss became NaN or infinite; the message names the step and what to change."""
+
+
+class CheckpointMismatchError(CFLightningError, ValueError):
+    """A checkpoint does not fit the data or model it is loaded with (e.g. another vocabulary)."""

@@ -29,6 +29,13 @@ class EpochReport(pl.Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._epoch_start = time.perf_counter()
 
+    # Saved in checkpoints (plain data), so a resumed run's table and best values include the epochs before.
+    def state_dict(self) -> dict:
+        return {"rows": self.rows, "last": self.last}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.rows, self.last = list(state_dict["rows"]), dict(state_dict["last"])
+
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         # Runs after the epoch's validation; val/* and train/loss are in callback_metrics.
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}

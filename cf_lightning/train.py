@@ -22,6 +22,7 @@ from cf_lightning.distributed import hydra_ddp_job
 from cf_lightning.hparams_log import log_run_hparams
 from cf_lightning.metrics.callback import RankingEvaluation
 from cf_lightning.models import build_model
+from cf_lightning.nonfinite import NonFiniteLossGuard
 from cf_lightning.report import EpochReport
 from cf_lightning.run_names import register_resolvers
 from cf_lightning.tensorboard_extras import InterpretationLogger
@@ -59,7 +60,7 @@ def train(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
     trainer = pl.Trainer(
         max_epochs=cfg.epochs,
         default_root_dir=out_dir,
-        callbacks=[report, *_callbacks(cfg, out_dir), *_evaluation(cfg)],
+        callbacks=[NonFiniteLossGuard(), report, *_callbacks(cfg, out_dir), *_evaluation(cfg)],
         logger=_logger(cfg, out_dir),
         enable_progress_bar=cfg.callbacks.progress_bar_refresh_rate > 0,
         enable_checkpointing=cfg.callbacks.checkpoint,
@@ -68,12 +69,13 @@ def train(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
         use_distributed_sampler=False,  # our sampler shards by rank itself
         **OmegaConf.to_container(cfg.accelerator, resolve=True),
     )
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    # weights_only: a checkpoint holds tensors and plain data only, so loading one never runs pickled code.
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     if datamodule.has_test:  # the protocol has a test set: score it once, with the best weights by val/loss
         # Closed-form baselines take no optimizer step, so ModelCheckpoint saves no "best" for them.
         saved_best = trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_path
         weights = "best" if saved_best else None
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=weights, verbose=False)
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=weights, verbose=False, weights_only=True)
         report.extra |= {**results[0], "test_weights": weights or "last"}
         if trainer.is_global_zero:
             report.write()

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torchmetrics import MeanAbsoluteError, MeanSquaredError
 
 from cf_lightning.data.datamodule import CollabVocab
+from cf_lightning.models.vocab_match import require_same_vocab
 from cf_lightning.optim import one_cycle
 
 VOCAB_KEY = "cf_lightning_vocab"
@@ -138,4 +139,8 @@ class CollabModel(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if VOCAB_KEY in checkpoint:
-            self.vocab = CollabVocab.from_dict(checkpoint[VOCAB_KEY])
+            saved = CollabVocab.from_dict(checkpoint[VOCAB_KEY])
+            if self.vocab is not None:  # resuming on data already loaded: it must be the same ids, row for row
+                trainer = self._trainer
+                require_same_vocab(saved, self.vocab, trainer.ckpt_path if trainer is not None else None)
+            self.vocab = saved
