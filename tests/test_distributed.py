@@ -272,3 +272,20 @@ def test_child_command_is_the_job_not_the_sweep(tmp_path, monkeypatch):
         "hydra.output_subdir=null",
         "hydra.job.name=train_ddp_rank1",
     ]
+
+
+def test_slurm_launcher_follows_the_accelerator_config():
+    """hydra/launcher=slurm asks SLURM for the nodes and one task per GPU that the Trainer expects."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason='optional extra: pip install -e ".[slurm]"')
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from cf_lightning.train import CONFIG_DIR
+
+    overrides = ["hydra/launcher=slurm", "accelerator=multinode", "accelerator.num_nodes=3", "accelerator.devices=4"]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    launcher = instantiate(cfg.hydra.launcher)
+    assert type(launcher).__name__ == "SlurmLauncher"
+    assert (launcher.params["nodes"], launcher.params["tasks_per_node"], launcher.params["gpus_per_node"]) == (3, 4, 4)
+    assert cfg.accelerator.strategy == "ddp"
