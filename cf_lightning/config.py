@@ -110,6 +110,57 @@ def _check_y_range(y_range: list[float] | None) -> None:
 
 
 @dataclass
+class DotProductConfig(ModelConfig):
+    """DotProduct and fastai's EmbeddingDotBias: ``y_range`` may be null (no squashing)."""
+
+    n_factors: int = MISSING
+    y_range: list[float] | None = MISSING
+
+    def __post_init__(self) -> None:
+        _check(self.n_factors > 0, "model.n_factors", f"must be > 0, got {self.n_factors}")
+        _check_y_range(self.y_range)
+
+
+def _check_emb_size(key: str, size: int | None) -> None:
+    _check(size is None or size > 0, f"model.{key}", f"must be > 0 or null (fastai's get_emb_sz rule), got {size}")
+
+
+@dataclass
+class CollabNNConfig(ModelConfig):
+    user_emb_size: int | None = MISSING  # null = fastai's rule, min(600, round(1.6 * n**0.56))
+    item_emb_size: int | None = MISSING
+    n_act: int = MISSING
+    y_range: list[float] | None = MISSING
+
+    def __post_init__(self) -> None:
+        _check_emb_size("user_emb_size", self.user_emb_size)
+        _check_emb_size("item_emb_size", self.item_emb_size)
+        _check(self.n_act > 0, "model.n_act", f"must be > 0, got {self.n_act}")
+        _check_y_range(self.y_range)
+
+
+@dataclass
+class EmbeddingNNConfig(ModelConfig):
+    layers: list[int] = MISSING
+    user_emb_size: int | None = MISSING
+    item_emb_size: int | None = MISSING
+    dropout: float = MISSING
+    embed_dropout: float = MISSING
+    use_bn: bool = MISSING
+    lin_first: bool = MISSING
+    y_range: list[float] | None = MISSING
+
+    def __post_init__(self) -> None:
+        ok = len(self.layers) > 0 and all(n > 0 for n in self.layers)
+        _check(ok, "model.layers", f"must be a non-empty list of sizes > 0, got {list(self.layers)}")
+        _check_emb_size("user_emb_size", self.user_emb_size)
+        _check_emb_size("item_emb_size", self.item_emb_size)
+        for key in ("dropout", "embed_dropout"):
+            _check(0 <= getattr(self, key) < 1, f"model.{key}", f"must be in [0, 1), got {getattr(self, key)}")
+        _check_y_range(self.y_range)
+
+
+@dataclass
 class OptimizerConfig:
     """fastai's ``fit_one_cycle``: AdamW + one-cycle lr and momentum, stepped every batch."""
 
@@ -214,7 +265,13 @@ class PopularityConfig(ModelConfig):
 
 
 MODEL_SCHEMAS: dict[str, type[ModelConfig]] = {
+    "dot": DotProductConfig,
+    "dot_range": DotProductConfig,
     "dotbias": DotBiasConfig,
+    "dotbias_params": DotBiasConfig,
+    "embdotbias": DotProductConfig,
+    "collabnn": CollabNNConfig,
+    "embnn": EmbeddingNNConfig,
     "global_mean": ModelConfig,
     "bias_only": BiasOnlyConfig,
     "popularity": PopularityConfig,

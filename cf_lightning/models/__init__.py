@@ -4,10 +4,22 @@ from __future__ import annotations
 
 from cf_lightning.models.base import CollabModel
 from cf_lightning.models.baselines import BiasOnly, GlobalMean, Popularity
+from cf_lightning.models.collab_nn import CollabNN
+from cf_lightning.models.dot import DotProduct
 from cf_lightning.models.dot_bias import DotProductBias
+from cf_lightning.models.dot_bias_params import DotProductBiasParams
+from cf_lightning.models.embedding_dot_bias import EmbeddingDotBias
+from cf_lightning.models.embedding_nn import EmbeddingNN
 
+# The chapter's models in its order; `dot` and `dot_range` are one class (y_range null or set).
 MODELS: dict[str, type[CollabModel]] = {
+    "dot": DotProduct,
+    "dot_range": DotProduct,
     "dotbias": DotProductBias,
+    "dotbias_params": DotProductBiasParams,
+    "embdotbias": EmbeddingDotBias,
+    "collabnn": CollabNN,
+    "embnn": EmbeddingNN,
     # Baselines (cf_lightning/models/baselines.py)
     "global_mean": GlobalMean,
     "bias_only": BiasOnly,

@@ -22,3 +22,8 @@ def embedding(n: int, dim: int, std: float = 0.01) -> nn.Embedding:
     emb = nn.Embedding(n, dim)
     trunc_normal_(emb.weight, std)
     return emb
+
+
+def emb_sz_rule(n_cat: int) -> int:
+    """fastai's embedding width for a vocabulary of ``n_cat`` values: ``min(600, round(1.6 * n_cat**0.56))``."""
+    return min(600, round(1.6 * n_cat**0.56))

@@ -1,0 +1,35 @@
+"""The chapter's first model: DotProduct, with or without ``sigmoid_range``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cf_lightning.models.base import CollabModel
+from cf_lightning.models.layers import embedding, sigmoid_range
+
+
+class DotProduct(CollabModel):
+    """``user · item`` with fastai-initialised ``nn.Embedding`` tables; squashed into ``y_range`` if given.
+
+    ``y_range=None`` is the chapter's first model (``model=dot``); ``(0, 5.5)`` its second (``model=dot_range``).
+    """
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        n_factors: int,
+        y_range: Sequence[float] | None = None,
+        optimizer: dict | None = None,
+    ) -> None:
+        super().__init__(n_users, n_items, optimizer)
+        self.user_factors = embedding(n_users, n_factors)
+        self.item_factors = embedding(n_items, n_factors)
+        self.y_range = None if y_range is None else tuple(y_range)
+
+    def forward(self, users, items):
+        dot = (self.user_factors(users) * self.item_factors(items)).sum(dim=1)
+        return dot if self.y_range is None else sigmoid_range(dot, *self.y_range)
+
+    def item_factor_weights(self):
+        return self.item_factors.weight

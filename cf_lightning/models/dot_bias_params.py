@@ -1,0 +1,49 @@
+"""The chapter's "Creating our own embedding module": DotProductBias with hand-made parameter tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from cf_lightning.models.base import CollabModel
+from cf_lightning.models.layers import sigmoid_range
+
+
+def create_params(*size: int) -> nn.Parameter:
+    """The chapter's ``create_params``: a table drawn from N(0, 0.01), no truncation."""
+    return nn.Parameter(torch.zeros(*size).normal_(0, 0.01))
+
+
+class DotProductBiasParams(CollabModel):
+    """``DotProductBias`` without ``nn.Embedding``: plain ``nn.Parameter`` tables indexed by the ids.
+
+    Indexing a parameter picks rows exactly as an embedding lookup does (the chapter's point); the
+    parameters are created in the chapter's order (user factors, user bias, item factors, item bias).
+    """
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        n_factors: int,
+        y_range: Sequence[float] = (0.0, 5.5),
+        optimizer: dict | None = None,
+    ) -> None:
+        super().__init__(n_users, n_items, optimizer)
+        self.user_factors = create_params(n_users, n_factors)
+        self.user_bias = create_params(n_users)
+        self.item_factors = create_params(n_items, n_factors)
+        self.item_bias = create_params(n_items)
+        self.y_range = tuple(y_range)
+
+    def forward(self, users, items):
+        dot = (self.user_factors[users] * self.item_factors[items]).sum(dim=1)
+        return sigmoid_range(dot + self.user_bias[users] + self.item_bias[items], *self.y_range)
+
+    def item_factor_weights(self):
+        return self.item_factors
+
+    def item_bias_weights(self):
+        return self.item_bias

@@ -1,0 +1,42 @@
+"""fastai's ``EmbeddingDotBias``: the model ``collab_learner(n_factors=50, y_range=(0, 5.5))`` builds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cf_lightning.models.base import CollabModel
+from cf_lightning.models.layers import embedding, sigmoid_range
+
+
+class EmbeddingDotBias(CollabModel):
+    """``user · item + user_bias + item_bias``, squashed into ``y_range`` unless it is None.
+
+    The same function as the chapter's ``DotProductBias``; fastai's names and creation order
+    (``u_weight, i_weight, u_bias, i_bias``) are kept so a seed draws the same initial tables.
+    """
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        n_factors: int,
+        y_range: Sequence[float] | None = (0.0, 5.5),
+        optimizer: dict | None = None,
+    ) -> None:
+        super().__init__(n_users, n_items, optimizer)
+        self.u_weight = embedding(n_users, n_factors)
+        self.i_weight = embedding(n_items, n_factors)
+        self.u_bias = embedding(n_users, 1)
+        self.i_bias = embedding(n_items, 1)
+        self.y_range = None if y_range is None else tuple(y_range)
+
+    def forward(self, users, items):
+        dot = (self.u_weight(users) * self.i_weight(items)).sum(dim=1)
+        scores = dot + self.u_bias(users)[:, 0] + self.i_bias(items)[:, 0]
+        return scores if self.y_range is None else sigmoid_range(scores, *self.y_range)
+
+    def item_factor_weights(self):
+        return self.i_weight.weight
+
+    def item_bias_weights(self):
+        return self.i_bias.weight[:, 0]
