@@ -1,27 +1,37 @@
 """fastai's ``lr_find`` for any model here: ``python -m cf_lightning.lr_find [model=...] [overrides]``.
 
-The learning-rate range test: train from the initial weights for ``lr_find.num_training`` batches
-while the learning rate grows exponentially from ``min_lr`` to ``max_lr``, stop once the smoothed
-loss exceeds ``early_stop_threshold`` x its best, and plot loss against lr (``lr_find.png`` in the
-run folder). It prints two suggestions: fastai's default ("valley": a point in the longest stretch
-where the loss keeps falling) and Lightning's (the steepest fall). Uses the same config as training
-(``conf/lr_find.yaml`` adds the range test's settings) and Lightning's tuner for the test itself.
+The learning-rate range test: from the initial weights, train ``lr_find.num_training`` batches with
+the lr growing exponentially from ``min_lr`` towards ``max_lr``, record the smoothed loss, stop once
+it exceeds ``early_stop_threshold`` x its minimum, and plot loss against lr (``lr_find.png`` in the
+run folder). It prints fastai's two suggestions: ``valley`` (fastai's default, about halfway down the
+longest stretch of falling loss) and ``steep`` (the steepest fall). Same config as training
+(``conf/lr_find.yaml`` adds the test's settings), same optimizer (AdamW with ``optimizer.wd``); on the CPU,
+which 100 small batches do not need more than.
+
+A plain loop rather than Lightning's tuner: with this package's manual optimization the tuner's
+loss smoothing counts a step too many (it reads ``global_step`` after our ``optimizer.step()``),
+which bends the start of the curve and drags its suggestion to the smallest lrs.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from cf_lightning.config import TrainConfig, _check
 from cf_lightning.data.datamodule import CollabDataModule
+from cf_lightning.errors import ConfigError
 from cf_lightning.models import build_model
+from cf_lightning.optim import param_groups
 from cf_lightning.threads import apply_threads
 from cf_lightning.train import CONFIG_DIR  # also registers the train config schemas and resolvers
 
@@ -50,15 +60,18 @@ class LRFindRunConfig(TrainConfig):
 ConfigStore.instance().store(name="lr_find_schema", node=LRFindRunConfig)
 
 
+SMOOTHING = 0.98  # fastai's Recorder: exponential moving average of the loss, debiased
+
+
 @dataclass
 class LRFindResult:
     lrs: list[float]
-    losses: list[float]  # smoothed, as fastai and Lightning plot them
+    losses: list[float]  # smoothed, as fastai plots them
     valley: float | None  # fastai's default suggestion
-    steepest: float | None  # Lightning's suggestion
+    steep: float | None  # fastai's steepest-slope suggestion
 
     def to_dict(self) -> dict:
-        return {"valley": self.valley, "steepest": self.steepest, "lrs": self.lrs, "losses": self.losses}
+        return {"valley": self.valley, "steep": self.steep, "lrs": self.lrs, "losses": self.losses}
 
 
 def valley(lrs: list[float], losses: list[float]) -> float | None:
@@ -80,10 +93,53 @@ def valley(lrs: list[float], losses: list[float]) -> float | None:
     return float(lrs[max_start + int(sections) + int(sections / 2)])
 
 
+def steep(lrs: list[float], losses: list[float]) -> float | None:
+    """fastai's ``steep`` suggestion: the lr where the loss falls fastest per unit of log(lr)."""
+    if len(losses) < 2:
+        return None
+    slopes = [(losses[i + 1] - losses[i]) / math.log(lrs[i + 1] / lrs[i]) for i in range(len(losses) - 1)]
+    return float(lrs[min(range(len(slopes)), key=slopes.__getitem__)])
+
+
+def suggestion_window(lrs: list[float], losses: list[float]) -> tuple[list[float], list[float]]:
+    """What fastai suggests from: without the first tenth (noise) and the last 5 points (divergence),
+    and cut at the first NaN."""
+    skip = len(losses) // 10
+    lrs, losses = (lrs[skip:-5], losses[skip:-5]) if len(losses) - skip > 5 else (lrs, losses)
+    nan = next((i for i, x in enumerate(losses) if math.isnan(x)), len(losses))
+    return lrs[:nan], losses[:nan]
+
+
+def range_test(model: torch.nn.Module, batches, optimizer: torch.optim.Optimizer, settings) -> tuple[list, list]:
+    """Train on ``batches`` (an iterable of (users, items, ratings), re-iterated as needed) with the lr
+    rising exponentially; return the lrs and the smoothed losses, as fastai's ``LRFinder`` records them."""
+    n, min_lr, max_lr = settings.num_training, settings.min_lr, settings.max_lr
+    lrs: list[float] = []
+    losses: list[float] = []
+    average, best = 0.0, math.inf
+    model.train()
+    while len(lrs) < n:
+        for users, items, ratings in batches:
+            lr = min_lr * (max_lr / min_lr) ** (len(lrs) / n)  # fastai's SchedExp at pos = iter / num_it
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss = F.mse_loss(model(users, items), ratings)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            average = SMOOTHING * average + (1 - SMOOTHING) * loss.item()  # one sync per step: this is not training
+            smoothed = average / (1 - SMOOTHING ** (len(lrs) + 1))
+            lrs.append(lr)
+            losses.append(smoothed)
+            best = min(best, smoothed)
+            threshold = settings.early_stop_threshold
+            if len(lrs) >= n or math.isnan(smoothed) or (threshold is not None and smoothed > threshold * best):
+                return lrs, losses
+    return lrs, losses
+
+
 def lr_find(cfg: DictConfig, out_dir: str | Path) -> LRFindResult:
     """Run the range test for ``cfg.model`` on ``cfg.data``; write the plot and numbers into ``out_dir``."""
-    from pytorch_lightning.tuner import Tuner
-
     OmegaConf.to_object(cfg)  # range checks, as train() does, naming the key
     apply_threads(cfg.threads)
     out_dir = Path(out_dir)
@@ -93,40 +149,16 @@ def lr_find(cfg: DictConfig, out_dir: str | Path) -> LRFindResult:
     datamodule.prepare_data()
     datamodule.setup("fit")
     model = build_model(
-        OmegaConf.to_container(cfg.model, resolve=True),
-        datamodule.n_users,
-        datamodule.n_items,
-        optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
+        OmegaConf.to_container(cfg.model, resolve=True), datamodule.n_users, datamodule.n_items, optimizer=None
     )
-    trainer = pl.Trainer(
-        max_steps=cfg.lr_find.num_training,  # however many epochs that takes; sizes the model's schedule
-        default_root_dir=out_dir,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,  # the range test reads the training loss only
-        use_distributed_sampler=False,
-        **OmegaConf.to_container(cfg.accelerator, resolve=True),
-    )
-    settings = cfg.lr_find
-    finder = Tuner(trainer).lr_find(
-        model,
-        datamodule=datamodule,
-        min_lr=settings.min_lr,
-        max_lr=settings.max_lr,
-        num_training=settings.num_training,
-        early_stop_threshold=settings.early_stop_threshold,
-        update_attr=False,
-    )
-    lrs = [float(x) for x in finder.results["lr"]]
-    losses = [float(x) for x in finder.results["loss"]]
-    # fastai drops the first tenth and the last 5 points before suggesting: the start is flat noise
-    # and the end is the divergence.
-    skip = len(losses) // 10
-    kept_lrs, kept_losses = lrs[skip:-5] or lrs, losses[skip:-5] or losses
-    steepest = finder.suggestion()
-    result = LRFindResult(lrs, losses, valley(kept_lrs, kept_losses), float(steepest) if steepest else None)
+    opt = cfg.optimizer
+    groups = param_groups(model, opt.wd, opt.wd_bn_bias)
+    if not any(p.requires_grad for group in groups for p in group["params"]):
+        raise ConfigError(f"model={cfg.model.name}: has no trainable parameters, so it has no learning rate to find")
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr_find.min_lr, betas=(opt.moms[0], opt.beta2), eps=opt.eps)
+    lrs, losses = range_test(model, datamodule.train_dataloader(), optimizer, cfg.lr_find)
+    window = suggestion_window(lrs, losses)
+    result = LRFindResult(lrs, losses, valley(*window), steep(*window))
     (out_dir / RESULT_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     plot(result, out_dir / PLOT_FILE)
     return result
@@ -141,7 +173,7 @@ def plot(result: LRFindResult, path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     ax.plot(result.lrs, result.losses)
-    for name, lr, color in (("valley", result.valley, "tab:red"), ("steepest", result.steepest, "tab:green")):
+    for name, lr, color in (("valley", result.valley, "tab:red"), ("steep", result.steep, "tab:green")):
         if lr is not None:
             ax.axvline(lr, color=color, linestyle="--", label=f"{name} {lr:.2e}")
     ax.set_xscale("log")
@@ -159,7 +191,7 @@ def main(cfg: DictConfig) -> float | None:
     out_dir = hydra.core.hydra_config.HydraConfig.get().runtime.output_dir
     result = lr_find(cfg, out_dir)
     print(f"valley (fastai's default): {result.valley:.3g}" if result.valley else "valley: none (too few points)")
-    print(f"steepest (Lightning's):    {result.steepest:.3g}" if result.steepest else "steepest: none")
+    print(f"steep (steepest fall):     {result.steep:.3g}" if result.steep else "steep: none")
     print(f"plot: {Path(out_dir) / PLOT_FILE}")
     return result.valley
 

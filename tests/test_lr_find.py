@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 
 from cf_lightning import lr_find as cli
 from cf_lightning.errors import ConfigError
-from cf_lightning.lr_find import PLOT_FILE, RESULT_FILE, lr_find, valley
+from cf_lightning.lr_find import PLOT_FILE, RESULT_FILE, lr_find, steep, valley
 from cf_lightning.train import CONFIG_DIR
 from tests.conftest import quick_overrides
 
@@ -41,18 +41,33 @@ def test_range_test_sweeps_the_lr_exponentially_and_saves_its_plot(movielens_dir
     cfg = lr_find_cfg(*quick_overrides(movielens_dir), "lr_find.num_training=40", "lr_find.early_stop_threshold=null")
     result = lr_find(cfg, tmp_path)
     assert len(result.lrs) == len(result.losses) == 40
-    assert result.lrs[0] == pytest.approx(cfg.lr_find.min_lr, rel=0.5)
-    # A constant factor from step to step: exponential. (Lightning's finder records its first lr one
-    # scheduler step early, so the first ratio is the factor squared.)
-    ratios = [b / a for a, b in zip(result.lrs[1:], result.lrs[2:])]
-    assert max(ratios) == pytest.approx(min(ratios), rel=1e-3) and ratios[0] > 1
-    assert result.lrs[-1] <= cfg.lr_find.max_lr
+    assert result.lrs[0] == pytest.approx(cfg.lr_find.min_lr)
+    ratios = [b / a for a, b in zip(result.lrs, result.lrs[1:])]  # a constant factor: exponential
+    factor = (cfg.lr_find.max_lr / cfg.lr_find.min_lr) ** (1 / 40)
+    assert max(ratios) == pytest.approx(factor) and min(ratios) == pytest.approx(factor)
     assert all(math.isfinite(x) for x in result.losses)
-    for suggestion in (result.valley, result.steepest):
+    for suggestion in (result.valley, result.steep):
         assert cfg.lr_find.min_lr <= suggestion <= cfg.lr_find.max_lr
     assert (tmp_path / PLOT_FILE).read_bytes().startswith(b"\x89PNG")
     saved = json.loads((tmp_path / RESULT_FILE).read_text())
     assert saved["valley"] == result.valley and saved["losses"] == result.losses
+
+
+def test_steep_is_where_the_loss_falls_fastest_per_log_lr():
+    lrs = [10 ** (-5 + i / 10) for i in range(50)]
+    losses = [2.0 - 0.01 * i for i in range(50)]
+    losses[31] -= 0.3  # the steepest fall: from point 30 to 31
+    losses[32:] = [x - 0.3 for x in losses[32:]]
+    assert steep(lrs, losses) == lrs[30]
+
+
+def test_range_test_stops_when_the_loss_diverges(movielens_dir, tmp_path):
+    # lr up to 1e6 blows the loss up long before 60 batches; fastai stops at 4x the best loss.
+    cfg = lr_find_cfg(*quick_overrides(movielens_dir), "lr_find.num_training=60", "lr_find.max_lr=1000000.0")
+    result = lr_find(cfg, tmp_path)
+    assert len(result.lrs) < 60
+    last = result.losses[-1]
+    assert math.isnan(last) or last > cfg.lr_find.early_stop_threshold * min(result.losses[:-1])
 
 
 def test_range_test_settings_are_checked():
