@@ -181,9 +181,9 @@ class Recommender:
         """Fit a new user's parameters (factors and bias) to ``ratings`` with every item table frozen.
 
         Returns the model's parameters with each user table replaced by one row, the new user's, for
-        ``torch.func.functional_call`` with user row 0 (unchanged for models that ignore the user). A MAP fit: squared errors plus ``l2`` times
-        the squared distance from the average trained user in units of the trained users' spread, so a
-        few ratings move it only as far as they justify.
+        ``torch.func.functional_call`` with user row 0 (unchanged for models that ignore the user).
+        A MAP fit: squared errors plus ``l2`` times the squared distance from the average trained user
+        in units of the trained users' spread, so a few ratings move it only as far as they justify.
         """
         if not ratings:
             raise ValueError("fold_in needs at least one rating, e.g. {'Toy Story (1995)': 5}")
