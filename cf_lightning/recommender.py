@@ -87,7 +87,7 @@ class Recommender:
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"{path}: no such checkpoint file; runs write theirs to <run folder>/checkpoints/")
-        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)  # never runs pickled code
         if VOCAB_KEY not in checkpoint:
             raise CheckpointError(
                 f"{path}: the checkpoint has no vocabulary ({VOCAB_KEY!r}); it was not written by "
