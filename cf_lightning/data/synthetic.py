@@ -121,3 +121,89 @@ def _sample_pairs(rng, n_users, n_items, n_ratings, exponent):
                 break
     pairs = np.array(sorted(seen))[:n_ratings]
     return pairs[:, 0] + 1, pairs[:, 1] + 1
+
+
+def generate_movielens_fast(
+    dest: str | Path,
+    *,
+    n_users: int,
+    n_items: int,
+    n_ratings: int,
+    n_factors: int = 8,
+    noise: float = 0.3,
+    popularity_exponent: float = 0.5,
+    seed: int = 0,
+    chunk_rows: int = 2_000_000,
+) -> Planted:
+    """``generate_movielens`` for tens of millions of ratings (MovieLens 25M's size in a minute).
+
+    The same files and the same kind of planted model, every user and item rated, each pair at
+    most once; but the pairs are drawn, scored and written by whole-array operations, so a seed
+    gives a different set than ``generate_movielens`` does. The default popularity is milder
+    (exponent 0.5): with Zipf's 1.0 the most popular items would need more distinct raters than
+    there are users.
+    """
+    import pandas as pd  # only here: the small generator above must stay importable without it
+
+    if n_ratings > n_users * n_items:
+        raise ValueError(f"n_ratings={n_ratings} exceeds the {n_users * n_items} possible (user, item) pairs")
+    rng = np.random.default_rng(seed)
+    planted = Planted(
+        user_factors=rng.normal(0, 0.6, (n_users, n_factors)),
+        item_factors=rng.normal(0, 0.6, (n_items, n_factors)),
+        user_bias=rng.normal(0, 0.4, n_users),
+        item_bias=rng.normal(0, 0.6, n_items),
+        global_mean=3.5,
+    )
+    users, items = _sample_pairs_fast(rng, n_users, n_items, n_ratings, popularity_exponent)
+    order = rng.permutation(n_ratings)  # u.data is not sorted by user or time
+    users, items = users[order], items[order]
+    timestamps = 874_724_710 + rng.integers(0, 20_000_000, n_ratings)
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    with (dest / RATINGS_FILE).open("w", newline="") as f:
+        for start in range(0, n_ratings, chunk_rows):  # chunks bound the memory of the factor products
+            rows = slice(start, start + chunk_rows)
+            n = len(users[rows])
+            ratings = np.clip(np.rint(planted.rating(users[rows], items[rows]) + rng.normal(0, noise, n)), 1, 5)
+            chunk = {"user": users[rows], "movie": items[rows], "rating": ratings.astype(np.int64)}
+            pd.DataFrame(chunk | {"timestamp": timestamps[rows]}).to_csv(f, sep="\t", header=False, index=False)
+    empty_fields = "|" * (ITEM_FIELDS - 2 - 19)
+    genres = "|".join("0" * 19)
+    item_lines = (f"{i}|{synthetic_title(i)}{empty_fields}|{genres}\n" for i in range(1, n_items + 1))
+    (dest / ITEMS_FILE).write_text("".join(item_lines), encoding=ITEMS_ENCODING)
+    np.savez(dest / PLANTED_FILE, **{k: np.asarray(v) for k, v in planted.__dict__.items()})
+    return planted
+
+
+def _sample_pairs_fast(rng, n_users, n_items, n_ratings, exponent, max_rounds: int = 30):
+    """``_sample_pairs`` with arrays: draw pairs as ``user * n_items + item`` keys, deduplicate, top up."""
+    cdf = np.cumsum(1.0 / np.arange(1, n_items + 1) ** exponent)
+    cdf /= cdf[-1]
+    base = max(n_users, n_items)  # every user and every item in at least one pair
+    seeded = rng.permutation(np.resize(np.arange(n_users), base)) * n_items
+    seeded = _sorted_unique(seeded + rng.permutation(np.resize(np.arange(n_items), base)))
+    keys = seeded
+    for _ in range(max_rounds):
+        if len(keys) >= n_ratings:
+            break
+        draw = int(1.2 * (n_ratings - len(keys))) + 1000
+        new = rng.integers(0, n_users, draw) * n_items + np.minimum(np.searchsorted(cdf, rng.random(draw)), n_items - 1)
+        keys = _sorted_unique(np.concatenate([keys, new]))
+    else:
+        raise ValueError(
+            f"could not draw {n_ratings} distinct pairs of {n_users} users and {n_items} items with "
+            f"popularity_exponent={exponent}; lower the exponent or the number of ratings"
+        )
+    if len(keys) > n_ratings:  # keep the seeded pairs, and a random choice of the others
+        others = np.setdiff1d(keys, seeded, assume_unique=True)
+        keep = rng.choice(len(others), n_ratings - len(seeded), replace=False)
+        keys = np.sort(np.concatenate([seeded, others[keep]]))
+    return keys // n_items + 1, keys % n_items + 1
+
+
+def _sorted_unique(keys: np.ndarray) -> np.ndarray:
+    """``np.unique`` by sorting: numpy's hash-based unique is many times slower on tens of millions of ints."""
+    keys = np.sort(keys)
+    return keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
