@@ -161,7 +161,7 @@ FILES = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(content=FILES, rating_range=st.sampled_from([None, [1, 5]]), duplicates=st.sampled_from(["error", "keep_last"]))
 def test_garbage_ratings_give_a_valid_frame_or_our_error(content, rating_range, duplicates):
     with tempfile.TemporaryDirectory() as tmp:
@@ -179,7 +179,7 @@ def test_garbage_ratings_give_a_valid_frame_or_our_error(content, rating_range, 
     assert not frame.duplicated(["user", "movie"]).any()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(content=FILES)
 def test_garbage_titles_give_a_valid_frame_or_our_error(content):
     with tempfile.TemporaryDirectory() as tmp:

@@ -79,6 +79,21 @@ class PoisonWeights(pl.Callback):
                 pl_module.user_factors.weight.fill_(math.nan)
 
 
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("data")
+    generate_movielens(folder, **SMALL)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def one_epoch(tmp_path_factory, data) -> Path:
+    """A finished one-epoch run's folder, shared by the tests that only read it."""
+    out = tmp_path_factory.mktemp("one-epoch")
+    train(make_cfg(*quick_overrides(data, *FAST)), out_dir=out)
+    return out
+
+
 def with_extra_callbacks(monkeypatch, *extra) -> None:
     callbacks = train_module._callbacks
     monkeypatch.setattr(train_module, "_callbacks", lambda cfg, out_dir: [*callbacks(cfg, out_dir), *extra])
@@ -87,9 +102,9 @@ def with_extra_callbacks(monkeypatch, *extra) -> None:
 # --- non-finite loss -----------------------------------------------------------------------------------------
 
 
-def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, movielens_dir, monkeypatch):
+def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, data, monkeypatch):
     with_extra_callbacks(monkeypatch, PoisonWeights(epoch=1, batch=5))
-    cfg = make_cfg(*quick_overrides(movielens_dir, "epochs=3", *FAST))
+    cfg = make_cfg(*quick_overrides(data, "epochs=3", *FAST))
     with pytest.raises(NonFiniteLossError) as err:
         train(cfg, out_dir=tmp_path)
     steps_per_epoch = int(0.8 * SMALL["n_ratings"]) // 32
@@ -104,12 +119,12 @@ def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint
     assert sorted(p.name for p in last.parent.iterdir()) == ["best-epoch=0.ckpt", "last.ckpt"]
 
 
-def test_the_sync_free_check_finds_the_same_step(tmp_path, movielens_dir, monkeypatch):
+def test_the_sync_free_check_finds_the_same_step(tmp_path, data, monkeypatch):
     # The accelerator path (a loss buffer checked every few steps), exercised on CPU.
     guard = NonFiniteLossGuard(check_every=7, every_step_on_cpu=False)
     monkeypatch.setattr(train_module, "NonFiniteLossGuard", lambda: guard)
     with_extra_callbacks(monkeypatch, PoisonWeights(epoch=0, batch=9))
-    cfg = make_cfg(*quick_overrides(movielens_dir, "epochs=2", *FAST))
+    cfg = make_cfg(*quick_overrides(data, "epochs=2", *FAST))
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 9 \(epoch 0, batch 9\).*No checkpoint"):
         train(cfg, out_dir=tmp_path)
     assert not (tmp_path / "checkpoints").exists()
@@ -129,8 +144,8 @@ def test_guard_costs_little_per_step():
 # --- resuming ------------------------------------------------------------------------------------------------
 
 
-def test_killed_after_epoch_2_and_resumed_equals_the_uninterrupted_run_bitwise(tmp_path, movielens_dir):
-    overrides = quick_overrides(movielens_dir, "epochs=5", *FAST)
+def test_killed_after_epoch_2_and_resumed_equals_the_uninterrupted_run_bitwise(tmp_path, data):
+    overrides = quick_overrides(data, "epochs=5", *FAST)
     whole = train(make_cfg(*overrides), out_dir=tmp_path / "whole")
 
     killed = tmp_path / "killed"
@@ -152,11 +167,10 @@ def test_killed_after_epoch_2_and_resumed_equals_the_uninterrupted_run_bitwise(t
         assert_same_tensors(a[key], b[key], key)
 
 
-def test_resuming_on_other_data_is_a_clear_error(tmp_path, movielens_dir):
-    train(make_cfg(*quick_overrides(movielens_dir, *FAST)), out_dir=tmp_path / "first")
+def test_resuming_on_other_data_is_a_clear_error(tmp_path, one_epoch):
     other = tmp_path / "other-data"
     generate_movielens(other, **{**SMALL, "n_users": 70})
-    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    last = one_epoch / "checkpoints" / "last.ckpt"
     cfg = make_cfg(*quick_overrides(other, "epochs=2", *FAST), f"ckpt_path={last}")
     with pytest.raises(CheckpointMismatchError) as err:
         train(cfg, out_dir=tmp_path / "second")
@@ -173,15 +187,13 @@ class WritesAFileWhenUnpickled:
         return (open, (str(self.marker), "w"))
 
 
-def test_checkpoints_load_weights_only_so_pickled_code_never_runs(tmp_path, movielens_dir):
-    train(make_cfg(*quick_overrides(movielens_dir, *FAST)), out_dir=tmp_path / "run")
-    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    content = checkpoint(last)  # our own checkpoints are tensors and plain data only
+def test_checkpoints_load_weights_only_so_pickled_code_never_runs(tmp_path, data, one_epoch):
+    content = checkpoint(one_epoch / "checkpoints" / "last.ckpt")  # our own checkpoints are tensors and plain data only
     marker = tmp_path / "code-ran"
     content["planted"] = WritesAFileWhenUnpickled(marker)
     tampered = tmp_path / "tampered.ckpt"
     torch.save(content, tampered)
-    cfg = make_cfg(*quick_overrides(movielens_dir, "epochs=2", *FAST), f"ckpt_path={tampered}")
+    cfg = make_cfg(*quick_overrides(data, "epochs=2", *FAST), f"ckpt_path={tampered}")
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         train(cfg, out_dir=tmp_path / "resumed")
     assert not marker.exists()
@@ -190,16 +202,14 @@ def test_checkpoints_load_weights_only_so_pickled_code_never_runs(tmp_path, movi
 # --- determinism ---------------------------------------------------------------------------------------------
 
 
-def test_same_config_and_seed_twice_give_identical_metrics(tmp_path, movielens_dir):
-    overrides = quick_overrides(movielens_dir, "epochs=2", *FAST)
-    train(make_cfg(*overrides), out_dir=tmp_path / "a")
-    train(make_cfg(*overrides), out_dir=tmp_path / "b")
-    a, b = (json.loads((tmp_path / run / METRICS_FILE).read_text()) for run in ("a", "b"))
+def test_same_config_and_seed_twice_give_identical_metrics(tmp_path, data, one_epoch):
+    train(make_cfg(*quick_overrides(data, *FAST)), out_dir=tmp_path)
+    a, b = (json.loads((run / METRICS_FILE).read_text()) for run in (one_epoch, tmp_path))
     assert without_timings(a) == without_timings(b)
     assert a["epoch_times"] != b["epoch_times"]  # the timings are real measurements, not copies
 
 
-def test_split_seed_changes_the_split_and_nothing_else(tmp_path, movielens_dir, monkeypatch):
+def test_split_seed_changes_the_split_and_nothing_else(tmp_path, data, monkeypatch):
     seen = {}
     build = train_module.build_model
 
@@ -208,21 +218,23 @@ def test_split_seed_changes_the_split_and_nothing_else(tmp_path, movielens_dir, 
         seen["initial"] = {k: v.clone() for k, v in model.state_dict().items()}
         return model
 
+    class Recorded(Exception):
+        pass
+
     class RecordData(pl.Callback):
         def on_fit_start(self, trainer, pl_module):
             dm = trainer.datamodule
             seen["valid"] = dm.valid_idx.clone()
             seen["vocab"] = dm.vocab.to_dict()
             seen["order"] = [b.clone() for b in dm.train_dataloader().sampler]
+            raise Recorded  # all that could differ is known before the first step
 
     monkeypatch.setattr(train_module, "build_model", recording_build)
     with_extra_callbacks(monkeypatch, RecordData())
     runs = {}
     for split_seed in (1, 2):
-        train(
-            make_cfg(*quick_overrides(movielens_dir, *FAST), f"data.split_seed={split_seed}"),
-            tmp_path / str(split_seed),
-        )
+        with pytest.raises(Recorded):
+            train(make_cfg(*quick_overrides(data, *FAST), f"data.split_seed={split_seed}"), tmp_path / str(split_seed))
         runs[split_seed] = dict(seen)
     one, two = runs[1], runs[2]
     assert not torch.equal(one["valid"], two["valid"])  # the split changed ...
@@ -235,9 +247,9 @@ def test_split_seed_changes_the_split_and_nothing_else(tmp_path, movielens_dir, 
 # --- concurrency ---------------------------------------------------------------------------------------------
 
 
-def test_two_runs_started_together_write_to_different_folders(tmp_path, movielens_dir):
+def test_two_runs_started_together_write_to_different_folders(tmp_path, data):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, "-m", "cf_lightning.train", *quick_overrides(movielens_dir, *FAST)]
+    args = [sys.executable, "-m", "cf_lightning.train", *quick_overrides(data, *FAST)]
     processes = [
         subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(2)
