@@ -78,6 +78,9 @@ fi
 
 # --- 3. training runs --------------------------------------------------------------------------
 COMMON=(callbacks.progress_bar_refresh_rate=0 evaluation.ranking=false "accelerator=$ACCEL")
+# One torch thread on the CPU: on a small shared machine, threads that wait for each other at
+# every op make a step many times slower than one thread does.
+[[ $SMOKE == 1 ]] && COMMON+=(threads=1)
 train() {  # train NAME OVERRIDES...: one run folder per name
   local name=$1; shift
   say "training $name: $*"
