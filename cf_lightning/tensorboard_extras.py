@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from cf_lightning.checkpoint_info import item_counts
-from cf_lightning.interpret import bias_tables, describe, pca_figure
+from cf_lightning.interpret import PCA_COMPONENTS, bias_tables, describe, pca_figure
 from cf_lightning.recommender import Recommender
 
 TAG = "interpretation"
@@ -50,7 +50,10 @@ def log_interpretation(writer, rec: Recommender, step: int) -> None:
             tag="item_factors",
             global_step=step,
         )
-        figure = pca_figure(rec)
+        # The chapter's components 1 and 3 need 3 factors; smaller models get components 1 and 2.
+        dims = factors.shape[1]
+        components = PCA_COMPONENTS if dims > max(PCA_COMPONENTS) else (0, 1)
+        figure = pca_figure(rec, components=components) if dims >= 2 else None
         if figure is not None:
             writer.add_figure(f"{TAG}/pca", figure, step)
     tables = bias_tables(rec)

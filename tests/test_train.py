@@ -114,3 +114,11 @@ def test_synthetic_data_set_is_generated_once_into_the_cache(tmp_path, isolated_
     stamp = (generated[0] / "u.data").stat().st_mtime_ns
     train(cfg, out_dir=tmp_path / "b")  # the same parameters reuse the folder
     assert (generated[0] / "u.data").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("n_factors", [1, 2])
+def test_tiny_factor_counts_still_finish_with_tensorboard_extras(tmp_path, movielens_dir, n_factors):
+    """The end-of-training interpretation must not lose a run whose factors cannot show the chapter's PCA."""
+    cfg = make_cfg(*quick_overrides(movielens_dir, f"model.n_factors={n_factors}", "logger=tensorboard"))
+    metrics = train(cfg, out_dir=tmp_path)
+    assert (tmp_path / "metrics.json").is_file() and math.isfinite(metrics["val/loss"])
