@@ -247,7 +247,6 @@ class TrainConfig:
         _check(self.threads is None or self.threads > 0, "threads", f"must be > 0 or null, got {self.threads}")
 
 
-# Model config schemas by model name; conf/model/NAME.yaml lists `NAME_schema` in its defaults.
 @dataclass
 class BiasOnlyConfig(ModelConfig):
     y_range: list[float] | None = MISSING
@@ -264,6 +263,7 @@ class PopularityConfig(ModelConfig):
         _check(self.shrinkage >= 0, "model.shrinkage", f"must be >= 0, got {self.shrinkage}")
 
 
+# Model config schemas by model name; conf/model/NAME.yaml lists `NAME_schema` in its defaults.
 MODEL_SCHEMAS: dict[str, type[ModelConfig]] = {
     "dot": DotProductConfig,
     "dot_range": DotProductConfig,
