@@ -60,6 +60,7 @@ class DataConfig:
     folds: list[str] = MISSING  # crossval: one run per fold
     batch_size: int = MISSING
     eval_batch_size: int = MISSING
+    steps_per_call: int = MISSING
     rating_range: list[float] | None = MISSING  # [low, high]: a rating outside stops the run; null = no check
     duplicates: str = MISSING  # a (user, movie) pair rated twice: one of DUPLICATE_POLICIES
     synthetic: SyntheticConfig | None = MISSING
@@ -81,9 +82,12 @@ class DataConfig:
         _check(self.holdout_n > 0, "data.holdout_n", f"must be > 0, got {self.holdout_n}")
         _check(self.fold in FOLDS, "data.fold", f"must be one of {FOLDS}, got {self.fold!r}")
         bad = [f for f in self.folds if f not in FOLDS]
-        _check(bool(self.folds) and not bad, "data.folds", f"must be a non-empty list of {FOLDS}, got {list(self.folds)}")
+        _check(
+            bool(self.folds) and not bad, "data.folds", f"must be a non-empty list of {FOLDS}, got {list(self.folds)}"
+        )
         _check(self.batch_size > 0, "data.batch_size", f"must be > 0, got {self.batch_size}")
         _check(self.eval_batch_size > 0, "data.eval_batch_size", f"must be > 0, got {self.eval_batch_size}")
+        _check(self.steps_per_call > 0, "data.steps_per_call", f"must be > 0, got {self.steps_per_call}")
 
 
 @dataclass

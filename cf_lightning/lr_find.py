@@ -111,7 +111,7 @@ def suggestion_window(lrs: list[float], losses: list[float]) -> tuple[list[float
 
 
 def range_test(model: torch.nn.Module, batches, optimizer: torch.optim.Optimizer, settings) -> tuple[list, list]:
-    """Train on ``batches`` (an iterable of (users, items, ratings), re-iterated as needed) with the lr
+    """Train on ``batches`` (chunks of (users, items, ratings), re-iterated as needed) with the lr
     rising exponentially; return the lrs and the smoothed losses, as fastai's ``LRFinder`` records them."""
     n, min_lr, max_lr = settings.num_training, settings.min_lr, settings.max_lr
     lrs: list[float] = []
@@ -119,7 +119,7 @@ def range_test(model: torch.nn.Module, batches, optimizer: torch.optim.Optimizer
     average, best = 0.0, math.inf
     model.train()
     while len(lrs) < n:
-        for users, items, ratings in batches:
+        for users, items, ratings in (minibatch for chunk in batches for minibatch in chunk):
             lr = min_lr * (max_lr / min_lr) ** (len(lrs) / n)  # fastai's SchedExp at pos = iter / num_it
             for group in optimizer.param_groups:
                 group["lr"] = lr

@@ -16,8 +16,8 @@ class NonFiniteLossGuard(pl.Callback):
 
     On CPU every step is checked: reading a CPU scalar costs about a microsecond and no device
     sync. On an accelerator, reading the loss would stall the device every step, so each loss is
-    copied into a per-epoch buffer on the device and the buffer is checked every ``check_every``
-    steps and after the epoch's last batch. Either way the check runs before the epoch's
+    copied into a per-epoch buffer on the device and the buffer is checked once ``check_every``
+    steps have gathered and after the epoch's last batch. Either way the check runs before the epoch's
     validation and checkpoint, so the checkpoints on disk are the last good ones.
     """
 
@@ -28,42 +28,46 @@ class NonFiniteLossGuard(pl.Callback):
         self.every_step_on_cpu = every_step_on_cpu  # False: the buffered check on CPU too (tests)
         self._losses: torch.Tensor | None = None  # this epoch's losses, on the device
         self._checked = 0  # losses[:checked] are known to be finite
+        self._filled = 0  # losses[:filled] are this epoch's steps so far
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._losses, self._checked = None, 0
+        self._losses, self._checked, self._filled = None, 0, 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
-        if not isinstance(loss, torch.Tensor):
+        # One Lightning batch is a chunk of optimizer steps; ``losses`` holds one loss per step.
+        losses = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if not isinstance(losses, torch.Tensor):
             return
-        if loss.is_cpu and self.every_step_on_cpu:
-            # .item() of a CPU scalar is a memory read (~1 µs); torch.isfinite would dispatch an op (~10x).
-            value = loss.item()
-            if not math.isfinite(value):
-                self._stop(trainer, pl_module, batch_idx, value)
+        losses = losses.detach().reshape(-1)
+        if losses.is_cpu and self.every_step_on_cpu:
+            self._filled += len(losses)
+            # .sum().item() of a few CPU scalars costs microseconds and no device sync; a sum is
+            # finite only if every loss in it is (an overflow to inf would also be a divergence).
+            if not math.isfinite(losses.sum().item()):
+                self._stop_at_first_bad(trainer, pl_module, losses)
             return
-        n_batches = trainer.num_training_batches
         if self._losses is None:
-            self._losses = torch.empty(int(n_batches), device=loss.device)
-        self._losses[batch_idx] = loss.detach()
-        last_batch = batch_idx + 1 >= n_batches
-        if last_batch or (batch_idx + 1) % self.check_every == 0:
-            self._check(trainer, pl_module, batch_idx + 1)
+            self._losses = torch.empty(trainer.datamodule.optimizer_steps_per_epoch(), device=losses.device)
+        self._losses[self._filled : self._filled + len(losses)] = losses
+        self._filled += len(losses)
+        last_batch = batch_idx + 1 >= trainer.num_training_batches
+        if last_batch or self._filled - self._checked >= self.check_every:
+            self._check(trainer, pl_module)
 
-    def _check(self, trainer, pl_module, filled: int) -> None:
-        recent = self._losses[self._checked : filled]
-        bad = ~torch.isfinite(recent)
-        if bad.any():  # the one host sync, every check_every steps
-            offset = int(bad.nonzero()[0])
-            batch_idx = self._checked + offset
-            self._stop(trainer, pl_module, batch_idx, float(recent[offset]), steps_since=filled - 1 - batch_idx)
-        self._checked = filled
+    def _check(self, trainer, pl_module) -> None:
+        recent = self._losses[self._checked : self._filled]
+        if not torch.isfinite(recent).all():  # the one host sync, every check_every chunks
+            self._stop_at_first_bad(trainer, pl_module, recent)
+        self._checked = self._filled
 
-    def _stop(self, trainer, pl_module, batch_idx: int, value: float, steps_since: int = 0) -> None:
-        # global_step counts optimizer steps taken; this batch's step already happened.
-        step = trainer.global_step - 1 - steps_since
+    def _stop_at_first_bad(self, trainer, pl_module, losses: torch.Tensor) -> None:
+        """``losses`` are the latest steps' losses (the last one is the step just taken)."""
+        first = int((~torch.isfinite(losses)).nonzero()[0])
+        steps_since = len(losses) - first  # the bad step and those after it, all already taken
+        step, batch = trainer.global_step - steps_since, self._filled - steps_since
         raise NonFiniteLossError(
-            f"the training loss is {value} at step {step} (epoch {trainer.current_epoch}, batch {batch_idx}); "
+            f"the training loss is {float(losses[first])} at step {step} "
+            f"(epoch {trainer.current_epoch}, batch {batch}); "
             f"training stopped. {_checkpoint_note(trainer)} {_lr_advice(pl_module, trainer)}"
         )
 

@@ -65,7 +65,7 @@ def train(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
         enable_progress_bar=cfg.callbacks.progress_bar_refresh_rate > 0,
         enable_checkpointing=cfg.callbacks.checkpoint,
         enable_model_summary=False,
-        log_every_n_steps=50,
+        log_every_n_steps=max(1, 50 // cfg.data.steps_per_call),  # Lightning counts chunks: ~every 50 steps
         use_distributed_sampler=False,  # our sampler shards by rank itself
         **OmegaConf.to_container(cfg.accelerator, resolve=True),
     )

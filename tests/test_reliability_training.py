@@ -103,13 +103,14 @@ def with_extra_callbacks(monkeypatch, *extra) -> None:
 
 
 def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, data, monkeypatch):
-    with_extra_callbacks(monkeypatch, PoisonWeights(epoch=1, batch=5))
+    with_extra_callbacks(monkeypatch, PoisonWeights(epoch=1, batch=2))  # the third chunk of steps
     cfg = make_cfg(*quick_overrides(data, "epochs=3", *FAST))
     with pytest.raises(NonFiniteLossError) as err:
         train(cfg, out_dir=tmp_path)
     steps_per_epoch = int(0.8 * SMALL["n_ratings"]) // 32
+    first_bad = 2 * cfg.data.steps_per_call  # the chunk's first optimizer step
     message = str(err.value)
-    assert f"the training loss is nan at step {steps_per_epoch + 5} (epoch 1, batch 5)" in message
+    assert f"the training loss is nan at step {steps_per_epoch + first_bad} (epoch 1, batch {first_bad})" in message
     assert "optimizer.lr_max=0.0005 (it is 0.005)" in message
     last = tmp_path / "checkpoints" / "last.ckpt"
     assert f"The last good checkpoint is {last}" in message
@@ -124,7 +125,7 @@ def test_the_sync_free_check_finds_the_same_step(tmp_path, data, monkeypatch):
     guard = NonFiniteLossGuard(check_every=7, every_step_on_cpu=False)
     monkeypatch.setattr(train_module, "NonFiniteLossGuard", lambda: guard)
     with_extra_callbacks(monkeypatch, PoisonWeights(epoch=0, batch=9))
-    cfg = make_cfg(*quick_overrides(data, "epochs=2", *FAST))
+    cfg = make_cfg(*quick_overrides(data, "epochs=2", "data.steps_per_call=1", *FAST))  # one step per chunk
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 9 \(epoch 0, batch 9\).*No checkpoint"):
         train(cfg, out_dir=tmp_path)
     assert not (tmp_path / "checkpoints").exists()
@@ -226,7 +227,7 @@ def test_split_seed_changes_the_split_and_nothing_else(tmp_path, data, monkeypat
             dm = trainer.datamodule
             seen["valid"] = dm.valid_idx.clone()
             seen["vocab"] = dm.vocab.to_dict()
-            seen["order"] = [b.clone() for b in dm.train_dataloader().sampler]
+            seen["order"] = [b.clone() for b in dm.train_dataloader().sampler.batches]
             raise Recorded  # all that could differ is known before the first step
 
     monkeypatch.setattr(train_module, "build_model", recording_build)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import islice
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -104,11 +105,48 @@ class EpochBatchSampler(Sampler[torch.Tensor]):
         return full if full > 0 and tail < min_tail else full + 1
 
 
+class StepChunks(Sampler[list[torch.Tensor]]):
+    """Groups ``steps`` consecutive batches of ``batches`` into one chunk (the last may be shorter).
+
+    A training chunk is one Lightning ``training_step`` that takes one optimizer step per batch:
+    Lightning's fixed cost per call (hooks, loop bookkeeping) is then paid once per ``steps``
+    optimizer steps. The steps themselves, their batches and their order are unchanged.
+    """
+
+    def __init__(self, batches: EpochBatchSampler, steps: int) -> None:
+        if steps <= 0:
+            raise ValueError(f"steps per chunk must be positive, got {steps}")
+        self.batches, self.steps = batches, steps
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batches.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[list[torch.Tensor]]:
+        batches = iter(self.batches)
+        while chunk := list(islice(batches, self.steps)):
+            yield chunk
+
+    def __len__(self) -> int:
+        return -(-len(self.batches) // self.steps)
+
+
+class _Chunked(Dataset):
+    """Looks up every batch of a chunk."""
+
+    def __init__(self, data: RatingTensors) -> None:
+        self.data = data
+
+    def __getitem__(self, chunk: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        return [self.data[rows] for rows in chunk]
+
+
 def _as_batch(batch):
     """Batches arrive whole from ``RatingTensors``; nothing to collate."""
     return batch
 
 
-def batch_loader(data: RatingTensors, sampler: EpochBatchSampler) -> DataLoader:
-    """A DataLoader (so Lightning calls ``set_epoch`` and knows the length) over whole batches."""
-    return DataLoader(data, sampler=sampler, batch_size=None, collate_fn=_as_batch)
+def batch_loader(data: RatingTensors, sampler: EpochBatchSampler | StepChunks) -> DataLoader:
+    """A DataLoader (so Lightning calls ``set_epoch`` and knows the length) over whole batches,
+    or over chunks of batches (lists of ``(users, items, ratings)``) when ``sampler`` chunks them."""
+    dataset = _Chunked(data) if isinstance(sampler, StepChunks) else data
+    return DataLoader(dataset, sampler=sampler, batch_size=None, collate_fn=_as_batch)

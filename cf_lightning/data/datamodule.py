@@ -13,7 +13,7 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 
-from cf_lightning.data.batches import EpochBatchSampler, RatingTensors, batch_loader
+from cf_lightning.data.batches import EpochBatchSampler, RatingTensors, StepChunks, batch_loader
 from cf_lightning.data.locate import DatasetSource, cache_dir, locate
 from cf_lightning.data.movielens import ITEMS_FILE, RATINGS_FILE, merge_titles, read_items, read_ratings
 from cf_lightning.data.protocols import predefined_fold, split_rows
@@ -111,9 +111,9 @@ class CollabDataModule(pl.LightningDataModule):
         t = self.tensors
         return RatingTensors(t.users[rows], t.items[rows], t.ratings[rows])
 
-    def _loader(self, rows: torch.Tensor, batch_size: int, *, train: bool):
+    def _sampler(self, rows: torch.Tensor, batch_size: int, *, train: bool) -> EpochBatchSampler:
         world_size = self.trainer.world_size if self.trainer else 1
-        sampler = EpochBatchSampler(
+        return EpochBatchSampler(
             len(rows),
             batch_size,  # the global batch: under DDP each rank gets its share (README "Scaling out")
             shuffle=train,
@@ -124,10 +124,18 @@ class CollabDataModule(pl.LightningDataModule):
             rank=self.trainer.global_rank if self.trainer else 0,
             world_size=world_size,
         )
-        return batch_loader(self.subset(rows), sampler)
+
+    def _loader(self, rows: torch.Tensor, batch_size: int, *, train: bool):
+        return batch_loader(self.subset(rows), self._sampler(rows, batch_size, train=train))
 
     def train_dataloader(self):
-        return self._loader(self.train_idx, self.cfg.batch_size, train=True)
+        """Chunks of ``data.steps_per_call`` training batches; each batch is one optimizer step."""
+        batches = self._sampler(self.train_idx, self.cfg.batch_size, train=True)
+        return batch_loader(self.subset(self.train_idx), StepChunks(batches, self.cfg.steps_per_call))
+
+    def optimizer_steps_per_epoch(self) -> int:
+        """Training batches (optimizer steps) per epoch on this rank: the one-cycle schedule's unit."""
+        return len(self._sampler(self.train_idx, self.cfg.batch_size, train=True))
 
     def val_dataloader(self):
         return self._loader(self.valid_idx, self.cfg.eval_batch_size, train=False)

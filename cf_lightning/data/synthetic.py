@@ -110,7 +110,9 @@ def _sample_pairs(rng, n_users, n_items, n_ratings, exponent):
     popularity /= popularity.sum()
     # Seed every user and every item with one pair so the vocabulary covers all ids.
     base = max(n_users, n_items)
-    seen = set(zip(rng.permutation(np.resize(np.arange(n_users), base)), rng.permutation(np.resize(np.arange(n_items), base))))
+    seen = set(
+        zip(rng.permutation(np.resize(np.arange(n_users), base)), rng.permutation(np.resize(np.arange(n_items), base)))
+    )
     while len(seen) < n_ratings:
         need = n_ratings - len(seen)
         users = rng.integers(0, n_users, 2 * need)

@@ -40,20 +40,28 @@ class CollabModel(pl.LightningModule):
         self._train_count = 0
 
     # --- training -----------------------------------------------------------------------------
-    def training_step(self, batch, batch_idx: int):
-        users, items, ratings = batch
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        """``batch`` is a chunk of ``data.steps_per_call`` minibatches: one optimizer step each.
+        Returns the minibatches' losses (for the non-finite guard)."""
+        losses = torch.stack([self._optimizer_step(*minibatch) for minibatch in batch])
+        # Log the epoch's mean once, on its last chunk: a per-step self.log costs time.
+        if batch_idx + 1 >= self.trainer.num_training_batches:
+            self._log_train_loss()
+        return losses
+
+    def _optimizer_step(self, users, items, ratings) -> torch.Tensor:
         loss = F.mse_loss(self(users, items), ratings)
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
+        self.manual_backward(loss)  # not loss.backward(): DDP and mixed precision hook in here
         optimizer.step()
         self.lr_schedulers().step()
-        self._train_loss_sum = self._train_loss_sum.to(loss.device) + loss.detach() * len(ratings)
-        self._train_count += len(ratings)
-        # Log the epoch's mean once, on its last batch: a per-step self.log costs time.
-        if batch_idx + 1 >= self.trainer.num_training_batches:
-            self._log_train_loss()
-        return loss
+        self._accumulate_train_loss(loss, len(ratings))
+        return loss.detach()
+
+    def _accumulate_train_loss(self, loss: torch.Tensor, n: int) -> None:
+        self._train_loss_sum = self._train_loss_sum.to(loss.device) + loss.detach() * n
+        self._train_count += n
 
     def on_train_epoch_end(self) -> None:
         if self._train_count:  # the epoch ended early (e.g. limit_train_batches)
@@ -67,7 +75,9 @@ class CollabModel(pl.LightningModule):
     def configure_optimizers(self):
         if self.hparams.optimizer is None:
             raise RuntimeError("this model was built without an optimizer config; pass optimizer=... to train it")
-        optimizer, scheduler = one_cycle(self, self.hparams.optimizer, int(self.trainer.estimated_stepping_batches))
+        # Lightning counts chunks; the schedule counts optimizer steps (one per minibatch).
+        total_steps = self.trainer.datamodule.optimizer_steps_per_epoch() * self.trainer.max_epochs
+        optimizer, scheduler = one_cycle(self, self.hparams.optimizer, total_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # --- evaluation ---------------------------------------------------------------------------

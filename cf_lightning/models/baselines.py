@@ -64,10 +64,8 @@ class ClosedFormBaseline(CollabModel):
         return None  # Lightning runs without an optimizer
 
     def training_step(self, batch, batch_idx: int):
-        users, items, ratings = batch
-        loss = F.mse_loss(self(users, items), ratings)
-        self._train_loss_sum = self._train_loss_sum.to(loss.device) + loss * len(ratings)
-        self._train_count += len(ratings)
+        for users, items, ratings in batch:  # a chunk of minibatches; nothing to step
+            self._accumulate_train_loss(F.mse_loss(self(users, items), ratings), len(ratings))
         if batch_idx + 1 >= self.trainer.num_training_batches:
             self._log_train_loss()
         return None
