@@ -56,13 +56,7 @@ def generate_movielens(
     if n_ratings > n_users * n_items:
         raise ValueError(f"n_ratings={n_ratings} exceeds the {n_users * n_items} possible (user, item) pairs")
     rng = np.random.default_rng(seed)
-    planted = Planted(
-        user_factors=rng.normal(0, 0.6, (n_users, n_factors)),
-        item_factors=rng.normal(0, 0.6, (n_items, n_factors)),
-        user_bias=rng.normal(0, 0.4, n_users),
-        item_bias=rng.normal(0, 0.6, n_items),
-        global_mean=3.5,
-    )
+    planted = _draw_planted(rng, n_users, n_items, n_factors)
     users, items = _sample_pairs(rng, n_users, n_items, n_ratings, popularity_exponent)
     if cluster_size > 0:
         planted = _plant_cluster(rng, planted, cluster_size, cluster_strength)
@@ -74,12 +68,27 @@ def generate_movielens(
     dest.mkdir(parents=True, exist_ok=True)
     rows = zip(users[order], items[order], ratings[order].astype(int), timestamps[order])
     (dest / RATINGS_FILE).write_text("".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in rows))
-    empty_fields = "|" * (ITEM_FIELDS - 2 - 19)
-    genres = "|".join("0" * 19)
-    item_lines = (f"{i}|{synthetic_title(i)}{empty_fields}|{genres}\n" for i in range(1, n_items + 1))
-    (dest / ITEMS_FILE).write_text("".join(item_lines), encoding=ITEMS_ENCODING)
+    _write_items(dest, n_items)
     np.savez(dest / PLANTED_FILE, **{k: np.asarray(v) for k, v in planted.__dict__.items()})
     return planted
+
+
+def _draw_planted(rng, n_users: int, n_items: int, n_factors: int) -> Planted:
+    return Planted(
+        user_factors=rng.normal(0, 0.6, (n_users, n_factors)),
+        item_factors=rng.normal(0, 0.6, (n_items, n_factors)),
+        user_bias=rng.normal(0, 0.4, n_users),
+        item_bias=rng.normal(0, 0.6, n_items),
+        global_mean=3.5,
+    )
+
+
+def _write_items(dest: Path, n_items: int) -> None:
+    """``u.item`` in MovieLens' layout: id, title, three empty fields, 19 genre flags."""
+    empty_fields = "|" * (ITEM_FIELDS - 2 - 19)
+    genres = "|".join("0" * 19)
+    lines = (f"{i}|{synthetic_title(i)}{empty_fields}|{genres}\n" for i in range(1, n_items + 1))
+    (dest / ITEMS_FILE).write_text("".join(lines), encoding=ITEMS_ENCODING)
 
 
 def synthetic_title(item: int) -> str:
@@ -150,13 +159,7 @@ def generate_movielens_fast(
     if n_ratings > n_users * n_items:
         raise ValueError(f"n_ratings={n_ratings} exceeds the {n_users * n_items} possible (user, item) pairs")
     rng = np.random.default_rng(seed)
-    planted = Planted(
-        user_factors=rng.normal(0, 0.6, (n_users, n_factors)),
-        item_factors=rng.normal(0, 0.6, (n_items, n_factors)),
-        user_bias=rng.normal(0, 0.4, n_users),
-        item_bias=rng.normal(0, 0.6, n_items),
-        global_mean=3.5,
-    )
+    planted = _draw_planted(rng, n_users, n_items, n_factors)
     users, items = _sample_pairs_fast(rng, n_users, n_items, n_ratings, popularity_exponent)
     order = rng.permutation(n_ratings)  # u.data is not sorted by user or time
     users, items = users[order], items[order]
@@ -171,10 +174,7 @@ def generate_movielens_fast(
             ratings = np.clip(np.rint(planted.rating(users[rows], items[rows]) + rng.normal(0, noise, n)), 1, 5)
             chunk = {"user": users[rows], "movie": items[rows], "rating": ratings.astype(np.int64)}
             pd.DataFrame(chunk | {"timestamp": timestamps[rows]}).to_csv(f, sep="\t", header=False, index=False)
-    empty_fields = "|" * (ITEM_FIELDS - 2 - 19)
-    genres = "|".join("0" * 19)
-    item_lines = (f"{i}|{synthetic_title(i)}{empty_fields}|{genres}\n" for i in range(1, n_items + 1))
-    (dest / ITEMS_FILE).write_text("".join(item_lines), encoding=ITEMS_ENCODING)
+    _write_items(dest, n_items)
     np.savez(dest / PLANTED_FILE, **{k: np.asarray(v) for k, v in planted.__dict__.items()})
     return planted
 
