@@ -61,7 +61,8 @@ def generate_movielens(
     if cluster_size > 0:
         planted = _plant_cluster(rng, planted, cluster_size, cluster_strength)
     ratings = np.clip(np.rint(planted.rating(users, items) + rng.normal(0, noise, n_ratings)), 1, 5)
-    timestamps = 874_724_710 + np.sort(rng.integers(0, 20_000_000, n_ratings))
+    # Unsorted: sorted times would follow the (user, item) order, making "latest" mean "least popular".
+    timestamps = 874_724_710 + rng.integers(0, 20_000_000, n_ratings)
     order = rng.permutation(n_ratings)  # u.data is not sorted by user or time
 
     dest = Path(dest)
