@@ -185,7 +185,7 @@ def test_ddp_ranks_see_every_training_row_once(ddp_run):
 
 
 def test_ddp_one_cycle_counts_the_steps_of_a_shard(ddp_run):
-    """``estimated_stepping_batches`` reads the length of a rank's loader: the steps it really ran."""
+    """The schedule counts a rank's optimizer steps (``optimizer_steps_per_epoch``): the steps it really ran."""
     checkpoint = torch.load(ddp_run["run"] / "checkpoints" / "last.ckpt", weights_only=False)
     steps_run = len(ddp_run["ranks"][0]["batches"])
     assert checkpoint["lr_schedulers"][0]["total_steps"] == steps_run

@@ -44,9 +44,7 @@ class CollabModel(pl.LightningModule):
         """``batch`` is a chunk of ``data.steps_per_call`` minibatches: one optimizer step each.
         Returns the minibatches' losses (for the non-finite guard)."""
         losses = torch.stack([self._optimizer_step(*minibatch) for minibatch in batch])
-        # Log the epoch's mean once, on its last chunk: a per-step self.log costs time.
-        if batch_idx + 1 >= self.trainer.num_training_batches:
-            self._log_train_loss()
+        self._log_train_loss_after_last_chunk(batch_idx)
         return losses
 
     def _optimizer_step(self, users, items, ratings) -> torch.Tensor:
@@ -62,6 +60,11 @@ class CollabModel(pl.LightningModule):
     def _accumulate_train_loss(self, loss: torch.Tensor, n: int) -> None:
         self._train_loss_sum = self._train_loss_sum.to(loss.device) + loss.detach() * n
         self._train_count += n
+
+    def _log_train_loss_after_last_chunk(self, batch_idx: int) -> None:
+        # The epoch's mean is logged once, on its last chunk: a per-step self.log costs time.
+        if batch_idx + 1 >= self.trainer.num_training_batches:
+            self._log_train_loss()
 
     def on_train_epoch_end(self) -> None:
         if self._train_count:  # the epoch ended early (e.g. limit_train_batches)

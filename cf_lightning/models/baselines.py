@@ -66,8 +66,7 @@ class ClosedFormBaseline(CollabModel):
     def training_step(self, batch, batch_idx: int):
         for users, items, ratings in batch:  # a chunk of minibatches; nothing to step
             self._accumulate_train_loss(F.mse_loss(self(users, items), ratings), len(ratings))
-        if batch_idx + 1 >= self.trainer.num_training_batches:
-            self._log_train_loss()
+        self._log_train_loss_after_last_chunk(batch_idx)
         return None
 
 
