@@ -47,3 +47,12 @@ def quick_overrides(data_dir: Path, *extra: str) -> list[str]:
         "callbacks.progress_bar_refresh_rate=0",
         *extra,
     ]
+
+
+@pytest.fixture(scope="session")
+def planted_run(tmp_path_factory):
+    """dotbias trained on data with planted biases and an item cluster; shared by the
+    interpretation and recommender tests, which only read it."""
+    from tests.planted_model import train_planted
+
+    return train_planted(tmp_path_factory.mktemp("planted"))

@@ -17,12 +17,12 @@ from cf_lightning.recommender import Recommender
 from cf_lightning.tensorboard_extras import InterpretationLogger
 from cf_lightning.train import _callbacks
 from tests.conftest import make_cfg
-from tests.planted_model import title_id, train_planted
+from tests.planted_model import title_id
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    return train_planted(tmp_path_factory.mktemp("planted"))
+def trained(planted_run):
+    return planted_run
 
 
 @pytest.fixture(scope="module")

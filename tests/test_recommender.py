@@ -19,12 +19,11 @@ from cf_lightning.recommend import main as recommend_main
 from cf_lightning.recommend import parse_ratings
 from cf_lightning.recommender import CheckpointError, Recommender, UnknownIdWarning
 from tests.conftest import make_cfg
-from tests.planted_model import train_planted
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    return train_planted(tmp_path_factory.mktemp("planted"))
+def trained(planted_run):
+    return planted_run
 
 
 @pytest.fixture(scope="module")
