@@ -11,10 +11,10 @@ import time
 import torch
 from omegaconf import OmegaConf
 
+from cf_lightning.config import CONFIG_DIR
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.metrics.ranking import UserItems, ranking_metrics, score_all_items
 from cf_lightning.models import MODELS
-from cf_lightning.train import CONFIG_DIR
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from cf_lightning.data.batches import EpochBatchSampler  # noqa: E402
 from cf_lightning.data.datamodule import CollabDataModule  # noqa: E402
 from cf_lightning.models import build_model  # noqa: E402
-from cf_lightning.optim import one_cycle  # noqa: E402
+from cf_lightning.models.optim import one_cycle  # noqa: E402
 from cf_lightning.train import train  # noqa: E402
 from tests.conftest import make_cfg  # noqa: E402
 

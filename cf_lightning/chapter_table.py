@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from cf_lightning.job_status import COMPLETED
+from cf_lightning.config.job_status import COMPLETED
 from cf_lightning.sweep_summary import find_jobs
 
 # experiment -> (the chapter's row, its validation MSE after fit_one_cycle(5, 5e-3, ...)), in its order.

@@ -19,8 +19,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from cf_lightning.report import METRICS_FILE
-from cf_lightning.train import CONFIG_DIR, OBJECTIVE, train
+from cf_lightning.callbacks.report import METRICS_FILE
+from cf_lightning.config import CONFIG_DIR, OBJECTIVE
+from cf_lightning.train import train
 
 CROSSVAL_FILE = "crossval.json"
 

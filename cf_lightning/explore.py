@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import pandas as pd
 from hydra import compose, initialize_config_dir
 
+from cf_lightning.config import CONFIG_DIR
 from cf_lightning.data.datamodule import CollabDataModule, load_ratings
-from cf_lightning.train import CONFIG_DIR
 
 TITLE_WIDTH = 32
 CORNER = "item \\ user"

@@ -27,13 +27,13 @@ import torch.nn.functional as F
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from cf_lightning.config import TrainConfig, _check
+from cf_lightning.config import CONFIG_DIR
+from cf_lightning.config.schema import TrainConfig, _check
+from cf_lightning.config.threads import apply_threads
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.errors import ConfigError
 from cf_lightning.models import build_model
-from cf_lightning.optim import param_groups
-from cf_lightning.threads import apply_threads
-from cf_lightning.train import CONFIG_DIR  # also registers the train config schemas and resolvers
+from cf_lightning.models.optim import param_groups
 
 PLOT_FILE, RESULT_FILE = "lr_find.png", "lr_find.json"
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from cf_lightning.recommender import Recommender, UnknownIdWarning
+from cf_lightning.inference.recommender import Recommender, UnknownIdWarning
 
 DEFAULT_K = 10
 # "title=rating" pairs separated by commas; titles may hold commas ("Usual Suspects, The (1995)"),

@@ -35,7 +35,7 @@ def run_missing(runs: Path, models: list[str], overrides: list[str]) -> None:
     """Cross-validate every model that has no ``crossval.json`` yet."""
     from hydra import compose, initialize_config_dir
 
-    from cf_lightning.train import CONFIG_DIR
+    from cf_lightning.config import CONFIG_DIR
 
     for model in models:
         out = run_dir(runs, model)

@@ -20,13 +20,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from cf_lightning.job_status import COMPLETED, FAILED, read_status
-from cf_lightning.run_names import short_keys, split_override
+from cf_lightning.config import METRICS_FILE, OBJECTIVE
+from cf_lightning.config.job_status import COMPLETED, FAILED, read_status
+from cf_lightning.config.run_names import short_keys, split_override
 
-# The same names as cf_lightning.train.OBJECTIVE and cf_lightning.report.METRICS_FILE (a test keeps them
-# equal): importing those modules would load Lightning, several seconds for a command that reads files.
-OBJECTIVE = "val/loss_best"
-METRICS_FILE = "metrics.json"
 UNFINISHED = "unfinished"
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
 CSV_FILE, MARKDOWN_FILE, HEATMAP_FILE = "summary.csv", "summary.md", "heatmap.png"

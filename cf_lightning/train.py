@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import hydra
@@ -15,26 +14,17 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from cf_lightning.checkpoint_info import CheckpointInfo
-from cf_lightning.config import register_configs, validate
+from cf_lightning.callbacks.checkpoint_info import CheckpointInfo
+from cf_lightning.callbacks.hparams_log import log_run_hparams
+from cf_lightning.callbacks.nonfinite import NonFiniteLossGuard
+from cf_lightning.callbacks.ranking_evaluation import RankingEvaluation
+from cf_lightning.callbacks.report import EpochReport
+from cf_lightning.callbacks.tensorboard_extras import InterpretationLogger
+from cf_lightning.config import CONFIG_DIR, OBJECTIVE, validate
+from cf_lightning.config.distributed import hydra_ddp_job
+from cf_lightning.config.threads import apply_threads
 from cf_lightning.data.datamodule import CollabDataModule
-from cf_lightning.distributed import hydra_ddp_job
-from cf_lightning.hparams_log import log_run_hparams
-from cf_lightning.metrics.callback import RankingEvaluation
 from cf_lightning.models import build_model
-from cf_lightning.nonfinite import NonFiniteLossGuard
-from cf_lightning.report import EpochReport
-from cf_lightning.run_names import register_resolvers
-from cf_lightning.tensorboard_extras import InterpretationLogger
-from cf_lightning.threads import apply_threads
-
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-OBJECTIVE = "val/loss_best"
-
-register_configs()
-register_resolvers()  # ${job_name:...}: readable sweep folder names
-# A short random id in run folder names: runs started in the same second never share a folder.
-OmegaConf.register_new_resolver("run_id", lambda: uuid.uuid4().hex[:6], use_cache=True, replace=True)
 
 
 def train(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
@@ -93,7 +83,7 @@ def _evaluation(cfg: DictConfig) -> list[pl.Callback]:
 
 
 def _callbacks(cfg: DictConfig, out_dir: Path) -> list[pl.Callback]:
-    # Checkpoints name their model and data, so cf_lightning.recommender loads them without Hydra.
+    # Checkpoints name their model and data, so cf_lightning.inference.recommender loads them without Hydra.
     callbacks: list[pl.Callback] = [CheckpointInfo(cfg.model.name)]
     if cfg.callbacks.interpretation and cfg.logger.tensorboard:
         callbacks.append(InterpretationLogger())

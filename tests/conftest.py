@@ -8,8 +8,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from cf_lightning.config import CONFIG_DIR
 from cf_lightning.data.synthetic import generate_movielens
-from cf_lightning.train import CONFIG_DIR
 
 # Small enough for a sub-second epoch, large enough for the models to beat the global mean.
 SMALL = {"n_users": 60, "n_items": 80, "n_ratings": 2400, "n_factors": 3, "seed": 0}

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cf_lightning.config import MODEL_SCHEMAS
+from cf_lightning.config.schema import MODEL_SCHEMAS
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.models import MODELS, GlobalMean, Popularity
 from cf_lightning.train import train

@@ -18,10 +18,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cf_lightning.config.distributed import child_command, quote_override
 from cf_lightning.data.batches import MIN_ROWS_PER_RANK, EpochBatchSampler
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.data.synthetic import generate_movielens
-from cf_lightning.distributed import child_command, quote_override
 from cf_lightning.models import MODELS
 from tests.conftest import SMALL, make_cfg, quick_overrides
 
@@ -280,7 +280,7 @@ def test_slurm_launcher_follows_the_accelerator_config():
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from cf_lightning.train import CONFIG_DIR
+    from cf_lightning.config import CONFIG_DIR
 
     overrides = ["hydra/launcher=slurm", "accelerator=multinode", "accelerator.num_nodes=3", "accelerator.devices=4"]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):

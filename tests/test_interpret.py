@@ -11,10 +11,11 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from cf_lightning.interpret import bias_tables, describe, main, most_rated_rows, nearest_items, pca, pca_figure
+from cf_lightning.callbacks.tensorboard_extras import InterpretationLogger
+from cf_lightning.inference.interpretation import bias_tables, describe, most_rated_rows, nearest_items, pca, pca_figure
+from cf_lightning.inference.recommender import Recommender
+from cf_lightning.interpret import main
 from cf_lightning.models import BiasOnly, CollabNN
-from cf_lightning.recommender import Recommender
-from cf_lightning.tensorboard_extras import InterpretationLogger
 from cf_lightning.train import _callbacks
 from tests.conftest import make_cfg
 from tests.planted_model import title_id

@@ -12,9 +12,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 
 from cf_lightning import lr_find as cli
+from cf_lightning.config import CONFIG_DIR
 from cf_lightning.errors import ConfigError
 from cf_lightning.lr_find import PLOT_FILE, RESULT_FILE, lr_find, steep, valley
-from cf_lightning.train import CONFIG_DIR
 from tests.conftest import quick_overrides
 
 

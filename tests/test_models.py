@@ -12,11 +12,12 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from torch import nn
 
-from cf_lightning.config import validate
+from cf_lightning.config import CONFIG_DIR
+from cf_lightning.config.schema import validate
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.errors import ConfigError
 from cf_lightning.models import MODELS, CollabNN, DotProduct, DotProductBiasParams, EmbeddingNN, build_model
-from cf_lightning.train import CONFIG_DIR, train
+from cf_lightning.train import train
 from tests.conftest import make_cfg, quick_overrides
 
 # ML-100K's vocabulary with item_name=title: 943 users and 1,664 titles, plus the #na# row each.

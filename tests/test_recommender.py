@@ -10,14 +10,14 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from cf_lightning.checkpoint_info import DATA_KEY, MODEL_NAME_KEY
+from cf_lightning.callbacks.checkpoint_info import DATA_KEY, MODEL_NAME_KEY
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.errors import CFLightningError
+from cf_lightning.inference.recommender import CheckpointError, Recommender, UnknownIdWarning
 from cf_lightning.models import MODELS, DotProductBias, build_model
 from cf_lightning.models.base import VOCAB_KEY, CollabModel
 from cf_lightning.recommend import main as recommend_main
 from cf_lightning.recommend import parse_ratings
-from cf_lightning.recommender import CheckpointError, Recommender, UnknownIdWarning
 from tests.conftest import make_cfg
 
 

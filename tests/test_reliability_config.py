@@ -3,7 +3,7 @@
 import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 
-from cf_lightning.config import MODEL_SCHEMAS
+from cf_lightning.config.schema import MODEL_SCHEMAS
 from cf_lightning.errors import ConfigError
 from cf_lightning.train import train
 from tests.conftest import make_cfg

@@ -14,10 +14,10 @@ import pytorch_lightning as pl
 import torch
 
 import cf_lightning.train as train_module
+from cf_lightning.callbacks.nonfinite import NonFiniteLossGuard
+from cf_lightning.callbacks.report import METRICS_FILE
 from cf_lightning.data.synthetic import generate_movielens
 from cf_lightning.errors import CheckpointMismatchError, NonFiniteLossError
-from cf_lightning.nonfinite import NonFiniteLossGuard
-from cf_lightning.report import METRICS_FILE
 from cf_lightning.train import train
 from tests.conftest import SMALL, make_cfg, quick_overrides
 

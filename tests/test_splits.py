@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cf_lightning.config import validate
+from cf_lightning.config.schema import validate
 from cf_lightning.data.datamodule import CollabDataModule, load_ratings
 from cf_lightning.data.movielens import read_ratings
 from cf_lightning.data.protocols import split_rows

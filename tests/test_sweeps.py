@@ -14,11 +14,11 @@ import pytest
 import yaml
 
 from cf_lightning import sweep_summary
-from cf_lightning.hparams_log import HPARAM_PREFIX, hparam_metrics, hparams_of
-from cf_lightning.job_status import COMPLETED, FAILED, RUNNING, STATUS_FILE
-from cf_lightning.run_names import job_name, short_keys
+from cf_lightning.callbacks.hparams_log import HPARAM_PREFIX, hparam_metrics, hparams_of
+from cf_lightning.config.job_status import COMPLETED, FAILED, RUNNING, STATUS_FILE
+from cf_lightning.config.run_names import job_name, short_keys
+from cf_lightning.config.threads import job_threads, parallel_jobs
 from cf_lightning.sweep_summary import UNFINISHED, heatmap_axes, summarise
-from cf_lightning.threads import job_threads, parallel_jobs
 from tests.conftest import make_cfg, quick_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,13 +173,6 @@ def test_heatmap_needs_exactly_two_numeric_swept_keys(tmp_path):
 def test_summary_cli_names_a_folder_that_is_not_a_sweep(tmp_path, capsys):
     assert sweep_summary.main([str(tmp_path)]) == 2
     assert "no job folders" in capsys.readouterr().err
-
-
-def test_summary_uses_the_objective_and_file_names_of_training():
-    from cf_lightning import report, train
-
-    assert sweep_summary.OBJECTIVE == train.OBJECTIVE
-    assert sweep_summary.METRICS_FILE == report.METRICS_FILE
 
 
 # --- real sweeps, in a subprocess as a user runs them ---------------------------------------------

@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -18,24 +17,7 @@ from cf_lightning.data.locate import DatasetSource, cache_dir, locate
 from cf_lightning.data.movielens import ITEMS_FILE, RATINGS_FILE, merge_titles, read_items, read_ratings
 from cf_lightning.data.protocols import predefined_fold, split_rows
 from cf_lightning.data.synthetic import generate_movielens
-from cf_lightning.data.vocab import Vocab
-
-
-@dataclass(frozen=True)
-class CollabVocab:
-    """The user and item vocabularies; ``item_name`` says which column the items are."""
-
-    users: Vocab
-    items: Vocab
-    item_name: str
-
-    def to_dict(self) -> dict:
-        """Plain lists for checkpoints."""
-        return {"users": self.users.to_list(), "items": self.items.to_list(), "item_name": self.item_name}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> CollabVocab:
-        return cls(Vocab.from_list(data["users"]), Vocab.from_list(data["items"]), data["item_name"])
+from cf_lightning.data.vocab import CollabVocab, Vocab
 
 
 def load_ratings(folder: str | Path, rating_range=None, duplicates: str = "error") -> pd.DataFrame:

@@ -55,3 +55,20 @@ class Vocab:
 def _plain(value):
     """numpy scalars → Python ints/floats/strings so the vocabulary saves as plain data."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+@dataclass(frozen=True)
+class CollabVocab:
+    """The user and item vocabularies; ``item_name`` says which column the items are."""
+
+    users: Vocab
+    items: Vocab
+    item_name: str
+
+    def to_dict(self) -> dict:
+        """Plain lists for checkpoints."""
+        return {"users": self.users.to_list(), "items": self.items.to_list(), "item_name": self.item_name}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CollabVocab:
+        return cls(Vocab.from_list(data["users"]), Vocab.from_list(data["items"]), data["item_name"])

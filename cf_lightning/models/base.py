@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MeanAbsoluteError, MeanSquaredError
 
-from cf_lightning.data.datamodule import CollabVocab
+from cf_lightning.data.vocab import CollabVocab
+from cf_lightning.models.optim import one_cycle
 from cf_lightning.models.vocab_match import require_same_vocab
-from cf_lightning.optim import one_cycle
 
 VOCAB_KEY = "cf_lightning_vocab"
 

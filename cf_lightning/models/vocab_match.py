@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cf_lightning.data.datamodule import CollabVocab
+from cf_lightning.data.vocab import CollabVocab
 from cf_lightning.errors import CheckpointMismatchError
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
+from cf_lightning.config import METRICS_FILE
+
 EPOCHS_FILE = "epochs.csv"
-METRICS_FILE = "metrics.json"
 TABLE_COLUMNS = ("epoch", "train_loss", "valid_loss", "time")
 
 

@@ -1,7 +1,7 @@
 """A trained model with its vocabulary, loaded from a checkpoint without Hydra: predict, recommend, fold in.
 
 ```python
-from cf_lightning.recommender import Recommender
+from cf_lightning.inference.recommender import Recommender
 
 rec = Recommender.from_checkpoint("outputs/runs/.../checkpoints/last.ckpt")
 rec.predict([196], ["Toy Story (1995)"])
@@ -11,7 +11,7 @@ rec.recommend_new_user({"Toy Story (1995)": 5, "Fargo (1996)": 2}, k=10)
 
 Unknown users and items map to the ``#na#`` row (row 0) with an ``UnknownIdWarning`` naming them.
 What each user has rated is read from the data the model was trained on: the checkpoint records its
-folder and data config (``cf_lightning.checkpoint_info``); ``data_root=`` points elsewhere.
+folder and data config (``cf_lightning.callbacks.checkpoint_info``); ``data_root=`` points elsewhere.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.func import functional_call
 
-from cf_lightning.checkpoint_info import DATA_KEY, ITEM_COUNTS_KEY, MODEL_NAME_KEY, item_counts
-from cf_lightning.data.datamodule import CollabDataModule, CollabVocab, load_ratings
-from cf_lightning.data.vocab import UNKNOWN, Vocab
+from cf_lightning.callbacks.checkpoint_info import DATA_KEY, ITEM_COUNTS_KEY, MODEL_NAME_KEY, item_counts
+from cf_lightning.data.datamodule import CollabDataModule, load_ratings
+from cf_lightning.data.vocab import UNKNOWN, CollabVocab, Vocab
 from cf_lightning.errors import CFLightningError
 from cf_lightning.models import MODELS
 from cf_lightning.models.base import VOCAB_KEY, CollabModel

@@ -11,9 +11,9 @@ import pandas as pd
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from cf_lightning.checkpoint_info import item_counts
-from cf_lightning.interpret import PCA_COMPONENTS, bias_tables, describe, pca_figure
-from cf_lightning.recommender import Recommender
+from cf_lightning.callbacks.checkpoint_info import item_counts
+from cf_lightning.inference.interpretation import PCA_COMPONENTS, bias_tables, describe, pca_figure
+from cf_lightning.inference.recommender import Recommender
 
 TAG = "interpretation"
 

@@ -21,7 +21,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-import cf_lightning.run_names  # noqa: F401  (registers the job_name resolver in joblib's workers too)
+import cf_lightning.config.run_names  # noqa: F401  (registers the job_name resolver in joblib's workers too)
 
 STATUS_FILE = "job_status.json"
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"

@@ -1,0 +1,33 @@
+"""The Hydra wiring every command shares: where the configs are, their typed schemas, the resolvers
+that name run folders, and the names of the files a run writes.
+
+Importing this package registers the schemas and resolvers once, so any ``@hydra.main`` (or
+``initialize_config_dir``) that uses ``CONFIG_DIR`` composes the same validated config.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from cf_lightning.config.run_names import register_resolvers
+from cf_lightning.config.schema import TrainConfig, register_configs, validate
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+OBJECTIVE = "val/loss_best"  # what a sweep minimises: the best validation loss, not the last
+METRICS_FILE = "metrics.json"  # every run's summary, read by sweep_summary, crossval, the tables
+
+
+def register() -> None:
+    """Register the config schemas and the resolvers (idempotent)."""
+    register_configs()
+    register_resolvers()  # ${job_name:...}: readable sweep folder names
+    # A short random id in run folder names: runs started in the same second never share a folder.
+    OmegaConf.register_new_resolver("run_id", lambda: uuid.uuid4().hex[:6], use_cache=True, replace=True)
+
+
+register()
+
+__all__ = ["CONFIG_DIR", "METRICS_FILE", "OBJECTIVE", "TrainConfig", "register", "validate"]
