@@ -31,3 +31,7 @@ class NonFiniteLossError(CFLightningError, FloatingPointError):
 
 class CheckpointMismatchError(CFLightningError, ValueError):
     """A checkpoint does not fit the data or model it is loaded with (e.g. another vocabulary)."""
+
+
+class ResultWriteError(CFLightningError, OSError):
+    """A result file or checkpoint could not be written (disk full, read-only folder); the old one stays."""

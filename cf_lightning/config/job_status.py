@@ -22,6 +22,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 import cf_lightning.config.run_names  # noqa: F401  (registers the job_name resolver in joblib's workers too)
+from cf_lightning.atomic import write_text
 
 STATUS_FILE = "job_status.json"
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
@@ -71,8 +72,4 @@ def _overrides(config: DictConfig) -> list[str]:
 
 
 def _write(out_dir: str, status: dict) -> None:
-    path = Path(out_dir) / STATUS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(status, indent=2) + "\n")
-    tmp.replace(path)  # a reader never sees half a file
+    write_text(Path(out_dir) / STATUS_FILE, json.dumps(status, indent=2) + "\n")  # never half a file
