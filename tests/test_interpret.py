@@ -131,9 +131,10 @@ def test_the_tensorboard_interpretation_is_configurable(enabled, tmp_path):
 
 def test_networks_and_bias_only_models_say_what_their_tables_show(rec):
     n_users, n_items = len(rec.vocab.users), len(rec.vocab.items)
-    network = Recommender(CollabNN(n_users, n_items, 8, 8, 16), rec.vocab, counts=rec.item_counts())
+    small_net = CollabNN(n_users, n_items, user_emb_size=8, item_emb_size=8, n_act=16, y_range=[0.0, 5.5])
+    network = Recommender(small_net, rec.vocab, counts=rec.item_counts())
     assert "network's input" in describe(network) and bias_tables(network) is None
     assert len(nearest_items(network, rec.vocab.items.values[1], k=3)) == 3
-    biases_only = Recommender(BiasOnly(n_users, n_items), rec.vocab, counts=rec.item_counts())
+    biases_only = Recommender(BiasOnly(n_users, n_items, y_range=[0.0, 5.5]), rec.vocab, counts=rec.item_counts())
     assert "no item factor table" in describe(biases_only) and pca_figure(biases_only) is None
     assert len(bias_tables(biases_only, n=3)[0]) == 3

@@ -16,7 +16,7 @@ from cf_lightning.config import CONFIG_DIR
 from cf_lightning.config.schema import validate
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.errors import ConfigError
-from cf_lightning.models import MODELS, CollabNN, DotProduct, DotProductBiasParams, EmbeddingNN, build_model
+from cf_lightning.models import MODELS, DotProduct, DotProductBiasParams, build_model
 from cf_lightning.train import train
 from tests.conftest import make_cfg, quick_overrides
 
@@ -78,25 +78,25 @@ def test_fastai_embedding_widths_and_the_embedding_nn_layer_order():
     norm = net.layers[2]
     assert torch.all(norm.bias == 1e-3) and torch.all(norm.weight == 1)  # fastai's BatchNorm init
     # fastai 2.0's order, BatchNorm on the block's input, is one switch away (and 252 parameters more).
-    old = EmbeddingNN(ML100K_USERS, ML100K_ITEMS, layers=[100, 50], lin_first=False)
+    old = build_model({**model_config("embnn"), "lin_first": False}, ML100K_USERS, ML100K_ITEMS)
     assert [type(layer) for layer in old.layers][:3] == [nn.BatchNorm1d, nn.Linear, nn.ReLU]
     assert old.layers[0].num_features == 176
     assert sum(p.numel() for p in old.parameters()) - EXPECTED_PARAMETERS["embnn"] == 2 * 176 - 2 * 50
 
 
 def test_collab_nn_keeps_the_relu_between_its_linears():
-    net = CollabNN(ML100K_USERS, ML100K_ITEMS)
+    net = build_model(model_config("collabnn"), ML100K_USERS, ML100K_ITEMS)
     assert [type(layer) for layer in net.layers] == [nn.Linear, nn.ReLU, nn.Linear]
     assert net.layers[0].in_features == 74 + 102
 
 
 def test_an_embedding_lookup_is_a_one_hot_row_times_the_factor_matrix():
-    model = DotProduct(n_users=30, n_items=40, n_factors=5)
+    model = DotProduct(n_users=30, n_items=40, n_factors=5, y_range=None)
     users = torch.tensor([0, 3, 3, 29])
     one_hot = F.one_hot(users, num_classes=30).float()
     torch.testing.assert_close(model.user_factors(users), one_hot @ model.user_factors.weight, rtol=0, atol=0)
     # The hand-made tables: indexing a parameter is the same lookup.
-    params = DotProductBiasParams(n_users=30, n_items=40, n_factors=5)
+    params = DotProductBiasParams(n_users=30, n_items=40, n_factors=5, y_range=[0.0, 5.5])
     torch.testing.assert_close(params.user_factors[users], one_hot @ params.user_factors, rtol=0, atol=0)
     # and its gradient lands on the looked-up rows only, as the one-hot product's does.
     params.user_factors[users].sum().backward()
@@ -105,7 +105,7 @@ def test_an_embedding_lookup_is_a_one_hot_row_times_the_factor_matrix():
 
 
 def test_y_range_null_leaves_the_dot_product_unsquashed():
-    raw, ranged = DotProduct(5, 5, 2, y_range=None), DotProduct(5, 5, 2, y_range=[0.0, 5.5])
+    raw, ranged = DotProduct(5, 5, n_factors=2, y_range=None), DotProduct(5, 5, n_factors=2, y_range=[0.0, 5.5])
     with torch.no_grad():
         for model in (raw, ranged):
             model.user_factors.weight.fill_(1.0)

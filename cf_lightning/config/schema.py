@@ -17,6 +17,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from cf_lightning.data.movielens import DUPLICATE_POLICIES
 from cf_lightning.errors import ConfigError
+from cf_lightning.models import zoo  # noqa: F401  (registers the built-in models and their schemas)
+from cf_lightning.models.registry import MODEL_SCHEMAS
 
 ITEM_NAMES = ("title", "movie")
 SPLITS = ("random", "predefined", "temporal", "time_cut", "by_user")
@@ -88,80 +90,6 @@ class DataConfig:
         _check(self.batch_size > 0, "data.batch_size", f"must be > 0, got {self.batch_size}")
         _check(self.eval_batch_size > 0, "data.eval_batch_size", f"must be > 0, got {self.eval_batch_size}")
         _check(self.steps_per_call > 0, "data.steps_per_call", f"must be > 0, got {self.steps_per_call}")
-
-
-@dataclass
-class ModelConfig:
-    """Every model config names its architecture; subclasses add its hyperparameters."""
-
-    name: str = MISSING
-
-
-@dataclass
-class DotBiasConfig(ModelConfig):
-    n_factors: int = MISSING
-    y_range: list[float] = MISSING
-
-    def __post_init__(self) -> None:
-        _check(self.n_factors > 0, "model.n_factors", f"must be > 0, got {self.n_factors}")
-        _check_y_range(self.y_range)
-
-
-def _check_y_range(y_range: list[float] | None) -> None:
-    if y_range is not None:
-        ok = len(y_range) == 2 and y_range[0] < y_range[1]
-        _check(ok, "model.y_range", f"must be [low, high] with low < high, got {list(y_range)}")
-
-
-@dataclass
-class DotProductConfig(ModelConfig):
-    """DotProduct and fastai's EmbeddingDotBias: ``y_range`` may be null (no squashing)."""
-
-    n_factors: int = MISSING
-    y_range: list[float] | None = MISSING
-
-    def __post_init__(self) -> None:
-        _check(self.n_factors > 0, "model.n_factors", f"must be > 0, got {self.n_factors}")
-        _check_y_range(self.y_range)
-
-
-def _check_emb_size(key: str, size: int | None) -> None:
-    _check(size is None or size > 0, f"model.{key}", f"must be > 0 or null (fastai's get_emb_sz rule), got {size}")
-
-
-@dataclass
-class CollabNNConfig(ModelConfig):
-    user_emb_size: int | None = MISSING  # null = fastai's rule, min(600, round(1.6 * n**0.56))
-    item_emb_size: int | None = MISSING
-    n_act: int = MISSING
-    y_range: list[float] | None = MISSING
-
-    def __post_init__(self) -> None:
-        _check_emb_size("user_emb_size", self.user_emb_size)
-        _check_emb_size("item_emb_size", self.item_emb_size)
-        _check(self.n_act > 0, "model.n_act", f"must be > 0, got {self.n_act}")
-        _check_y_range(self.y_range)
-
-
-@dataclass
-class EmbeddingNNConfig(ModelConfig):
-    layers: list[int] = MISSING
-    user_emb_size: int | None = MISSING
-    item_emb_size: int | None = MISSING
-    dropout: float = MISSING
-    embed_dropout: float = MISSING
-    use_bn: bool = MISSING
-    lin_first: bool = MISSING
-    y_range: list[float] | None = MISSING
-
-    def __post_init__(self) -> None:
-        ok = len(self.layers) > 0 and all(n > 0 for n in self.layers)
-        _check(ok, "model.layers", f"must be a non-empty list of sizes > 0, got {list(self.layers)}")
-        _check_emb_size("user_emb_size", self.user_emb_size)
-        _check_emb_size("item_emb_size", self.item_emb_size)
-        for key in ("dropout", "embed_dropout"):
-            _check(0 <= getattr(self, key) < 1, f"model.{key}", f"must be in [0, 1), got {getattr(self, key)}")
-        _check_y_range(self.y_range)
 
 
 @dataclass
@@ -239,7 +167,7 @@ class TrainConfig:
     ckpt_path: str | None = MISSING  # resume from this checkpoint
     threads: int | None = MISSING  # torch threads; null = torch's choice, or a share of the cores in a parallel sweep
     data: DataConfig = MISSING
-    model: Any = MISSING  # one of the ModelConfig subclasses, chosen by model=NAME
+    model: Any = MISSING  # the registered schema of model=NAME (cf_lightning/models/zoo.py)
     optimizer: OptimizerConfig = MISSING
     accelerator: AcceleratorConfig = MISSING
     logger: LoggerConfig = MISSING
@@ -249,37 +177,6 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check(self.epochs > 0, "epochs", f"must be > 0, got {self.epochs}")
         _check(self.threads is None or self.threads > 0, "threads", f"must be > 0 or null, got {self.threads}")
-
-
-@dataclass
-class BiasOnlyConfig(ModelConfig):
-    y_range: list[float] | None = MISSING
-
-    def __post_init__(self) -> None:
-        _check_y_range(self.y_range)
-
-
-@dataclass
-class PopularityConfig(ModelConfig):
-    shrinkage: float = MISSING  # pseudo-ratings at the global mean added to each item's mean
-
-    def __post_init__(self) -> None:
-        _check(self.shrinkage >= 0, "model.shrinkage", f"must be >= 0, got {self.shrinkage}")
-
-
-# Model config schemas by model name; conf/model/NAME.yaml lists `NAME_schema` in its defaults.
-MODEL_SCHEMAS: dict[str, type[ModelConfig]] = {
-    "dot": DotProductConfig,
-    "dot_range": DotProductConfig,
-    "dotbias": DotBiasConfig,
-    "dotbias_params": DotBiasConfig,
-    "embdotbias": DotProductConfig,
-    "collabnn": CollabNNConfig,
-    "embnn": EmbeddingNNConfig,
-    "global_mean": ModelConfig,
-    "bias_only": BiasOnlyConfig,
-    "popularity": PopularityConfig,
-}
 
 
 def register_configs() -> None:
@@ -292,8 +189,7 @@ def register_configs() -> None:
     cs.store(group="logger", name="logger_schema", node=LoggerConfig)
     cs.store(group="callbacks", name="callbacks_schema", node=CallbacksConfig)
     cs.store(group="evaluation", name="evaluation_schema", node=EvaluationConfig)
-    for name, schema in MODEL_SCHEMAS.items():
-        cs.store(group="model", name=f"{name}_schema", node=schema)
+    # Model schemas are stored by the model registry as each model registers (cf_lightning/models/zoo.py).
 
 
 def validate(cfg: DictConfig) -> TrainConfig:
@@ -304,7 +200,7 @@ def validate(cfg: DictConfig) -> TrainConfig:
     _check(name in MODEL_SCHEMAS, "model.name", f"{name!r} is not a model; allowed values: {', '.join(MODEL_SCHEMAS)}")
     schema = OmegaConf.get_type(cfg.model)
     _check(
-        isinstance(schema, type) and issubclass(schema, MODEL_SCHEMAS[name]),
+        schema is MODEL_SCHEMAS[name],
         "model.name",
         f"{name!r} does not fit the selected model's keys ({sorted(cfg.model)}); choose the model with "
         f"model={name}, not model.name={name}",

@@ -1,36 +1,37 @@
-"""The architectures, by the name ``model=NAME`` selects."""
+"""The architectures, by the name ``model=NAME`` selects (registered in ``cf_lightning/models/zoo.py``).
+
+``MODELS[name]`` is the class; classes (``from cf_lightning.models import DotProductBias``) are imported
+on first use, so importing this package, as the config layer does, loads neither torch nor Lightning.
+"""
 
 from __future__ import annotations
 
-from cf_lightning.models.base import CollabModel
-from cf_lightning.models.baselines import BiasOnly, GlobalMean, Popularity
-from cf_lightning.models.collab_nn import CollabNN
-from cf_lightning.models.dot import DotProduct
-from cf_lightning.models.dot_bias import DotProductBias
-from cf_lightning.models.dot_bias_params import DotProductBiasParams
-from cf_lightning.models.embedding_dot_bias import EmbeddingDotBias
-from cf_lightning.models.embedding_nn import EmbeddingNN
+import importlib
+from typing import TYPE_CHECKING, Any
 
-# The chapter's models in its order; `dot` and `dot_range` are one class (y_range null or set).
-MODELS: dict[str, type[CollabModel]] = {
-    "dot": DotProduct,
-    "dot_range": DotProduct,
-    "dotbias": DotProductBias,
-    "dotbias_params": DotProductBiasParams,
-    "embdotbias": EmbeddingDotBias,
-    "collabnn": CollabNN,
-    "embnn": EmbeddingNN,
-    # Baselines (cf_lightning/models/baselines.py)
-    "global_mean": GlobalMean,
-    "bias_only": BiasOnly,
-    "popularity": Popularity,
-}
+from cf_lightning.models import zoo  # noqa: F401  (registers the built-in models)
+from cf_lightning.models.registry import MODEL_CLASSES, ModelConfig, model_spec, register_model, registered
+
+if TYPE_CHECKING:
+    from cf_lightning.models.base import CollabModel
+
+MODELS = MODEL_CLASSES
+
+__all__ = ["MODELS", "ModelConfig", "build_model", "register_model"]
 
 
 def build_model(model_cfg: dict, n_users: int, n_items: int, optimizer: dict | None = None) -> CollabModel:
     """Instantiate ``model_cfg["name"]`` with the vocabulary sizes and the rest of ``model_cfg``."""
     kwargs = dict(model_cfg)
-    name = kwargs.pop("name")
-    if name not in MODELS:
-        raise KeyError(f"model.name={name!r} is not a known model; choose one of {sorted(MODELS)}")
-    return MODELS[name](n_users=n_users, n_items=n_items, optimizer=optimizer, **kwargs)
+    spec = model_spec(kwargs.pop("name"))
+    return spec.model_class()(n_users=n_users, n_items=n_items, optimizer=optimizer, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    """``CollabModel`` and the registered classes by their class names, imported on first use."""
+    if name == "CollabModel":
+        return importlib.import_module("cf_lightning.models.base").CollabModel
+    for spec in registered():
+        if spec.class_name == name:
+            return spec.model_class()
+    raise AttributeError(f"module 'cf_lightning.models' has no attribute {name!r}")

@@ -24,7 +24,7 @@ class BiasOnly(CollabModel):
     """``sigmoid_range(b + user_bias + item_bias, *y_range)``: no interaction between user and item."""
 
     def __init__(
-        self, n_users: int, n_items: int, y_range: Sequence[float] | None = (0.0, 5.5), optimizer: dict | None = None
+        self, n_users: int, n_items: int, *, y_range: Sequence[float] | None, optimizer: dict | None = None
     ) -> None:
         super().__init__(n_users, n_items, optimizer)
         self.global_bias = nn.Parameter(torch.zeros(1))
@@ -80,7 +80,7 @@ class GlobalMean(ClosedFormBaseline):
 class Popularity(ClosedFormBaseline):
     """Ranks by training-rating count; predicts the shrunk item mean ``(sum + s * mean) / (count + s)``."""
 
-    def __init__(self, n_users: int, n_items: int, shrinkage: float = 5.0, optimizer: dict | None = None) -> None:
+    def __init__(self, n_users: int, n_items: int, *, shrinkage: float, optimizer: dict | None = None) -> None:
         super().__init__(n_users, n_items, optimizer)
         self.shrinkage = shrinkage
         self.register_buffer("item_count", torch.zeros(n_items))

@@ -21,10 +21,11 @@ class CollabNN(CollabModel):
         self,
         n_users: int,
         n_items: int,
-        user_emb_size: int | None = None,
-        item_emb_size: int | None = None,
-        n_act: int = 100,
-        y_range: Sequence[float] | None = (0.0, 5.5),
+        *,
+        user_emb_size: int | None,
+        item_emb_size: int | None,
+        n_act: int,
+        y_range: Sequence[float] | None,
         optimizer: dict | None = None,
     ) -> None:
         super().__init__(n_users, n_items, optimizer)

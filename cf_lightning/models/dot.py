@@ -18,8 +18,9 @@ class DotProduct(CollabModel):
         self,
         n_users: int,
         n_items: int,
+        *,
         n_factors: int,
-        y_range: Sequence[float] | None = None,
+        y_range: Sequence[float] | None,
         optimizer: dict | None = None,
     ) -> None:
         super().__init__(n_users, n_items, optimizer)

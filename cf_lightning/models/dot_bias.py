@@ -15,8 +15,9 @@ class DotProductBias(CollabModel):
         self,
         n_users: int,
         n_items: int,
+        *,
         n_factors: int,
-        y_range: Sequence[float] = (0.0, 5.5),
+        y_range: Sequence[float],
         optimizer: dict | None = None,
     ) -> None:
         super().__init__(n_users, n_items, optimizer)

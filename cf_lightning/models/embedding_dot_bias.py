@@ -19,8 +19,9 @@ class EmbeddingDotBias(CollabModel):
         self,
         n_users: int,
         n_items: int,
+        *,
         n_factors: int,
-        y_range: Sequence[float] | None = (0.0, 5.5),
+        y_range: Sequence[float] | None,
         optimizer: dict | None = None,
     ) -> None:
         super().__init__(n_users, n_items, optimizer)

@@ -1,0 +1,127 @@
+"""The registered models: each one's config schema beside its registry line (names, schema, class).
+
+Adding a model: its class in ``cf_lightning/models/<file>.py`` (hyperparameters as constructor arguments
+without defaults), its values in ``conf/model/<name>.yaml`` (defaults list ``<name>_schema``, then
+``_self_``), and here a schema dataclass with its ``register_model`` line. Classes are named as
+``"module:Class"`` strings so that reading configs never imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from omegaconf import MISSING
+
+from cf_lightning.models.registry import ModelConfig, check, register_model
+
+
+def _check_y_range(y_range: list[float] | None) -> None:
+    if y_range is not None:
+        ok = len(y_range) == 2 and y_range[0] < y_range[1]
+        check(ok, "model.y_range", f"must be [low, high] with low < high, got {list(y_range)}")
+
+
+def _check_emb_size(key: str, size: int | None) -> None:
+    check(size is None or size > 0, f"model.{key}", f"must be > 0 or null (fastai's get_emb_sz rule), got {size}")
+
+
+# --- the chapter's models, in its order -------------------------------------------------------------
+
+
+@dataclass
+class DotProductConfig(ModelConfig):
+    """DotProduct and fastai's EmbeddingDotBias: ``y_range`` may be null (no squashing)."""
+
+    n_factors: int = MISSING
+    y_range: list[float] | None = MISSING
+
+    def __post_init__(self) -> None:
+        check(self.n_factors > 0, "model.n_factors", f"must be > 0, got {self.n_factors}")
+        _check_y_range(self.y_range)
+
+
+# `dot` and `dot_range` are one class: y_range null or set.
+register_model("dot", "dot_range", schema=DotProductConfig, model="cf_lightning.models.dot:DotProduct")
+
+
+@dataclass
+class DotBiasConfig(ModelConfig):
+    n_factors: int = MISSING
+    y_range: list[float] = MISSING  # the chapter's DotProductBias always squashes
+
+    def __post_init__(self) -> None:
+        check(self.n_factors > 0, "model.n_factors", f"must be > 0, got {self.n_factors}")
+        _check_y_range(self.y_range)
+
+
+register_model("dotbias", schema=DotBiasConfig, model="cf_lightning.models.dot_bias:DotProductBias")
+register_model("dotbias_params", schema=DotBiasConfig, model="cf_lightning.models.dot_bias_params:DotProductBiasParams")
+register_model("embdotbias", schema=DotProductConfig, model="cf_lightning.models.embedding_dot_bias:EmbeddingDotBias")
+
+
+@dataclass
+class CollabNNConfig(ModelConfig):
+    user_emb_size: int | None = MISSING  # null = fastai's rule, min(600, round(1.6 * n**0.56))
+    item_emb_size: int | None = MISSING
+    n_act: int = MISSING
+    y_range: list[float] | None = MISSING
+
+    def __post_init__(self) -> None:
+        _check_emb_size("user_emb_size", self.user_emb_size)
+        _check_emb_size("item_emb_size", self.item_emb_size)
+        check(self.n_act > 0, "model.n_act", f"must be > 0, got {self.n_act}")
+        _check_y_range(self.y_range)
+
+
+register_model("collabnn", schema=CollabNNConfig, model="cf_lightning.models.collab_nn:CollabNN")
+
+
+@dataclass
+class EmbeddingNNConfig(ModelConfig):
+    layers: list[int] = MISSING
+    user_emb_size: int | None = MISSING
+    item_emb_size: int | None = MISSING
+    dropout: float = MISSING
+    embed_dropout: float = MISSING
+    use_bn: bool = MISSING
+    lin_first: bool = MISSING
+    y_range: list[float] | None = MISSING
+
+    def __post_init__(self) -> None:
+        ok = len(self.layers) > 0 and all(n > 0 for n in self.layers)
+        check(ok, "model.layers", f"must be a non-empty list of sizes > 0, got {list(self.layers)}")
+        _check_emb_size("user_emb_size", self.user_emb_size)
+        _check_emb_size("item_emb_size", self.item_emb_size)
+        for key in ("dropout", "embed_dropout"):
+            check(0 <= getattr(self, key) < 1, f"model.{key}", f"must be in [0, 1), got {getattr(self, key)}")
+        _check_y_range(self.y_range)
+
+
+register_model("embnn", schema=EmbeddingNNConfig, model="cf_lightning.models.embedding_nn:EmbeddingNN")
+
+
+# --- baselines (cf_lightning/models/baselines.py) ---------------------------------------------------
+
+register_model("global_mean", schema=ModelConfig, model="cf_lightning.models.baselines:GlobalMean")
+
+
+@dataclass
+class BiasOnlyConfig(ModelConfig):
+    y_range: list[float] | None = MISSING
+
+    def __post_init__(self) -> None:
+        _check_y_range(self.y_range)
+
+
+register_model("bias_only", schema=BiasOnlyConfig, model="cf_lightning.models.baselines:BiasOnly")
+
+
+@dataclass
+class PopularityConfig(ModelConfig):
+    shrinkage: float = MISSING  # pseudo-ratings at the global mean added to each item's mean
+
+    def __post_init__(self) -> None:
+        check(self.shrinkage >= 0, "model.shrinkage", f"must be >= 0, got {self.shrinkage}")
+
+
+register_model("popularity", schema=PopularityConfig, model="cf_lightning.models.baselines:Popularity")
