@@ -14,8 +14,7 @@ from cf_lightning.data.protocols import split_rows
 from cf_lightning.data.split import by_user_split, temporal_split, time_cut_split
 from cf_lightning.errors import ConfigError, DataFormatError
 from tests.conftest import make_cfg, quick_overrides
-
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-100k"
+from tests.real_data import REAL_DATA, requires_real_data
 
 
 def write_fold(folder: Path, fold: str = "u1", every: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -135,8 +134,7 @@ def test_split_rows_is_deterministic(movielens_dir):
     assert torch.equal(first.test, second.test) and torch.equal(first.valid, second.valid)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not (REAL_DATA / "u1.base").is_file(), reason=f"real MovieLens 100K not at {REAL_DATA}")
+@requires_real_data("u.data", "u.item", "u1.base", "u5.base", "ua.base")
 @pytest.mark.parametrize("fold", ["u1", "u5", "ua"])
 def test_real_predefined_folds_have_their_published_sizes(fold):
     dm = datamodule(REAL_DATA, "data.split=predefined", f"data.fold={fold}")
