@@ -31,7 +31,11 @@ def test_global_mean_predicts_the_training_mean_and_reloads(movielens_dir, tmp_p
     model = GlobalMean.load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     prediction = model.predict([1, 2], ["Synthetic Movie 1 (1951)", "no such title"])
     assert prediction.tolist() == pytest.approx([train_rows.ratings.double().mean().item()] * 2, abs=1e-5)
-    assert metrics["val/loss"] > 0
+    dm = CollabDataModule(cfg.data)
+    dm.setup("fit")
+    valid = dm.subset(dm.valid_idx).ratings.double()  # the mean's validation MSE, computed here from the rows
+    expected = ((valid - train_rows.ratings.double().mean()) ** 2).mean().item()
+    assert metrics["val/loss"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_popularity_counts_training_ratings_and_shrinks_item_means(movielens_dir, tmp_path):

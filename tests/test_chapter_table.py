@@ -61,5 +61,7 @@ def test_command_prints_the_table_or_says_nothing_was_found(sweeps, tmp_path, ca
     assert "`chapter_dotbias`" in capsys.readouterr().out
     empty = tmp_path / "empty"
     write_job(empty, 0, "chapter_dot", 42, 0.0, finished=False)
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_:
         main([str(empty)])
+    assert exit_.value.code == 2  # argparse's usage error, with its message
+    assert f"no completed +experiment=... jobs under {empty}" in capsys.readouterr().err

@@ -57,6 +57,8 @@ def test_crosstab_command_prints_the_table(movielens_dir, capsys):
     assert len(lines) == 1 + 4 and len(lines[0].split()) == 3 + 5  # "item \ user" + 5 user ids
 
 
-def test_crosstab_command_rejects_an_empty_table(movielens_dir):
-    with pytest.raises(SystemExit):
+def test_crosstab_command_rejects_an_empty_table(movielens_dir, capsys):
+    with pytest.raises(SystemExit) as exit_:
         main(["crosstab", "--users", "0", f"data.root={movielens_dir}"])
+    assert exit_.value.code == 2  # argparse's usage error, with its message
+    assert "--users and --items must be >= 1, got 0 and" in capsys.readouterr().err
