@@ -14,15 +14,18 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from omegaconf import OmegaConf
 
 from cf_lightning.config.distributed import child_command, quote_override
 from cf_lightning.data.batches import MIN_ROWS_PER_RANK, EpochBatchSampler
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.data.synthetic import generate_movielens
-from cf_lightning.models import MODELS
+from cf_lightning.models import MODELS, build_model
+from cf_lightning.train import train
 from tests.conftest import SMALL, make_cfg, quick_overrides
 
 REPO = Path(__file__).resolve().parent.parent
@@ -148,10 +151,16 @@ def run_cli(args: list[str], cwd: Path, rows_dir: Path | None = None) -> subproc
     return result
 
 
+# 2,399 ratings: 479 validation rows, an odd number, so the ranks validate on unequal halves (240 and 239)
+# and a mean of the ranks' means would differ from the exact val/loss; 1,920 training rows, 60 global
+# batches of 32, so one process takes the very same steps (it drops a last partial batch, DDP keeps it).
+DDP_DATA = {**SMALL, "n_ratings": 2399}
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("ddp-data") / "ml-small"
-    generate_movielens(folder, **SMALL)
+    generate_movielens(folder, **DDP_DATA)
     return folder
 
 
@@ -170,7 +179,39 @@ def test_ddp_trains_in_two_processes(ddp_run):
     ranks = ddp_run["ranks"]
     assert sorted(ranks) == [0, 1] and ranks[0]["pid"] != ranks[1]["pid"]
     metrics = json.loads((ddp_run["run"] / "metrics.json").read_text())
-    assert metrics["epochs"] == 1 and metrics["val/loss"] < 2.0
+    # It learned: well below the same model before its first step (1.42 here; 1.15 after the epoch).
+    cfg = make_cfg(*ddp_run["overrides"])
+    datamodule = CollabDataModule(cfg.data, seed=cfg.seed)
+    datamodule.setup("fit")
+    pl.seed_everything(cfg.seed, verbose=False)
+    untrained = build_model(OmegaConf.to_container(cfg.model), datamodule.n_users, datamodule.n_items).eval()
+    valid = datamodule.subset(datamodule.valid_idx)
+    with torch.no_grad():
+        untrained_loss = torch.nn.functional.mse_loss(untrained(valid.users, valid.items), valid.ratings).item()
+    assert metrics["epochs"] == 1 and metrics["val/loss"] < untrained_loss - 0.2
+
+
+@pytest.fixture(scope="module")
+def one_process_run(tmp_path_factory, ddp_run) -> Path:
+    """The DDP run's config on one process (same global batch), trained in this process."""
+    out = tmp_path_factory.mktemp("one-process")
+    overrides = [o for o in ddp_run["overrides"] if o != "accelerator=ddp_cpu"]
+    train(make_cfg(*overrides, "accelerator=cpu"), out_dir=out)
+    return out
+
+
+def test_ddp_ends_where_one_process_ends(ddp_run, one_process_run):
+    """Two processes with half of each global batch take the steps one process takes: same weights and metrics."""
+    ddp, single = (json.loads((run / "metrics.json").read_text()) for run in (ddp_run["run"], one_process_run))
+    for key in ("val/loss", "val/loss_best", "val/rmse", "val/mae", "train/loss"):
+        assert ddp[key] == pytest.approx(single[key], abs=1e-6), key
+    weights = [
+        torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        for run in (ddp_run["run"], one_process_run)
+    ]
+    assert weights[0].keys() == weights[1].keys()
+    for name in weights[0]:
+        torch.testing.assert_close(weights[0][name], weights[1][name], rtol=0, atol=1e-6, msg=name)
 
 
 def test_ddp_ranks_see_every_training_row_once(ddp_run):
@@ -192,6 +233,13 @@ def test_ddp_one_cycle_counts_the_steps_of_a_shard(ddp_run):
     assert checkpoint["global_step"] == steps_run
 
 
+def validation_rows_of_rank(n: int, eval_batch_size: int, rank: int) -> torch.Tensor:
+    """The validation rows one rank evaluates (one batch: the set is smaller than ``eval_batch_size``)."""
+    sampler = EpochBatchSampler(n, eval_batch_size, shuffle=False, drop_last=False, rank=rank, world_size=WORLD)
+    (rows,) = list(sampler)
+    return rows
+
+
 def test_ddp_val_loss_is_exact_over_the_whole_validation_set(ddp_run):
     """The logged val/loss (squared errors summed over both ranks) equals one process's evaluation."""
     cfg = make_cfg(*ddp_run["overrides"])
@@ -203,6 +251,12 @@ def test_ddp_val_loss_is_exact_over_the_whole_validation_set(ddp_run):
         expected = torch.nn.functional.mse_loss(model(valid.users, valid.items), valid.ratings).item()
     logged = json.loads((ddp_run["run"] / "metrics.json").read_text())["val/loss"]
     assert logged == pytest.approx(expected, abs=1e-6)
+    # The fixture can tell: the ranks' halves are unequal, so the mean of their means is off by more than 1e-6.
+    halves = [validation_rows_of_rank(len(valid.ratings), cfg.data.eval_batch_size, rank) for rank in range(WORLD)]
+    assert sorted(map(len, halves)) == [239, 240]
+    with torch.no_grad():
+        means = [torch.nn.functional.mse_loss(model(valid.users[h], valid.items[h]), valid.ratings[h]) for h in halves]
+    assert abs(sum(means).item() / WORLD - expected) > 1e-5
 
 
 def test_ddp_writes_one_run_folder_from_rank_zero(ddp_run):
