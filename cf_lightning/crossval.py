@@ -1,6 +1,7 @@
-"""K-fold cross-validation over MovieLens' predefined folds: ``python -m cf_lightning.crossval [overrides]``.
+"""K-fold cross-validation: ``python -m cf_lightning.crossval [overrides]``.
 
-One training run per fold of ``data.folds`` (``data.split=predefined``, ``data.fold=<fold>``),
+One training run per fold of ``data.folds``: ML-100K's own files ``u1..u5`` (``data.split=predefined``)
+or, on any data set, the 5 random folds ``k1..k5`` (``data.split=kfold``), with ``data.fold=<fold>``;
 each in ``<run folder>/fold=<fold>/``; then the mean and standard deviation of every metric in
 ``crossval.json`` and ``metrics.json`` (the means under the metrics' own names, so the sweep
 summary reads a cross-validated run like any other; ``<name>_std`` beside each). ``main`` returns
@@ -21,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cf_lightning.callbacks.report import METRICS_FILE
 from cf_lightning.config import CONFIG_DIR, OBJECTIVE
+from cf_lightning.config.schema import PREDEFINED_FOLDS
 from cf_lightning.train import train
 
 CROSSVAL_FILE = "crossval.json"
@@ -32,7 +34,7 @@ def crossval(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
     per_fold = {}
     for fold in cfg.data.folds:
         fold_cfg = copy.deepcopy(cfg)
-        OmegaConf.update(fold_cfg, "data.split", "predefined")
+        OmegaConf.update(fold_cfg, "data.split", "predefined" if fold in PREDEFINED_FOLDS else "kfold")
         OmegaConf.update(fold_cfg, "data.fold", fold)
         per_fold[fold] = train(fold_cfg, out_dir / f"fold={fold}")
     summary = summarize(per_fold)

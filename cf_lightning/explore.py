@@ -16,7 +16,7 @@ import pandas as pd
 from hydra import compose, initialize_config_dir
 
 from cf_lightning.config import CONFIG_DIR
-from cf_lightning.data.datamodule import CollabDataModule, load_ratings
+from cf_lightning.data.datamodule import CollabDataModule, load_ratings, read_options
 
 TITLE_WIDTH = 32
 CORNER = "item \\ user"
@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=list(args.overrides))
-    ratings = load_ratings(CollabDataModule(cfg.data).data_folder())
+    ratings = load_ratings(CollabDataModule(cfg.data).data_folder(), **read_options(cfg.data))
     table = crosstab(ratings, args.users, args.items, item_col=cfg.data.item_name)
     print(format_crosstab(table))
     return 0

@@ -50,10 +50,10 @@ def test_download_verifies_and_extracts(http_server, movielens_dir, isolated_cac
     www, base = http_server
     archive = make_zip(movielens_dir, www / "ml-100k.zip")
     found = locate(source(f"{base}/ml-100k.zip", md5(archive)))
-    assert found == isolated_cache / "ml-100k"
+    assert found == isolated_cache / f"ml-100k-{md5(archive)}"  # content-addressed: the archive's MD5
     assert (found / "u.data").read_bytes() == (movielens_dir / "u.data").read_bytes()
     # The second call finds the cached copy without the network.
-    assert locate(source("http://127.0.0.1:9/unreachable.zip", "x")) == found
+    assert locate(source("http://127.0.0.1:9/unreachable.zip", md5(archive))) == found
 
 
 def test_wrong_checksum_leaves_nothing_behind(http_server, movielens_dir, isolated_cache):

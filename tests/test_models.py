@@ -57,6 +57,8 @@ def model_config(name: str) -> dict:
     the composed configs are tested below, once per experiment)."""
     values = OmegaConf.to_container(OmegaConf.load(Path(CONFIG_DIR) / "model" / f"{name}.yaml"))
     values.pop("defaults")
+    if values.get("y_range") == "${data.y_range}":  # follows the data set: ML-100K's here
+        values["y_range"] = list(OmegaConf.load(Path(CONFIG_DIR) / "data" / "ml100k.yaml").y_range)
     return values
 
 

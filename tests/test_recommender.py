@@ -160,7 +160,9 @@ def small_data(tmp_path_factory):
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_registered_architecture_loads_predicts_and_recommends(name, small_data, tmp_path):
     folder, datamodule = small_data
-    model = build_model(OmegaConf.to_container(make_cfg(f"model={name}").model), datamodule.n_users, datamodule.n_items)
+    model = build_model(
+        OmegaConf.to_container(make_cfg(f"model={name}").model, resolve=True), datamodule.n_users, datamodule.n_items
+    )
     model.vocab = datamodule.vocab
     checkpoint = {
         "state_dict": model.state_dict(),

@@ -40,9 +40,8 @@ def source(url: str, checksum: str) -> DatasetSource:
 
 
 def cache_holds_only_the_data_set(cache: Path) -> bool:
-    return sorted(p.name for p in cache.iterdir()) == ["ml-100k"] and all(
-        (cache / "ml-100k" / n).is_file() for n in FILES
-    )
+    names = [p.name for p in cache.iterdir()]
+    return len(names) == 1 and names[0].startswith("ml-100k-") and all((cache / names[0] / n).is_file() for n in FILES)
 
 
 class ArchiveServer:
@@ -129,7 +128,7 @@ def test_download_cut_off_midway_leaves_nothing_and_the_next_run_succeeds(server
         locate(source(server.url, md5(archive)))
     assert list(isolated_cache.iterdir()) == []
     server.cut_at = None
-    assert locate(source(server.url, md5(archive))) == isolated_cache / "ml-100k"
+    assert locate(source(server.url, md5(archive))) == isolated_cache / f"ml-100k-{md5(archive)}"
     assert cache_holds_only_the_data_set(isolated_cache)
 
 
@@ -148,9 +147,9 @@ def test_download_killed_midway_is_cleaned_up_by_the_next_run(server, archive, i
         process.kill()
         process.wait()
     assert list(isolated_cache.glob(".ml-100k-download-*")), "the killed run should have left its partial download"
-    assert not (isolated_cache / "ml-100k").exists()
+    assert not (isolated_cache / f"ml-100k-{md5(archive)}").exists()
     server.seconds_per_chunk = 0.0
-    assert locate(source(server.url, md5(archive))) == isolated_cache / "ml-100k"
+    assert locate(source(server.url, md5(archive))) == isolated_cache / f"ml-100k-{md5(archive)}"
     assert cache_holds_only_the_data_set(isolated_cache)
 
 
@@ -165,6 +164,6 @@ def test_two_processes_preparing_the_same_data_set_both_succeed(server, archive,
     results = [p.communicate(timeout=120) for p in processes]
     for process, (out, err) in zip(processes, results):
         assert process.returncode == 0, err[-2000:]
-        assert out.strip() == str(isolated_cache / "ml-100k")
+        assert out.strip() == str(isolated_cache / f"ml-100k-{md5(archive)}")
     assert server.requests == 1  # the second found the first one's copy instead of downloading again
     assert cache_holds_only_the_data_set(isolated_cache)

@@ -7,15 +7,20 @@ the lowest/highest item biases to TEXT. Enabled by ``callbacks.interpretation`` 
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from cf_lightning.callbacks.checkpoint_info import item_counts
-from cf_lightning.inference.interpretation import PCA_COMPONENTS, bias_tables, describe, pca_figure
+from cf_lightning.inference.interpretation import PCA_COMPONENTS, bias_tables, describe, most_rated_rows, pca_figure
 from cf_lightning.inference.recommender import Recommender
 
 TAG = "interpretation"
+# The projector loads every vector into the browser: past some tens of thousands it stalls, and the
+# big MovieLens sets have 60,000+ items. It gets the most-rated ones.
+PROJECTOR_MAX_ITEMS = 10_000
 
 
 class InterpretationLogger(pl.Callback):
@@ -40,13 +45,17 @@ def log_interpretation(writer, rec: Recommender, step: int) -> None:
     writer.add_text(f"{TAG}/about", describe(rec), step)
     factors = rec.item_factors()
     if factors is not None:
-        rows = range(1, len(factors))  # #na# is not an item
+        # #na# is not an item; all items in vocabulary order, or the most-rated PROJECTOR_MAX_ITEMS
+        rows = np.arange(1, len(factors))
+        if len(rows) > PROJECTOR_MAX_ITEMS:
+            rows = np.sort(most_rated_rows(rec, PROJECTOR_MAX_ITEMS))
         counts = rec.item_counts()
-        metadata = [[str(label), str(int(counts[r]))] for r, label in zip(rows, rec.item_labels(rows))]
+        columns = rec.item_columns(rows)
+        metadata = [[str(v) for v in values] + [str(int(counts[r]))] for r, values in zip(rows, zip(*columns.values()))]
         writer.add_embedding(
-            factors[1:],
+            factors[torch.from_numpy(rows)],
             metadata=metadata,
-            metadata_header=[rec.vocab.item_name, "n_ratings"],
+            metadata_header=[*columns, "n_ratings"],
             tag="item_factors",
             global_step=step,
         )

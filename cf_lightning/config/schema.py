@@ -15,14 +15,17 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from cf_lightning.data.layouts import LAYOUTS
 from cf_lightning.data.movielens import DUPLICATE_POLICIES
 from cf_lightning.errors import ConfigError
 from cf_lightning.models import zoo  # noqa: F401  (registers the built-in models and their schemas)
 from cf_lightning.models.registry import MODEL_SCHEMAS
 
 ITEM_NAMES = ("title", "movie")
-SPLITS = ("random", "predefined", "temporal", "time_cut", "by_user")
-FOLDS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")  # MovieLens 100K's own fold files
+SPLITS = ("random", "predefined", "kfold", "temporal", "time_cut", "by_user")
+PREDEFINED_FOLDS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")  # MovieLens 100K's own fold files
+KFOLDS = ("k1", "k2", "k3", "k4", "k5")  # data.split=kfold: 5 random folds of any data set
+FOLDS = PREDEFINED_FOLDS + KFOLDS
 
 
 def _check(ok: bool, key: str, message: str) -> None:
@@ -51,7 +54,10 @@ class DataConfig:
     root: str | None = MISSING  # a local copy; null = $CF_LIGHTNING_DATA, the cache, or download
     folder: str = MISSING
     url: str = MISSING
-    md5: str = MISSING
+    md5: str = MISSING  # "" = read it from md5_url
+    md5_url: str = MISSING
+    max_unpacked_mb: int = MISSING  # an archive that unpacks to more is refused
+    layout: str = MISSING  # one of cf_lightning.data.layouts.LAYOUTS
     item_name: str = MISSING
     split: str = MISSING
     valid_pct: float = MISSING
@@ -65,6 +71,8 @@ class DataConfig:
     steps_per_call: int = MISSING
     rating_range: list[float] | None = MISSING  # [low, high]: a rating outside stops the run; null = no check
     duplicates: str = MISSING  # a (user, movie) pair rated twice: one of DUPLICATE_POLICIES
+    y_range: list[float] | None = MISSING  # the data set's span for the models' sigmoid_range (model.y_range)
+    ranking_max_users: int | None = MISSING  # evaluation.max_users follows it
     synthetic: SyntheticConfig | None = MISSING
 
     def __post_init__(self) -> None:
@@ -77,12 +85,31 @@ class DataConfig:
             "data.duplicates",
             f"must be one of {DUPLICATE_POLICIES}, got {self.duplicates!r}",
         )
+        _check(self.layout in LAYOUTS, "data.layout", f"must be one of {tuple(LAYOUTS)}, got {self.layout!r}")
+        _check(
+            self.split != "predefined" or self.layout == "ml-100k",
+            "data.split",
+            f"predefined folds (u1..u5, ua, ub) are MovieLens 100K's files; {self.name} has none: use "
+            f"data.split=kfold (data.fold=k1..k5) or random, temporal, time_cut, by_user",
+        )
+        _check(self.max_unpacked_mb > 0, "data.max_unpacked_mb", f"must be > 0, got {self.max_unpacked_mb}")
+        if self.y_range is not None:
+            ok = len(self.y_range) == 2 and self.y_range[0] < self.y_range[1]
+            _check(ok, "data.y_range", f"must be [low, high] with low < high, or null; got {list(self.y_range)}")
+        _check(
+            self.ranking_max_users is None or self.ranking_max_users > 0,
+            "data.ranking_max_users",
+            "must be > 0 or null",
+        )
         _check(self.item_name in ITEM_NAMES, "data.item_name", f"must be one of {ITEM_NAMES}, got {self.item_name!r}")
         _check(self.split in SPLITS, "data.split", f"must be one of {SPLITS}, got {self.split!r}")
         _check(0 < self.valid_pct < 1, "data.valid_pct", f"must be in (0, 1), got {self.valid_pct}")
         _check(0 < self.test_pct < 1, "data.test_pct", f"must be in (0, 1), got {self.test_pct}")
         _check(self.holdout_n > 0, "data.holdout_n", f"must be > 0, got {self.holdout_n}")
         _check(self.fold in FOLDS, "data.fold", f"must be one of {FOLDS}, got {self.fold!r}")
+        if self.split in ("predefined", "kfold"):
+            names = PREDEFINED_FOLDS if self.split == "predefined" else KFOLDS
+            _check(self.fold in names, "data.fold", f"data.split={self.split} takes one of {names}, got {self.fold!r}")
         bad = [f for f in self.folds if f not in FOLDS]
         _check(
             bool(self.folds) and not bad, "data.folds", f"must be a non-empty list of {FOLDS}, got {list(self.folds)}"

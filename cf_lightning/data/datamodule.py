@@ -8,37 +8,68 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
 
+from cf_lightning.data.arrays import RatingArrays, encode_ids
 from cf_lightning.data.batches import EpochBatchSampler, RatingTensors, StepChunks, batch_loader
+from cf_lightning.data.dataset import load_arrays
+from cf_lightning.data.filelock import file_lock
+from cf_lightning.data.layouts import Layout, layout_of
 from cf_lightning.data.locate import DatasetSource, cache_dir, locate
-from cf_lightning.data.movielens import ITEMS_FILE, RATINGS_FILE, merge_titles, read_items, read_ratings
+from cf_lightning.data.movielens import ITEMS_FILE, RATINGS_FILE
 from cf_lightning.data.protocols import predefined_fold, split_rows
 from cf_lightning.data.synthetic import generate_movielens
-from cf_lightning.data.vocab import CollabVocab, Vocab
+from cf_lightning.data.vocab import UNKNOWN, CollabVocab, Vocab
 
 
-def load_ratings(folder: str | Path, rating_range=None, duplicates: str = "error") -> pd.DataFrame:
-    """``u.data`` merged with ``u.item``'s titles, in ``u.data``'s row order (checks: see ``read_ratings``)."""
-    folder = Path(folder)
-    ratings = read_ratings(folder / RATINGS_FILE, rating_range=rating_range, duplicates=duplicates)
-    return merge_titles(ratings, read_items(folder / ITEMS_FILE), folder / ITEMS_FILE)
-
-
-def rating_checks(data) -> dict:
-    """``read_ratings``' checks from a data config (configs saved before they existed have none)."""
+def read_options(data) -> dict:
+    """The reading options of a data config: checks and layout (configs saved before they existed have none)."""
     get = data.get if hasattr(data, "get") else lambda key, default: getattr(data, key, default)
-    return {"rating_range": get("rating_range", None), "duplicates": get("duplicates", "error")}
+    return {
+        "rating_range": get("rating_range", None),
+        "duplicates": get("duplicates", "error"),
+        "layout": get("layout", "ml-100k"),
+    }
 
 
-def encode(ratings: pd.DataFrame, vocab: CollabVocab) -> RatingTensors:
-    """Integer tensors of embedding rows and float ratings."""
-    return RatingTensors(
-        torch.from_numpy(vocab.users.encode(ratings["user"])),
-        torch.from_numpy(vocab.items.encode(ratings[vocab.item_name])),
-        torch.tensor(ratings["rating"].to_numpy(dtype="float32")),  # a copy: pandas may hand out read-only arrays
+def load_ratings(folder: str | Path, rating_range=None, duplicates: str = "error", layout: str = "ml-100k"):
+    """The ratings of ``folder`` with their titles, in file order: user, movie, rating, timestamp, title.
+
+    Read through the binary cache (``cf_lightning.data.dataset``); titles are a categorical column.
+    """
+    arrays = load_arrays(folder, layout_of(layout), duplicates=duplicates, rating_range=rating_range)
+    return arrays.frame()
+
+
+def build_vocab(arrays: RatingArrays, item_name: str) -> tuple[CollabVocab, np.ndarray]:
+    """The vocabularies (fastai's: sorted unique values, ``#na#`` first) and each rating's item row.
+
+    Items are movie ids (with their titles kept for display) or titles (the chapter's ML-100K key).
+    """
+    users = Vocab((UNKNOWN, *arrays.users.tolist()))
+    if item_name == "movie":
+        items = Vocab((UNKNOWN, *arrays.movies.tolist()))
+        return CollabVocab(users, items, item_name, titles=(UNKNOWN, *arrays.titles)), arrays.movie_rows
+    title_rows, titles = arrays.title_rows()
+    return CollabVocab(users, Vocab((UNKNOWN, *titles)), item_name), title_rows
+
+
+def arrays_of_frame(frame: pd.DataFrame) -> RatingArrays:
+    """``RatingArrays`` of a ratings frame with titles (the predefined folds' base + test rows)."""
+    user_rows, users = encode_ids(frame["user"].to_numpy())
+    movie_rows, movies = encode_ids(frame["movie"].to_numpy())
+    title_of = dict(zip(frame["movie"].tolist(), frame["title"].tolist()))
+    return RatingArrays(
+        user_rows=user_rows,
+        movie_rows=movie_rows,
+        rating=np.require(frame["rating"].to_numpy(dtype=np.float32), np.float32, ["W"]),
+        timestamp=frame["timestamp"].to_numpy(),
+        users=users,
+        movies=movies,
+        titles=[title_of[m] for m in movies.tolist()],
     )
 
 
@@ -52,11 +83,26 @@ class CollabDataModule(pl.LightningDataModule):
         super().__init__()
         self.cfg = data
         self.seed = seed
-        self.ratings: pd.DataFrame | None = None
         self.vocab: CollabVocab | None = None
+        self.tensors: RatingTensors | None = None
+        self._ratings: pd.DataFrame | None = None
+        self._frame_parts: RatingArrays | None = None  # what the ratings frame is built from, on demand
+
+    @property
+    def layout(self) -> Layout:
+        return layout_of(self.cfg.get("layout", "ml-100k") if hasattr(self.cfg, "get") else self.cfg.layout)
 
     def source(self) -> DatasetSource:
-        return DatasetSource(self.cfg.folder, (RATINGS_FILE, ITEMS_FILE), self.cfg.url, self.cfg.md5)
+        cfg, get = self.cfg, (self.cfg.get if hasattr(self.cfg, "get") else lambda k, d: getattr(self.cfg, k, d))
+        max_mb = get("max_unpacked_mb", None)
+        return DatasetSource(
+            cfg.folder,
+            self.layout.files,
+            cfg.url,
+            cfg.md5,
+            md5_url=get("md5_url", "") or "",
+            max_unpacked_bytes=int(max_mb) << 20 if max_mb else None,
+        )
 
     def data_folder(self) -> Path:
         """Find (or download, or generate) the data set's folder."""
@@ -65,21 +111,58 @@ class CollabDataModule(pl.LightningDataModule):
         return locate(self.source(), self.cfg.root)
 
     def prepare_data(self) -> None:
-        self.data_folder()
+        """Find the files and fill the binary cache once (one process at a time; the others then load it)."""
+        folder = self.data_folder()
+        if self.cfg.split != "predefined":
+            with file_lock(cache_dir() / f".{folder.name}-arrays.lock", purpose=f"reading {folder}"):
+                self._load_arrays(folder)
+
+    def _load_arrays(self, folder: Path) -> RatingArrays:
+        options = read_options(self.cfg)
+        return load_arrays(folder, self.layout, duplicates=options["duplicates"], rating_range=options["rating_range"])
 
     def setup(self, stage: str | None = None) -> None:
-        if self.ratings is not None:  # train() sets up before building the model; Lightning calls again
+        if self.tensors is not None:  # train() sets up before building the model; Lightning calls again
             return
         if self.cfg.split == "predefined":
-            ratings, rows = predefined_fold(self.data_folder(), self.cfg)
+            frame, rows = predefined_fold(self.data_folder(), self.cfg)
+            arrays = arrays_of_frame(frame)
         else:
-            ratings = load_ratings(self.data_folder(), **rating_checks(self.cfg))
-            rows = split_rows(ratings, self.cfg)
-        item_name = self.cfg.item_name
-        self.vocab = CollabVocab(Vocab.from_values(ratings["user"]), Vocab.from_values(ratings[item_name]), item_name)
-        self.tensors = encode(ratings, self.vocab)
+            arrays = self._load_arrays(self.data_folder())
+            rows = split_rows(arrays, self.cfg)
+        self.vocab, item_rows = build_vocab(arrays, self.cfg.item_name)
+        self.tensors = RatingTensors(
+            torch.from_numpy(arrays.user_rows).long(),
+            torch.from_numpy(item_rows).long(),
+            torch.from_numpy(arrays.rating),
+        )
         self.train_idx, self.valid_idx, self.test_idx = rows.train, rows.valid, rows.test
-        self.ratings = ratings
+        # Keep only what the ratings frame needs beyond the tensors (the rows are the tensors' already).
+        keep_movies = self.cfg.item_name != "movie"
+        arrays.user_rows = None
+        arrays.movie_rows = arrays.movie_rows if keep_movies else None
+        self._frame_parts = arrays
+
+    @property
+    def ratings(self) -> pd.DataFrame | None:
+        """The ratings frame (user, movie, rating, timestamp, title), built on first use from the tensors.
+
+        Training never needs it, so a big data set is not held twice.
+        """
+        if self._ratings is None and self._frame_parts is not None:
+            parts = self._frame_parts
+            movie_rows = parts.movie_rows if parts.movie_rows is not None else self.tensors.items.numpy()
+            whole = RatingArrays(
+                self.tensors.users.numpy(),
+                movie_rows,
+                parts.rating,
+                parts.timestamp,
+                parts.users,
+                parts.movies,
+                parts.titles,
+            )
+            self._ratings = whole.frame()
+        return self._ratings
 
     @property
     def n_users(self) -> int:

@@ -4,19 +4,31 @@ Search order: ``data.root`` → ``$CF_LIGHTNING_DATA`` → the per-user cache �
 A location may be a folder holding the files, a folder holding the data set's folder
 (``ml-100k/``), or the official zip itself.
 
-Whatever goes wrong — a wrong checksum, a truncated archive, a download cut off or killed midway —
-leaves no half-written file where the data set belongs, and the next run starts afresh: files are
-written into a temporary folder beside the target and renamed into place only when complete, and
-processes preparing the same data set at once take turns on a lock (the second finds it done).
+The cache is content-addressed: an archive is extracted into ``<cache>/<folder>-<its MD5>/`` with a
+record of that MD5 and of the files' sizes beside them (``SOURCE_RECORD``), and a cached set is used
+only if its record names the checksum expected now and its files still match it. So a user's own
+archive (``data.root=my.zip data.md5=...``) can never stand in for the official set, and a
+``data.root`` archive is never ignored because the cache holds another copy. For sets GroupLens
+regenerates (ML-32M, latest-small) the expected MD5 is read from the ``.md5`` file published next to
+the archive, fetched first (``data.md5_url``).
+
+Whatever goes wrong — a wrong checksum, a truncated archive, a download cut off or killed midway, an
+archive that unpacks to far more than the data set (``data.max_unpacked_mb``) — leaves no
+half-written file where the data set belongs, and the next run starts afresh: files are written into
+a temporary folder beside the target and renamed into place only when complete, and processes
+preparing the same data set at once take turns on a lock (the second finds it done).
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import logging
 import os
+import re
 import shutil
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -37,6 +49,9 @@ CACHE_ENV = "CF_LIGHTNING_CACHE"
 DOWNLOAD_TIMEOUT_S = 60
 # Temporary folders beside the target: .<folder>-download-<random>/, .<folder>-extract-<random>/
 TEMP_DOWNLOAD, TEMP_EXTRACT = "download", "extract"
+SOURCE_RECORD = ".cf_lightning_source.json"  # inside an extracted set: the archive's MD5, the files' sizes
+PROGRESS_MIN_BYTES = 8 << 20  # a progress bar for downloads larger than this, on a terminal
+_MD5 = re.compile(r"\b[0-9a-fA-F]{32}\b")
 
 
 @dataclass(frozen=True)
@@ -46,7 +61,9 @@ class DatasetSource:
     folder: str  # the folder name inside the official zip, e.g. "ml-100k"
     required_files: tuple[str, ...]  # files whose presence marks a complete copy
     url: str
-    md5: str
+    md5: str  # "" = read it from md5_url
+    md5_url: str = ""  # where GroupLens publishes the MD5 of an archive it regenerates
+    max_unpacked_bytes: int | None = None  # refuse archives that unpack to more (a zip bomb, a wrong file)
 
 
 def cache_dir() -> Path:
@@ -57,36 +74,82 @@ def cache_dir() -> Path:
     return Path(base).expanduser() / "cf_lightning"
 
 
+def cached_folder(source: DatasetSource, md5: str) -> Path:
+    """Where the set extracted from the archive with checksum ``md5`` lives in the cache."""
+    return cache_dir() / f"{source.folder}-{md5.lower()}"
+
+
 def locate(source: DatasetSource, root: str | Path | None = None, *, download: bool = True) -> Path:
     """The folder holding ``source``'s files, downloading into the cache if nothing is found."""
-    looked = []
     for origin, location in (("data.root", root), (f"${DATA_ENV}", os.environ.get(DATA_ENV))):
         if not location:
             continue
         found = _resolve(source, Path(location).expanduser())
         if found is None:
+            hint = _other_layout_hint(Path(location).expanduser())
             raise DataNotFoundError(
                 f"{origin}={location} holds neither {' and '.join(source.required_files)}, "
-                f"nor a {source.folder}/ folder with them, nor {source.folder}.zip. {_how_to_point(source)}"
+                f"nor a {source.folder}/ folder with them, nor {source.folder}.zip.{hint} {_how_to_point(source)}"
             )
         return found
-    cached = cache_dir() / source.folder
-    looked.append(str(cached))
-    if _is_complete(source, cached):
+    md5 = expected_md5(source, required=False)
+    if md5 is None:  # GroupLens' checksum is out of reach (offline): a verified copy of any release will do
+        return _any_verified_copy(source)
+    cached = cached_folder(source, md5)
+    if is_verified(source, cached, md5):
         return cached
     if not download:
-        raise DataNotFoundError(f"{source.folder} not found (looked in {', '.join(looked)}). {_how_to_point(source)}")
+        raise DataNotFoundError(f"{source.folder} not found (looked in {cached}). {_how_to_point(source)}")
     with preparing(source, cache_dir()):
-        if _is_complete(source, cached):  # another process finished it while this one waited
+        if is_verified(source, cached, md5):  # another process finished it while this one waited
             return cached
-        return download_and_extract(source, cache_dir())
+        return download_and_extract(source, cache_dir(), md5)
+
+
+def expected_md5(source: DatasetSource, *, required: bool = True) -> str | None:
+    """``source.md5``, else the MD5 GroupLens publishes at ``source.md5_url`` (fetched now)."""
+    if source.md5:
+        return source.md5.lower()
+    if not source.md5_url:
+        if required:
+            raise ChecksumError(f"{source.folder}: no checksum to verify it against; set data.md5.")
+        return None
+    try:
+        with urllib.request.urlopen(source.md5_url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            text = response.read(4096).decode("ascii", errors="replace")
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as err:
+        if required:
+            raise ChecksumError(
+                f"{source.folder}: cannot fetch its published checksum {source.md5_url} ({err}); "
+                f"pass data.md5=<the MD5 of your copy> to verify it offline."
+            ) from None
+        log.warning("cannot fetch %s (%s); looking for a verified copy in the cache", source.md5_url, err)
+        return None
+    match = _MD5.search(text)
+    if match is None:
+        raise ChecksumError(f"{source.md5_url}: holds no MD5 checksum (got {text[:80]!r}); set data.md5 instead.")
+    return match.group(0).lower()
+
+
+def _any_verified_copy(source: DatasetSource) -> Path:
+    candidates = sorted(cache_dir().glob(f"{source.folder}-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for folder in candidates:
+        md5 = verified_archive_md5(folder)
+        if md5 is not None and is_verified(source, folder, md5):
+            log.warning("offline: using %s, the cached release with MD5 %s", folder, md5)
+            return folder
+    raise DataNotFoundError(
+        f"{source.folder}: its checksum ({source.md5_url}) cannot be fetched and the cache ({cache_dir()}) "
+        f"holds no verified copy. {_how_to_point(source)}"
+    )
 
 
 def _resolve(source: DatasetSource, location: Path) -> Path | None:
     if location.is_file():
-        if location.suffix != ".zip" and not zipfile.is_zipfile(location):
+        if location.suffix != ".zip" and not zipfile.is_zipfile(location):  # a cut-off .zip fails its checksum
             raise DataNotFoundError(
-                f"{location} is a file but neither a zip archive nor a folder. {_how_to_point(source)}"
+                f"{location} is a file but neither a zip archive nor a folder; expected {source.folder}.zip "
+                f"as GroupLens publishes it ({source.url}){_kind_of(location)}. {_how_to_point(source)}"
             )
         return _extract_into_cache(source, location)  # a truncated zip fails its checksum there
     for folder in (location, location / source.folder):
@@ -99,8 +162,9 @@ def _resolve(source: DatasetSource, location: Path) -> Path | None:
 
 
 def _extract_into_cache(source: DatasetSource, archive: Path) -> Path:
+    md5 = expected_md5(source)
     with preparing(source, cache_dir()):
-        return extract_verified(source, archive, cache_dir())
+        return extract_verified(source, archive, cache_dir(), md5)
 
 
 @contextmanager
@@ -120,73 +184,196 @@ def _is_complete(source: DatasetSource, folder: Path) -> bool:
     return all((folder / name).is_file() for name in source.required_files)
 
 
-def download_and_extract(source: DatasetSource, dest: Path) -> Path:
+def verified_archive_md5(folder: str | Path) -> str | None:
+    """The MD5 of the archive ``folder`` was extracted from, if its record says so and its files still match."""
+    try:
+        record = json.loads((Path(folder) / SOURCE_RECORD).read_text())
+        files = record["files"]
+        for name, size in files.items():
+            if (Path(folder) / name).stat().st_size != size:
+                return None
+        return str(record["archive_md5"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def is_verified(source: DatasetSource, folder: Path, md5: str) -> bool:
+    """Whether ``folder`` is a complete copy extracted from the archive with checksum ``md5``."""
+    return _is_complete(source, folder) and verified_archive_md5(folder) == md5.lower()
+
+
+def download_and_extract(source: DatasetSource, dest: Path, md5: str | None = None) -> Path:
     """Download ``source.url`` into ``dest``, verify its MD5 and extract it atomically."""
+    md5 = md5 or expected_md5(source)
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest, prefix=f".{source.folder}-{TEMP_DOWNLOAD}-") as tmp:
         archive = Path(tmp) / f"{source.folder}.zip"
         try:
             with urllib.request.urlopen(source.url, timeout=DOWNLOAD_TIMEOUT_S) as response, archive.open("wb") as out:
-                shutil.copyfileobj(response, out, length=1 << 20)
                 expected = response.headers.get("Content-Length") if hasattr(response, "headers") else None
+                _copy_with_progress(response, out, int(expected) if expected else None, source.url)
             if expected is not None and archive.stat().st_size != int(expected):
                 raise OSError(f"the connection closed after {archive.stat().st_size} of {expected} bytes")
         except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as err:
             raise DataNotFoundError(
-                f"{source.folder} is not in the cache ({dest / source.folder}) and downloading {source.url} "
+                f"{source.folder} is not in the cache ({cached_folder(source, md5)}) and downloading {source.url} "
                 f"failed: {err}. {_how_to_point(source)}"
             ) from None
-        return extract_verified(source, archive, dest)
+        return extract_verified(source, archive, dest, md5)
 
 
-def extract_verified(source: DatasetSource, archive: Path, dest: Path) -> Path:
-    """Check ``archive``'s MD5, extract it safely and move the data set folder into ``dest`` atomically."""
+def _copy_with_progress(response, out, total: int | None, url: str) -> None:
+    """Copy the download, with a progress bar on a terminal when it is large (tqdm comes with Lightning)."""
+    show = sys.stderr.isatty() and (total or 0) >= PROGRESS_MIN_BYTES
+    bar = None
+    if show:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=Path(url).name, leave=False)
+    try:
+        for chunk in iter(lambda: response.read(1 << 20), b""):
+            out.write(chunk)
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def extract_verified(source: DatasetSource, archive: Path, dest: Path, md5: str | None = None) -> Path:
+    """Check ``archive``'s MD5, extract it safely and move the data set folder into ``dest`` atomically.
+
+    The folder is ``<dest>/<folder>-<md5>`` with ``SOURCE_RECORD`` inside: content-addressed, so an
+    archive never replaces the set of another.
+    """
+    md5 = (md5 or expected_md5(source)).lower()
     digest = md5sum(archive)
-    if digest != source.md5:
+    if digest != md5:
         raise ChecksumError(
-            f"{archive}: MD5 {digest} does not match the expected {source.md5}; the file is damaged or "
+            f"{archive}: MD5 {digest} does not match the expected {md5}; the file is damaged or "
             f"not the official {source.folder}.zip. Delete it and download it again, or set data.md5 "
             f"if you trust this copy."
         )
-    target = dest / source.folder
-    if _is_complete(source, target):  # already extracted from an archive with this checksum
+    target = dest / f"{source.folder}-{md5}"
+    if is_verified(source, target, md5):  # already extracted from an archive with this checksum
         return target
-    if target.exists():
-        raise DataNotFoundError(
-            f"{target} exists but lacks {' or '.join(n for n in source.required_files if not (target / n).is_file())}; "
-            f"this program never leaves it so (it renames complete folders into place). Delete it and run again."
-        )
+    if target.exists():  # damaged or edited since: the archive at hand replaces it
+        log.warning("%s does not match its record; extracting %s again", target, archive)
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest, prefix=f".{source.folder}-{TEMP_EXTRACT}-") as tmp:
-        safe_extract(archive, Path(tmp))
+        safe_extract(archive, Path(tmp), max_bytes=source.max_unpacked_bytes)
         extracted = next((p for p in (Path(tmp) / source.folder, Path(tmp)) if _is_complete(source, p)), None)
         if extracted is None:
-            raise DataNotFoundError(f"{archive}: the archive has no {'/'.join(source.required_files)}.")
+            raise DataNotFoundError(_wrong_archive_message(source, archive))
+        record = {"archive_md5": md5, "archive": archive.name}
+        record["files"] = {p.name: p.stat().st_size for p in sorted(extracted.iterdir()) if p.is_file()}
+        (extracted / SOURCE_RECORD).write_text(json.dumps(record, indent=1))
+        if target.exists():
+            stale = Path(tmp) / "stale"
+            os.replace(target, stale)  # removed with the temporary folder
         try:
             os.replace(extracted, target)  # atomic: the folder appears complete or not at all
         except OSError:
-            if not _is_complete(source, target):  # not a concurrent extraction that won the race
+            if not is_verified(source, target, md5):  # not a concurrent extraction that won the race
                 raise
     return target
 
 
-def safe_extract(archive: Path, dest: Path) -> None:
-    """Extract ``archive`` into ``dest``, refusing any entry that would land outside it."""
+def _wrong_archive_message(source: DatasetSource, archive: Path) -> str:
+    with zipfile.ZipFile(archive) as zf:
+        names = [n for n in zf.namelist() if not n.endswith("/")]
+    shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+    return (
+        f"{archive}: the archive has no {source.folder}/{' or '.join(source.required_files)}; expected "
+        f"{source.folder}.zip as GroupLens publishes it ({source.url}), with {', '.join(source.required_files)} "
+        f"under {source.folder}/. It holds: {shown or 'nothing'}.{_layout_named_by(names)}"
+    )
+
+
+def _layout_named_by(names: list[str]) -> str:
+    """A hint naming the data set whose files ``names`` look like."""
+    base = {PurePosixPath(n).name for n in names}
+    for files, choice in (
+        (("u.data", "u.item"), "ml100k"),
+        (("ratings.dat",), "ml1m or ml10m"),
+        (("ratings.csv",), "ml20m, ml25m, ml32m or ml_latest_small"),
+    ):
+        if all(f in base for f in files):
+            return f" Those are the files of another MovieLens size: choose it with data={choice}."
+    return ""
+
+
+def _other_layout_hint(location: Path) -> str:
+    names = (
+        [str(p.relative_to(location)) for p in location.glob("*/*")] + [p.name for p in location.glob("*")]
+        if location.is_dir()
+        else []
+    )
+    return _layout_named_by(names)
+
+
+def _kind_of(path: Path) -> str:
+    with path.open("rb") as f:
+        magic = f.read(8)
+    kinds = {
+        b"\x1f\x8b": "a gzip file",
+        b"BZh": "a bzip2 file",
+        b"\xfd7zXZ": "an xz file",
+        b"7z\xbc\xaf": "a 7-Zip file",
+    }
+    for prefix, kind in kinds.items():
+        if magic.startswith(prefix):
+            return f", and this is {kind}"
+    return ""
+
+
+def safe_extract(archive: Path, dest: Path, *, max_bytes: int | None = None) -> None:
+    """Extract ``archive`` into ``dest``, refusing any entry that would land outside it, and more than
+    ``max_bytes`` in all (counted as written, since an archive's own sizes may lie)."""
     root = dest.resolve()
     try:
         with zipfile.ZipFile(archive) as zf:
-            for member in zf.infolist():
+            members = zf.infolist()
+            for member in members:
                 name = PurePosixPath(member.filename)
                 target = (root / name).resolve()
                 if name.is_absolute() or ".." in name.parts or not target.is_relative_to(root):
                     raise UnsafeArchiveError(
                         f"{archive}: entry {member.filename!r} would be written outside {dest}; refusing to extract."
                     )
-            zf.extractall(root)
+            declared = sum(m.file_size for m in members)
+            if max_bytes is not None and declared > max_bytes:
+                raise UnsafeArchiveError(_too_big(archive, declared, max_bytes))
+            written = 0
+            for member in members:
+                target = root / member.filename
+                if member.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(member) as src, target.open("wb") as out:
+                    for chunk in iter(lambda src=src: src.read(1 << 20), b""):
+                        written += len(chunk)
+                        if max_bytes is not None and written > max_bytes:
+                            raise UnsafeArchiveError(_too_big(archive, written, max_bytes, member.filename))
+                        out.write(chunk)
     except (zipfile.BadZipFile, zlib.error, EOFError) as err:
         raise ChecksumError(
             f"{archive}: the archive is damaged or truncated ({err}). Delete it and download it again."
         ) from None
+    except UnsafeArchiveError:
+        for child in list(dest.iterdir()):  # nothing of a refused archive stays behind
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        raise
+
+
+def _too_big(archive: Path, size: int, limit: int, member: str | None = None) -> str:
+    at = f" (at {member!r})" if member else ""
+    return (
+        f"{archive}: unpacks to more than {limit / 2**20:.0f} MB{at}, far more than this data set holds "
+        f"({size / 2**20:.0f} MB seen); refusing to extract it (a damaged or malicious archive?). "
+        f"If it is genuine, raise data.max_unpacked_mb."
+    )
 
 
 def md5sum(path: Path) -> str:

@@ -33,12 +33,13 @@ _SAMPLE_BYTES = 1 << 16  # enough of a file to recognise UTF-16/32 by its NUL by
 
 
 def read_ratings(
-    path: str | Path, *, rating_range: Sequence[float] | None = None, duplicates: str = "error"
+    path: str | Path, *, rating_range: Sequence[float] | None = None, duplicates: str | None = "error"
 ) -> pd.DataFrame:
     """Read a tab-separated ``user movie rating timestamp`` file (``u.data``, ``u1.base`` ...).
 
     Every rating must be finite and, if ``rating_range`` is ``[low, high]``, inside it; repeated
-    (user, movie) pairs follow ``duplicates`` (one of ``DUPLICATE_POLICIES``). Any problem raises
+    (user, movie) pairs follow ``duplicates`` (one of ``DUPLICATE_POLICIES``; None keeps every row for
+    the caller to judge). Any problem raises
     ``DataFormatError`` naming the file, the line and the fix.
     """
     path = Path(path)
@@ -63,7 +64,7 @@ def read_ratings(
             f"{path}: the file has no ratings; expected lines 'user<TAB>movie<TAB>rating<TAB>timestamp'."
         )
     check_rating_values(frame, path, rating_range)
-    return apply_duplicate_policy(frame, path, duplicates)
+    return frame if duplicates is None else apply_duplicate_policy(frame, path, duplicates)
 
 
 def check_rating_values(frame: pd.DataFrame, path: str | Path, rating_range: Sequence[float] | None = None) -> None:

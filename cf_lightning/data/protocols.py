@@ -1,6 +1,7 @@
 """Evaluation protocols (``data.split``): which ratings train, validate and test a model.
 
-``random`` is fastai's split (train/validation, no test set). The others have a test set that
+``random`` is fastai's split (train/validation, no test set). ``kfold`` holds out fold ``data.fold``
+(``k1``..``k5``) of a random 5-fold partition, on any data set. The others have a test set that
 only ``trainer.test`` reads, and draw the validation set from what is left for training by the
 same rule, so choosing epochs or hyperparameters on validation never looks at the test rows.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -19,6 +21,7 @@ from cf_lightning.errors import DataFormatError
 
 # MovieLens 100K's own splits: u1..u5 are the 5 disjoint 20% test folds; ua/ub hold out 10 ratings per user.
 PREDEFINED_FOLDS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
+KFOLD_COUNT = 5  # data.split=kfold: folds k1..k5, each a random 20% of the ratings
 
 
 @dataclass(frozen=True)
@@ -30,12 +33,25 @@ class SplitRows:
     test: torch.Tensor | None
 
 
-def split_rows(ratings: pd.DataFrame, cfg) -> SplitRows:
-    """Split the rows of ``ratings`` (the ``u.data`` frame) by ``cfg.split`` (every protocol but ``predefined``)."""
+def split_rows(ratings, cfg) -> SplitRows:
+    """Split the rows of ``ratings`` by ``cfg.split`` (every protocol but ``predefined``).
+
+    ``ratings`` is the ratings frame (``user`` and ``timestamp`` columns) or ``RatingArrays``; users
+    may be raw ids or their vocabulary rows (the rows keep the ids' order, so the split is the same).
+    """
+    users, times = _users_and_times(ratings)
+    n = len(users)
     if cfg.split == "random":
-        train, valid = random_split(len(ratings), cfg.valid_pct, cfg.split_seed)
+        train, valid = random_split(n, cfg.valid_pct, cfg.split_seed)
         return SplitRows(train, valid, None)
-    users, times = ratings["user"].to_numpy(), ratings["timestamp"].to_numpy()
+    if cfg.split == "kfold":
+        fold = int(str(cfg.fold).lstrip("k")) - 1
+        generator = torch.Generator().manual_seed(cfg.split_seed)
+        held = np.zeros(n, dtype=bool)
+        held[np.array_split(torch.randperm(n, generator=generator).numpy(), KFOLD_COUNT)[fold]] = True
+        kept, test = torch.from_numpy(np.flatnonzero(~held)), torch.from_numpy(np.flatnonzero(held))
+        train, valid = random_split(len(kept), cfg.valid_pct, cfg.split_seed)
+        return SplitRows(kept[train].sort().values, kept[valid].sort().values, test)
     if cfg.split == "temporal":
         rule = lambda rows, _pct: temporal_split(users[rows], times[rows], cfg.holdout_n)  # noqa: E731
     elif cfg.split == "time_cut":
@@ -44,10 +60,16 @@ def split_rows(ratings: pd.DataFrame, cfg) -> SplitRows:
         rule = lambda rows, pct: by_user_split(users[rows], pct, cfg.split_seed)  # noqa: E731
     else:
         raise ValueError(f"data.split={cfg.split!r}: no rule for it here (predefined folds use predefined_fold)")
-    everything = torch.arange(len(ratings))
+    everything = torch.arange(n)
     kept, test = rule(everything.numpy(), cfg.test_pct)
     train, valid = rule(kept.numpy(), cfg.valid_pct)
     return SplitRows(kept[train], kept[valid], test)
+
+
+def _users_and_times(ratings) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(ratings, pd.DataFrame):
+        return ratings["user"].to_numpy(), ratings["timestamp"].to_numpy()
+    return ratings.user_rows, ratings.timestamp
 
 
 def predefined_fold(folder: str | Path, cfg) -> tuple[pd.DataFrame, SplitRows]:

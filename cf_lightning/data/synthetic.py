@@ -146,6 +146,7 @@ def generate_movielens_fast(
     popularity_exponent: float = 0.5,
     seed: int = 0,
     chunk_rows: int = 2_000_000,
+    layout: str = "ml-100k",
 ) -> Planted:
     """``generate_movielens`` for tens of millions of ratings (MovieLens 25M's size in a minute).
 
@@ -154,6 +155,10 @@ def generate_movielens_fast(
     gives a different set than ``generate_movielens`` does. The default popularity is milder
     (exponent 0.5): with Zipf's 1.0 the most popular items would need more distinct raters than
     there are users.
+
+    ``layout`` other than ``ml-100k`` writes the files of that MovieLens layout instead
+    (``write_layout``): the ratings then come in half stars for the layouts that have them, movie
+    ids are spread over a wider range (as GroupLens' are) and the rows are sorted by user, then movie.
     """
     import pandas as pd  # only here: the small generator above must stay importable without it
 
@@ -162,6 +167,8 @@ def generate_movielens_fast(
     rng = np.random.default_rng(seed)
     planted = _draw_planted(rng, n_users, n_items, n_factors)
     users, items = _sample_pairs_fast(rng, n_users, n_items, n_ratings, popularity_exponent)
+    if layout != "ml-100k":
+        return _generate_layout(dest, layout, rng, planted, users, items, noise)
     order = rng.permutation(n_ratings)  # u.data is not sorted by user or time
     users, items = users[order], items[order]
     timestamps = 874_724_710 + rng.integers(0, 20_000_000, n_ratings)
@@ -210,3 +217,60 @@ def _sorted_unique(keys: np.ndarray) -> np.ndarray:
     """``np.unique`` by sorting: numpy's hash-based unique is many times slower on tens of millions of ints."""
     keys = np.sort(keys)
     return keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
+
+
+def _generate_layout(dest, layout: str, rng, planted: Planted, users, items, noise: float) -> Planted:
+    """The ratings of ``generate_movielens_fast`` written in another MovieLens layout (pairs stay sorted)."""
+    from cf_lightning.data.layouts import LAYOUTS
+
+    step = LAYOUTS[layout].rating_step
+    n_items = len(planted.item_bias)
+    # Sparse, increasing movie ids (ML-25M's 62,423 movies have ids up to 209,171).
+    movie_ids = np.sort(rng.choice(np.arange(1, 4 * n_items + 1), n_items, replace=False))
+    scores = planted.rating(users, items) + rng.normal(0, noise, len(users))
+    ratings = np.clip(np.rint(scores / step) * step, step, 5).astype(np.float32)  # 1..5 or 0.5..5
+    timestamps = 1_000_000_000 + rng.integers(0, 500_000_000, len(users))
+    titles = {int(m): synthetic_title(i) for i, m in enumerate(movie_ids, start=1)}
+    write_layout(dest, layout, users, movie_ids[items - 1], ratings, timestamps, titles)
+    return planted
+
+
+def write_layout(dest, layout: str, users, movies, ratings, timestamps, titles: dict[int, str]) -> None:
+    """Write ratings and titles as GroupLens ships ``layout`` (see ``cf_lightning.data.layouts``).
+
+    ``dat``: ``ratings.dat`` ``user::movie::rating::timestamp`` and ``movies.dat`` ``id::title::genres``
+    in Latin-1 (ML-1M also has ``users.dat``); ``csv``: ``ratings.csv`` and ``movies.csv`` with a header,
+    titles quoted where they hold a comma or a quote, UTF-8. Ratings print as GroupLens prints them:
+    ``4`` and ``3.5`` in ``.dat``, ``4.0`` and ``3.5`` in ``.csv``.
+    """
+    import csv
+
+    import pandas as pd
+
+    from cf_lightning.data.layouts import LAYOUTS
+
+    spec = LAYOUTS[layout]
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame({"user": users, "movie": movies, "rating": np.asarray(ratings, dtype=np.float64)})
+    frame["timestamp"] = timestamps
+    genres = "Drama|Comedy"
+    if spec.separator == "::":
+        whole = frame["rating"] == np.floor(frame["rating"])
+        text = np.where(whole, frame["rating"].astype(np.int64).astype(str), frame["rating"].astype(str))
+        lines = frame["user"].astype(str) + "::" + frame["movie"].astype(str) + "::" + text
+        (dest / spec.ratings_file).write_text("\n".join(lines + "::" + frame["timestamp"].astype(str)) + "\n")
+        movie_lines = "".join(f"{m}::{t}::{genres}\n" for m, t in sorted(titles.items()))
+        (dest / spec.items_file).write_bytes(movie_lines.encode(spec.items_encoding))
+        if layout == "ml-1m":
+            user_lines = "".join(f"{u}::M::25::0::12345\n" for u in np.unique(users))
+            (dest / "users.dat").write_text(user_lines)
+        return
+    with (dest / spec.ratings_file).open("w", newline="") as f:
+        f.write(",".join(spec.ratings_header) + "\n")
+        for start in range(0, len(frame), 2_000_000):
+            frame.iloc[start : start + 2_000_000].to_csv(f, header=False, index=False, float_format="%.1f")
+    with (dest / spec.items_file).open("w", newline="", encoding=spec.items_encoding) as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(spec.items_header)
+        writer.writerows((m, t, genres) for m, t in sorted(titles.items()))

@@ -59,16 +59,45 @@ def _plain(value):
 
 @dataclass(frozen=True)
 class CollabVocab:
-    """The user and item vocabularies; ``item_name`` says which column the items are."""
+    """The user and item vocabularies; ``item_name`` says which column the items are.
+
+    ``titles`` (when the items are movie ids) holds each item row's title, for display: ``#na#`` first.
+    """
 
     users: Vocab
     items: Vocab
     item_name: str
+    titles: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.titles is not None and len(self.titles) != len(self.items):
+            raise ValueError(f"{len(self.titles)} titles for {len(self.items)} items")
 
     def to_dict(self) -> dict:
         """Plain lists for checkpoints."""
-        return {"users": self.users.to_list(), "items": self.items.to_list(), "item_name": self.item_name}
+        data = {"users": self.users.to_list(), "items": self.items.to_list(), "item_name": self.item_name}
+        if self.titles is not None:
+            data["titles"] = list(self.titles)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> CollabVocab:
-        return cls(Vocab.from_list(data["users"]), Vocab.from_list(data["items"]), data["item_name"])
+        titles = data.get("titles")
+        return cls(
+            Vocab.from_list(data["users"]),
+            Vocab.from_list(data["items"]),
+            data["item_name"],
+            tuple(titles) if titles is not None else None,
+        )
+
+    def item_titles(self, rows) -> list[str]:
+        """The titles of item rows: from ``titles``, or the items themselves when they are titles."""
+        if self.titles is not None:
+            return [self.titles[int(r)] for r in rows]
+        return [str(v) for v in self.items.decode(rows)]
+
+    def title_rows(self, title: str) -> list[int]:
+        """The item rows whose title is ``title`` (several movies may share one)."""
+        if self.titles is None:
+            return [int(self.items.encode([title])[0])] if title in self.items else []
+        return [row for row, t in enumerate(self.titles) if t == title and row > 0]

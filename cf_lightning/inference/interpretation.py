@@ -65,7 +65,7 @@ def bias_tables(rec: Recommender, n: int = N_BIASES) -> tuple[pd.DataFrame, pd.D
     def table(selected: np.ndarray) -> pd.DataFrame:
         return pd.DataFrame(
             {
-                rec.vocab.item_name: rec.item_labels(selected),
+                **rec.item_columns(selected),
                 "bias": biases[selected].round(3),
                 "n_ratings": counts[selected],
             }
@@ -107,7 +107,7 @@ def pca_figure(
     fit_rows = most_rated_rows(rec, n_fit)
     coords, explained = pca(factors[fit_rows], k=max(components) + 1)
     shown = coords[:n_labels]
-    labels = rec.item_labels(fit_rows[:n_labels])
+    labels = rec.display_labels(fit_rows[:n_labels])
 
     figure = Figure(figsize=(10, 10), dpi=80)
     ax = figure.add_subplot()
@@ -143,7 +143,7 @@ def nearest_items(rec: Recommender, item: Hashable, k: int = N_NEIGHBOURS, min_r
     rows = top.indices.numpy()
     return pd.DataFrame(
         {
-            rec.vocab.item_name: rec.item_labels(rows),
+            **rec.item_columns(rows),
             "cosine": top.values.numpy().round(3),
             "n_ratings": counts[rows].numpy(),
         }

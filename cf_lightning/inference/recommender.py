@@ -30,7 +30,7 @@ from torch import nn
 from torch.func import functional_call
 
 from cf_lightning.callbacks.checkpoint_info import DATA_KEY, ITEM_COUNTS_KEY, MODEL_NAME_KEY, item_counts
-from cf_lightning.data.datamodule import CollabDataModule, load_ratings
+from cf_lightning.data.datamodule import CollabDataModule, load_ratings, read_options
 from cf_lightning.data.vocab import UNKNOWN, CollabVocab, Vocab
 from cf_lightning.errors import CFLightningError
 from cf_lightning.models import MODELS
@@ -113,8 +113,39 @@ class Recommender:
         return self._rows(self.vocab.users, users, "user")
 
     def item_rows(self, items: Sequence) -> np.ndarray:
-        """Embedding rows of items (titles or movie ids, as trained); unknown ones get row 0 with a warning."""
+        """Embedding rows of items (titles or movie ids, as trained; titles also where the items are movie
+        ids); unknown ones get row 0 with a warning."""
+        if self.vocab.titles is not None:
+            items = [self._movie_of_title(item) for item in items]
         return self._rows(self.vocab.items, items, self.vocab.item_name)
+
+    def _movie_of_title(self, item):
+        """The movie id a title names, where the items are movie ids (ids pass through)."""
+        if not isinstance(item, str) or _coerce(item, self.vocab.items) in self.vocab.items:
+            return item
+        rows = self.vocab.title_rows(item.strip())
+        if not rows:
+            return item
+        ids = [self.vocab.items.values[row] for row in rows]
+        if len(ids) > 1:
+            warnings.warn(
+                f"{len(ids)} movies are titled {item!r} (ids {', '.join(map(str, ids))}); using {ids[0]}. "
+                "Give the movie id to choose another.",
+                UnknownIdWarning,
+                stacklevel=4,
+            )
+        return ids[0]
+
+    def item_columns(self, rows: Sequence[int] | np.ndarray) -> dict[str, list]:
+        """The item columns of a result table: the item key, and the title beside a movie id."""
+        columns = {self.vocab.item_name: self.item_labels(rows)}
+        if self.vocab.titles is not None:
+            columns["title"] = self.vocab.item_titles(rows)
+        return columns
+
+    def display_labels(self, rows: Sequence[int] | np.ndarray) -> list[str]:
+        """What to write beside an item in a figure: its title."""
+        return self.vocab.item_titles(rows)
 
     def _rows(self, vocab: Vocab, values: Sequence, kind: str) -> np.ndarray:
         values = [_coerce(v, vocab) for v in values]
@@ -152,7 +183,7 @@ class Recommender:
         k = min(k, int(torch.isfinite(scores).sum()))
         top = torch.topk(scores, k)
         rows = top.indices.numpy()
-        frame = pd.DataFrame({self.vocab.item_name: self.item_labels(rows), "predicted": top.values.numpy()})
+        frame = pd.DataFrame({**self.item_columns(rows), "predicted": top.values.numpy()})
         if self.counts is not None:
             frame["n_ratings"] = self.counts[rows]
         return frame
@@ -252,7 +283,7 @@ class Recommender:
         """The ratings the model was trained on (train and validation), read on first use."""
         if self._ratings is None:
             folder = self._find_data_folder()
-            ratings = load_ratings(folder)
+            ratings = load_ratings(folder, **read_options(self.data_config or {}))
             _check_ratings_match(ratings, self.vocab, folder)
             self._ratings = ratings
         return self._ratings
@@ -287,7 +318,7 @@ class Recommender:
         where = f"it was at {self.data_folder}, which is gone" if self.data_folder else "the checkpoint does not say"
         raise CheckpointError(
             f"cannot find the ratings this model was trained on ({where}); "
-            "pass data_root= (--data-root on the command line) pointing at the folder with u.data and u.item"
+            "pass data_root= (--data-root on the command line) pointing at the folder with the ratings and titles files"
         )
 
     # --- what interpretation reads ------------------------------------------------------------

@@ -1,0 +1,234 @@
+"""Fast readers of the big MovieLens layouts (``.dat`` and ``.csv``) into compact numpy columns.
+
+polars' multithreaded CSV reader parses the ratings straight into int32 ids, float32 ratings and
+int64 timestamps (no per-row Python object; docs/benchmarks.md "Reading the data" compares it with
+pyarrow and pandas). ``::`` is two characters and polars splits on one, so a ``.dat`` line is read
+as seven ``:``-separated fields whose three even ones must be empty. polars gives every line a row
+(a blank line is a row of nulls, dropped here); when it refuses a file, a line-by-line scan finds
+the first bad line so the error can name it, as for ML-100K.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from cf_lightning.data.layouts import Layout
+from cf_lightning.errors import DataFormatError
+
+COLUMNS = ("user", "movie", "rating", "timestamp")
+_INT = re.compile(r"\s*[+-]?\d+\s*")
+_INT_LIMITS = {"user": 2**31, "movie": 2**31, "timestamp": 2**63}  # ids are int32, timestamps int64
+
+
+def read_ratings_columns(path: str | Path, layout: Layout) -> dict[str, np.ndarray]:
+    """``user``/``movie`` (int32), ``rating`` (float32) and ``timestamp`` (int64) of a ``.dat``/``.csv`` file.
+
+    Rows keep the file's order; blank lines are skipped. Raises ``DataFormatError`` naming the file
+    and line of the first malformed line (field count, separator, a non-numeric or empty field).
+    """
+    import polars as pl
+
+    path = Path(path)
+    require_text_file(path, f"lines '{layout.ratings_line()}'")
+    skip = _check_header(path, layout)
+    types = {"user": pl.Int32, "movie": pl.Int32, "rating": pl.Float32, "timestamp": pl.Int64}
+    if layout.separator == "::":
+        names, separator = ["user", "_a", "movie", "_b", "rating", "_c", "timestamp"], ":"
+    else:
+        names, separator = list(COLUMNS), layout.separator
+    schema = {name: types.get(name, pl.String) for name in names}  # the empty middles of "::" are strings
+    try:
+        frame = pl.read_csv(path, has_header=False, skip_rows=skip, separator=separator, schema=schema, quote_char=None)
+    except (pl.exceptions.PolarsError, OSError) as err:
+        raise explain_ratings_error(path, layout, str(err).splitlines()[0]) from None
+    nulls = pl.sum_horizontal(pl.col(COLUMNS).is_null())
+    blank = frame.select(nulls == len(COLUMNS)).to_series()
+    if blank.any():  # blank lines: polars gives each a row of nulls
+        frame = frame.filter(~blank)
+    # A missing field is a null; anything between the two ':' of a '::' fills a middle column.
+    problems = [pl.col(c).is_null().any() for c in COLUMNS]
+    problems += [pl.col(c).is_not_null().any() for c in names if c not in COLUMNS]
+    if frame.height == 0:
+        raise DataFormatError(f"{path}: the file has no ratings; expected lines '{layout.ratings_line()}'.")
+    if any(frame.select(problems).row(0)):
+        raise explain_ratings_error(path, layout, "a missing or misplaced field")
+    low, high = frame.select(pl.col("timestamp").min().alias("low"), pl.col("timestamp").max().alias("high")).row(0)
+    if low >= -(2**31) and high < 2**31:  # seconds fit in int32 until 2038: half the memory
+        frame = frame.with_columns(pl.col("timestamp").cast(pl.Int32))
+    columns = {name: frame.get_column(name).to_numpy() for name in COLUMNS}  # views of polars' buffers
+    columns["rating"] = columns["rating"].copy()  # owned and writable: it becomes the ratings tensor
+    return columns
+
+
+def require_text_file(path: Path, expected: str) -> None:
+    """A missing file, or one full of NUL bytes (UTF-16/32), is named with what was expected."""
+    if not path.is_file():
+        raise DataFormatError(f"{path}: file not found; point data.root at a MovieLens folder that has it.")
+    with path.open("rb") as f:
+        head = f.read(1 << 16)
+    if b"\x00" in head:
+        line = head[: head.index(b"\x00")].count(b"\n") + 1
+        raise DataFormatError(
+            f"{path}, line {line}: the file holds NUL bytes, so it is not plain text (saved as UTF-16?); "
+            f"expected {expected}. Save it again as UTF-8 (e.g. iconv -f utf-16 -t utf-8)."
+        )
+
+
+def _check_header(path: Path, layout: Layout) -> int:
+    """Lines to skip: 1 after a correct header, 0 for a layout without one."""
+    if layout.ratings_header is None:
+        return 0
+    with path.open("rb") as f:
+        first = f.readline().decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
+    expected = ",".join(layout.ratings_header)
+    if first != expected:
+        raise DataFormatError(
+            f"{path}, line 1: expected the header {expected!r}, got {first[:80]!r}; "
+            f"is this a MovieLens 20M/25M/32M/latest ratings.csv?"
+        )
+    return 1
+
+
+def explain_ratings_error(path: Path, layout: Layout, reason: str) -> DataFormatError:
+    """The first bad line of ``path`` as a ``DataFormatError`` (polars says what, not where)."""
+    for number, line in data_lines(path, layout):
+        problem = ratings_line_problem(line, layout)
+        if problem:
+            return DataFormatError(f"{path}, line {number}: {problem} Got {line[:80]!r}.")
+    return DataFormatError(f"{path}: not a MovieLens {layout.name} ratings file ({reason}).")
+
+
+def ratings_line_problem(line: str, layout: Layout) -> str | None:
+    """What is wrong with one ratings line, or None."""
+    fields = line.split(layout.separator)
+    if len(fields) != len(COLUMNS):
+        sep = {"\t": "a tab", "::": "'::'", ",": "a comma"}[layout.separator]
+        return (
+            f"expected 4 fields separated by {sep} ({layout.ratings_line()}), found {len(fields)}; "
+            f"is the separator {sep}?"
+        )
+    for name, value in zip(COLUMNS, fields):
+        if name == "rating":
+            if not value.strip():
+                return "the rating is empty; every line needs a finite numeric rating."
+            if not _is_number(value):
+                return f"the rating {value!r} is not a number."
+        elif not _INT.fullmatch(value):
+            return f"the {name} {value!r} is not a whole number."
+        elif abs(int(value)) >= _INT_LIMITS[name]:
+            return f"the {name} {value!r} does not fit in {_INT_LIMITS[name].bit_length()} bits."
+    return None
+
+
+def data_lines(path: Path, layout: Layout) -> Iterator[tuple[int, str]]:
+    """(line number, text) of the non-blank data lines (after the header), as the readers count them."""
+    skip = 1 if layout.ratings_header else 0
+    with path.open("r", encoding="utf-8", errors="replace", newline="") as handle:
+        rest, number = "", 0
+        for chunk in iter(lambda: handle.read(1 << 22), ""):
+            parts = (rest + chunk).split("\n")
+            rest = parts.pop()
+            for part in parts:
+                number += 1
+                if number > skip and part.strip():
+                    yield number, part.rstrip("\r")
+        if rest.strip() and number + 1 > skip:
+            yield number + 1, rest.rstrip("\r")
+
+
+def line_of_row(path: Path, layout: Layout, row: int) -> int | None:
+    """The line number of data row ``row`` (0-based, blank lines not counted), or None past the end."""
+    for index, (number, _) in enumerate(data_lines(path, layout)):
+        if index == row:
+            return number
+    return None
+
+
+def _is_number(value: str) -> bool:
+    if "_" in value:
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+# --- titles ------------------------------------------------------------------------------------------------
+
+
+def read_titles_file(path: str | Path, layout: Layout) -> tuple[np.ndarray, list[str]]:
+    """Movie ids (int64) and titles of ``movies.dat`` (``id::title::genres``) or ``movies.csv``."""
+    path = Path(path)
+    require_text_file(path, f"the {layout.items_file} of MovieLens ({layout.name} layout)")
+    text = decode_titles(path.read_bytes())
+    rows = _csv_title_rows(path, text, layout) if layout.items_header else _dat_title_rows(path, text)
+    ids, titles, seen = [], [], {}
+    for number, movie, title in rows:
+        if not (movie.isascii() and movie.isdigit()):
+            raise DataFormatError(f"{path}, line {number}: the movie id {movie!r} is not a whole number.")
+        if not title.strip():
+            raise DataFormatError(f"{path}, line {number}: movie {movie} has an empty title; every movie needs one.")
+        if int(movie) in seen:
+            raise DataFormatError(
+                f"{path}, line {number}: movie id {movie} appears again (first on line {seen[int(movie)]}); "
+                f"each id needs one title."
+            )
+        seen[int(movie)] = number
+        ids.append(int(movie))
+        titles.append(title)
+    if not ids:
+        raise DataFormatError(f"{path}: the file has no movies; expected lines of movie id and title.")
+    return np.asarray(ids, dtype=np.int64), titles
+
+
+def decode_titles(raw: bytes) -> str:
+    """UTF-8 when the bytes are valid UTF-8 beyond ASCII, else Latin-1 (as ML-100K and ML-1M ship)."""
+    if not raw.isascii():
+        try:
+            return raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            pass
+    return raw.decode("latin-1")
+
+
+def _dat_title_rows(path: Path, text: str) -> Iterator[tuple[int, str, str]]:
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        fields = line.split("::")
+        if len(fields) < 3:
+            raise DataFormatError(
+                f"{path}, line {number}: expected 'movie id::title::genres', got {line[:80]!r}; is the separator '::'?"
+            )
+        yield number, fields[0].strip(), "::".join(fields[1:-1])
+
+
+def _csv_title_rows(path: Path, text: str, layout: Layout) -> Iterator[tuple[int, str, str]]:
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    expected = list(layout.items_header)
+    try:
+        header = next(reader, None)
+        if header != expected:
+            raise DataFormatError(
+                f"{path}, line 1: expected the header {','.join(expected)!r}, got {','.join(header or [])[:80]!r}."
+            )
+        start = reader.line_num + 1
+        for fields in reader:
+            if fields:
+                if len(fields) != len(expected):
+                    raise DataFormatError(
+                        f"{path}, line {start}: expected {len(expected)} fields ({','.join(expected)}; quote a "
+                        f"title that holds a comma), found {len(fields)}: {','.join(fields)[:80]!r}."
+                    )
+                yield start, fields[0].strip(), fields[1]
+            start = reader.line_num + 1
+    except csv.Error as err:
+        raise DataFormatError(f"{path}, line {reader.line_num}: {err}; titles with commas must be quoted.") from None
