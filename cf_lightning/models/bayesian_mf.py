@@ -1,0 +1,148 @@
+"""Bayesian matrix factorisation by Gibbs sampling (BPMF), with optional SVD++-style implicit blocks.
+
+No gradient optimizer: like the closed-form baselines, the model fits itself from the training rows.
+Each training epoch runs ``sweeps_per_epoch`` Gibbs sweeps (``cf_lightning/models/gibbs.py``); the
+epoch's batches only measure the training loss. After ``burn_in`` sweeps every sample is kept and the
+prediction is the mean of the kept samples' predictions, held as a dense (users x items) sum, so a
+prediction for any pair (a validation, test or unseen pair) is one lookup. Users and items without
+training ratings are drawn from the learned priors, so they get the global mean plus the prior mean
+of the biases: a sensible cold-start answer, not a squashed zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from cf_lightning.errors import ConfigError
+from cf_lightning.models.baselines import ClosedFormBaseline
+from cf_lightning.models.gibbs import GibbsState, TrainingRatings, gibbs_sweep
+
+# The dense prediction sum must fit in memory: MovieLens 100K/1M are far below, 25M is far above.
+MAX_DENSE_CELLS = 100_000_000
+
+
+class BayesianMF(ClosedFormBaseline):
+    """``mu + b_u + b_i + (p_u + |N(u)|^-1/2 sum y_j) . (q_i + |M(i)|^-1/2 sum z_v)``, averaged over Gibbs samples.
+
+    ``implicit_users`` adds the ``y`` block (items the user rated in training), ``implicit_items`` the
+    ``z`` block (users who rated the item). ``n_factors=0`` leaves the biases alone. ``noise_precision``
+    and ``bias_precision`` fix those precisions instead of sampling them (null = sampled, the default).
+    ``clip`` clamps the averaged prediction to the rating scale (null = no clamp). ``seed`` seeds the
+    sampler; each sweep draws from its own seed, so a resumed run continues the same chain.
+    """
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        n_factors: int = 10,
+        implicit_users: bool = True,
+        implicit_items: bool = True,
+        burn_in: int = 20,
+        sweeps_per_epoch: int = 20,
+        init_std: float = 0.1,
+        noise_precision: float | None = None,
+        bias_precision: float | None = None,
+        clip: Sequence[float] | None = (1.0, 5.0),
+        seed: int = 0,
+        optimizer: dict | None = None,
+    ) -> None:
+        super().__init__(n_users, n_items, optimizer)
+        if n_users * n_items > MAX_DENSE_CELLS:
+            raise ConfigError(
+                f"model=bayesian_mf: {n_users} users x {n_items} items is over {MAX_DENSE_CELLS:,} cells; its "
+                "averaged predictions are a dense table. Use it on MovieLens 100K or 1M, or another model."
+            )
+        self.clip = None if clip is None else tuple(clip)
+        k = n_factors
+        self.register_buffer("mu", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("alpha", torch.ones((), dtype=torch.float64))
+        self.register_buffer("user_bias", torch.zeros(n_users, dtype=torch.float64))
+        self.register_buffer("item_bias", torch.zeros(n_items, dtype=torch.float64))
+        self.register_buffer("P", torch.zeros(n_users, k, dtype=torch.float64))
+        self.register_buffer("Q", torch.zeros(n_items, k, dtype=torch.float64))
+        self.register_buffer("Y", torch.zeros(n_items if implicit_users else 0, k, dtype=torch.float64))
+        self.register_buffer("Z", torch.zeros(n_users if implicit_items else 0, k, dtype=torch.float64))
+        # The current sample's effective vectors (predictions before any sample is kept).
+        self.register_buffer("user_vectors", torch.zeros(n_users, k))
+        self.register_buffer("item_vectors", torch.zeros(n_items, k))
+        self.register_buffer("sweeps_done", torch.zeros((), dtype=torch.long))
+        self.register_buffer("kept", torch.zeros((), dtype=torch.long))
+        self.register_buffer("prediction_sum", torch.zeros(n_users, n_items))
+        self.register_buffer("item_vector_sum", torch.zeros(n_items, k))
+        self.register_buffer("item_bias_sum", torch.zeros(n_items, dtype=torch.float64))
+        self._data: TrainingRatings | None = None
+
+    # --- fitting --------------------------------------------------------------------------------
+    def fit_statistics(self, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor) -> None:
+        super().fit_statistics(users, items, ratings)
+        self._data = TrainingRatings.build(users, items, ratings, self.hparams.n_users, self.hparams.n_items)
+        if int(self.sweeps_done) == 0:  # a resumed run keeps its chain
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.hparams.seed)
+                hp = self.hparams
+                state = GibbsState.initial(self._data, hp.n_factors, hp.implicit_users, hp.implicit_items, hp.init_std)
+                self._store(state)
+
+    def on_train_epoch_start(self) -> None:
+        for _ in range(self.hparams.sweeps_per_epoch):
+            self.sweep()
+
+    def sweep(self) -> None:
+        """One Gibbs sweep; keeps its sample once ``burn_in`` sweeps are done."""
+        if self._data is None:
+            raise RuntimeError("bayesian_mf: fit_statistics(users, items, ratings) must run before sampling")
+        hp = self.hparams
+        state = self._state()
+        with torch.random.fork_rng(devices=[]):
+            # One seed per sweep: the chain does not depend on what else used the global generator.
+            torch.manual_seed(hp.seed * 1_000_003 + int(self.sweeps_done) + 1)
+            gibbs_sweep(state, self._data, noise_precision=hp.noise_precision, bias_precision=hp.bias_precision)
+        self._store(state)
+        self.sweeps_done += 1
+        if int(self.sweeps_done) > hp.burn_in:
+            self.prediction_sum += state.predictions(self._data).to(self.prediction_sum)
+            self.item_vector_sum += self.item_vectors
+            self.item_bias_sum += self.item_bias
+            self.kept += 1
+
+    def _state(self) -> GibbsState:
+        cpu = lambda t: t.detach().cpu().clone()  # noqa: E731
+        return GibbsState(
+            mu=cpu(self.mu),
+            alpha=cpu(self.alpha),
+            user_bias=cpu(self.user_bias),
+            item_bias=cpu(self.item_bias),
+            P=cpu(self.P),
+            Q=cpu(self.Q),
+            Y=cpu(self.Y) if self.hparams.implicit_users else None,
+            Z=cpu(self.Z) if self.hparams.implicit_items else None,
+        )
+
+    def _store(self, state: GibbsState) -> None:
+        for name in ("mu", "alpha", "user_bias", "item_bias", "P", "Q"):
+            getattr(self, name).copy_(getattr(state, name))
+        if state.Y is not None:
+            self.Y.copy_(state.Y)
+        if state.Z is not None:
+            self.Z.copy_(state.Z)
+        self.user_vectors.copy_(state.user_vectors(self._data))
+        self.item_vectors.copy_(state.item_vectors(self._data))
+
+    # --- predicting -----------------------------------------------------------------------------
+    def forward(self, users, items):
+        if int(self.kept) > 0:
+            prediction = self.prediction_sum[users, items] / self.kept
+        else:  # burn-in: the current sample
+            dot = (self.user_vectors[users] * self.item_vectors[items]).sum(1)
+            prediction = (self.mu + self.user_bias[users] + self.item_bias[items]).float() + dot
+        return prediction if self.clip is None else prediction.clamp(*self.clip)
+
+    def item_factor_weights(self):
+        """The posterior mean of the items' effective vectors (the current sample during burn-in)."""
+        return self.item_vector_sum / self.kept if int(self.kept) > 0 else self.item_vectors
+
+    def item_bias_weights(self):
+        return (self.item_bias_sum / self.kept if int(self.kept) > 0 else self.item_bias).float()
