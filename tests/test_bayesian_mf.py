@@ -17,7 +17,20 @@ from cf_lightning.models.gibbs import (
 from cf_lightning.train import train
 from tests.conftest import make_cfg, quick_overrides
 
+HYPERPARAMETERS = dict(
+    n_factors=2,
+    implicit_users=True,
+    implicit_items=True,
+    burn_in=0,
+    sweeps_per_epoch=1,
+    init_std=0.1,
+    noise_precision=None,
+    bias_precision=None,
+    clip=None,
+    seed=0,
+)
 NOISE, BIAS = 4.0, 2.0  # fixed precisions: the biases' posterior is then Gaussian, in closed form
+ONE_THREAD = "threads=1"  # torch's 2 threads crawl on a shared 2-core machine
 
 
 def closed_form_bias_prediction(users, items, ratings, n_users, n_items) -> torch.Tensor:
@@ -80,7 +93,7 @@ def test_implicit_vectors_sum_the_training_neighbours():
 def test_bayesian_mf_without_factors_trains_to_the_closed_form(movielens_dir, tmp_path):
     overrides = ["model=bayesian_mf", "model.n_factors=0", f"model.noise_precision={NOISE}"]
     overrides += [f"model.bias_precision={BIAS}", "model.clip=null", "model.burn_in=50", "model.sweeps_per_epoch=500"]
-    cfg = make_cfg(*quick_overrides(movielens_dir, *overrides, "logger=none", "evaluation.ranking=false"))
+    cfg = make_cfg(*quick_overrides(movielens_dir, *overrides, ONE_THREAD, "logger=none", "evaluation.ranking=false"))
     train(cfg, out_dir=tmp_path)
     model = BayesianMF.load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     dm = CollabDataModule(cfg.data)
@@ -101,7 +114,7 @@ def planted_dir(tmp_path):
 
 
 def test_bayesian_mf_beats_bias_only_on_planted_factors(planted_dir, tmp_path):
-    common = ("logger=none", "evaluation.ranking=false", "data.batch_size=64")
+    common = (ONE_THREAD, "logger=none", "evaluation.ranking=false", "data.batch_size=64")
     bias = train(make_cfg(*quick_overrides(planted_dir, "model=bias_only", "epochs=5", *common)), tmp_path / "b")
     bayes_overrides = ("model=bayesian_mf", "model.n_factors=4", "model.burn_in=10", "model.sweeps_per_epoch=20")
     bayes = train(make_cfg(*quick_overrides(planted_dir, *bayes_overrides, "epochs=2", *common)), tmp_path / "m")
@@ -111,7 +124,8 @@ def test_bayesian_mf_beats_bias_only_on_planted_factors(planted_dir, tmp_path):
 def test_same_seed_same_chain_and_the_checkpoint_predicts_the_same(movielens_dir, tmp_path):
     overrides = ("model=bayesian_mf", "model.n_factors=3", "model.burn_in=2", "model.sweeps_per_epoch=3", "epochs=2")
     runs = [
-        train(make_cfg(*quick_overrides(movielens_dir, *overrides, "logger=none")), tmp_path / str(i)) for i in (0, 1)
+        train(make_cfg(*quick_overrides(movielens_dir, *overrides, ONE_THREAD, "logger=none")), tmp_path / str(i))
+        for i in (0, 1)
     ]
     assert runs[0]["val/loss"] == runs[1]["val/loss"]
     model = BayesianMF.load_from_checkpoint(tmp_path / "0" / "checkpoints" / "last.ckpt")
@@ -123,4 +137,4 @@ def test_same_seed_same_chain_and_the_checkpoint_predicts_the_same(movielens_dir
 
 def test_a_dense_table_too_large_is_refused():
     with pytest.raises(ConfigError, match="bayesian_mf"):
-        BayesianMF(200_000, 60_000)
+        BayesianMF(200_000, 60_000, **HYPERPARAMETERS)

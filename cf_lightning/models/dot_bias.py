@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cf_lightning.models.base import CollabModel
+from cf_lightning.models.cold_start import fill_unseen_rows, rows_with_training_ratings
 from cf_lightning.models.layers import embedding, sigmoid_range
 
 
@@ -26,6 +27,20 @@ class DotProductBias(CollabModel):
         self.item_factors = embedding(n_items, n_factors)
         self.item_bias = embedding(n_items, 1)
         self.y_range = tuple(y_range)
+        self._seen: tuple | None = None  # (users, items) with training ratings, from the DataModule
+
+    def on_fit_start(self) -> None:
+        self._seen = rows_with_training_ratings(self.trainer.datamodule)
+
+    def on_validation_start(self) -> None:
+        # Unseen rows get no gradient, so filling them before each validation (and so before each
+        # checkpoint, which test and inference load) leaves training unchanged: cold_start.py.
+        if self._seen is not None:
+            users, items = self._seen
+            for weight, seen in ((self.user_factors.weight, users), (self.user_bias.weight, users)):
+                fill_unseen_rows(weight, seen)
+            for weight, seen in ((self.item_factors.weight, items), (self.item_bias.weight, items)):
+                fill_unseen_rows(weight, seen)
 
     def forward(self, users, items):
         dot = (self.user_factors(users) * self.item_factors(items)).sum(dim=1)

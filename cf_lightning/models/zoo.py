@@ -125,3 +125,52 @@ class PopularityConfig(ModelConfig):
 
 
 register_model("popularity", schema=PopularityConfig, model="cf_lightning.models.baselines:Popularity")
+
+
+# --- beyond the chapter: accuracy (issue 13) ----------------------------------------------------------
+
+
+@dataclass
+class BayesianMFConfig(ModelConfig):
+    """Bayesian MF by Gibbs sampling (cf_lightning/models/bayesian_mf.py)."""
+
+    n_factors: int = MISSING  # 0 = biases only
+    implicit_users: bool = MISSING  # SVD++'s y block: the items the user rated in training
+    implicit_items: bool = MISSING  # the flipped block: the users who rated the item in training
+    burn_in: int = MISSING  # sweeps discarded before samples are averaged
+    sweeps_per_epoch: int = MISSING  # Gibbs sweeps per training epoch (total = epochs x this)
+    init_std: float = MISSING
+    noise_precision: float | None = MISSING  # null = sampled (Gamma prior); a number fixes it
+    bias_precision: float | None = MISSING  # null = sampled (Normal-Gamma prior); a number fixes N(0, 1/value)
+    clip: list[float] | None = MISSING  # [low, high] clamp of the averaged prediction; null = none
+    seed: int = MISSING
+
+    def __post_init__(self) -> None:
+        check(self.n_factors >= 0, "model.n_factors", f"must be >= 0, got {self.n_factors}")
+        check(self.burn_in >= 0, "model.burn_in", f"must be >= 0, got {self.burn_in}")
+        check(self.sweeps_per_epoch > 0, "model.sweeps_per_epoch", f"must be > 0, got {self.sweeps_per_epoch}")
+        check(self.init_std >= 0, "model.init_std", f"must be >= 0, got {self.init_std}")
+        for key in ("noise_precision", "bias_precision"):
+            value = getattr(self, key)
+            check(value is None or value > 0, f"model.{key}", f"must be > 0 or null, got {value}")
+        if self.clip is not None:
+            ok = len(self.clip) == 2 and self.clip[0] < self.clip[1]
+            check(ok, "model.clip", f"must be [low, high] with low < high, or null; got {list(self.clip)}")
+
+
+register_model("bayesian_mf", schema=BayesianMFConfig, model="cf_lightning.models.bayesian_mf:BayesianMF")
+
+
+@dataclass
+class SVDppConfig(ModelConfig):
+    """SVD++ by gradient steps (cf_lightning/models/svdpp.py)."""
+
+    n_factors: int = MISSING
+    y_range: list[float] | None = MISSING
+
+    def __post_init__(self) -> None:
+        check(self.n_factors > 0, "model.n_factors", f"must be > 0, got {self.n_factors}")
+        _check_y_range(self.y_range)
+
+
+register_model("svdpp", schema=SVDppConfig, model="cf_lightning.models.svdpp:SVDpp")
