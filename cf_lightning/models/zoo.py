@@ -174,3 +174,20 @@ class SVDppConfig(ModelConfig):
 
 
 register_model("svdpp", schema=SVDppConfig, model="cf_lightning.models.svdpp:SVDpp")
+
+
+@dataclass
+class BlendConfig(ModelConfig):
+    """A linear blend of members, each a string of training overrides (cf_lightning/models/blend.py)."""
+
+    members: list[str] = MISSING
+    clip: list[float] | None = MISSING
+
+    def __post_init__(self) -> None:
+        check(len(self.members) > 0, "model.members", "must list at least one member (training overrides)")
+        if self.clip is not None:
+            ok = len(self.clip) == 2 and self.clip[0] < self.clip[1]
+            check(ok, "model.clip", f"must be [low, high] with low < high, or null; got {list(self.clip)}")
+
+
+register_model("blend", schema=BlendConfig, model="cf_lightning.models.blend:Blend")

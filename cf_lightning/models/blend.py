@@ -1,0 +1,139 @@
+"""``model=blend``: a linear blend of several models, its weights fitted on the validation rows.
+
+Each member is a string of overrides of the training config (``"model=svdpp epochs=5"``). When fitting
+starts, the blend trains every member on the same data, split and seed (in ``<run>/members/<k>_<name>``,
+each scored on validation like any run, so a member's best epoch is chosen there), reads each member's
+predictions for every (user, item) pair into a dense table, and fits ``w0 + sum_k w_k member_k`` by
+least squares on the validation rows: rows carved from the training part, never the test set. The
+members never trained on those rows, so the weights are fitted on held-out predictions. The blend's
+own ``val/loss`` is measured on the rows its weights were fitted on (a few weights: slightly
+optimistic); its test score, where the protocol has one, is honest.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import torch
+
+from cf_lightning.errors import ConfigError
+from cf_lightning.models.baselines import ClosedFormBaseline
+from cf_lightning.models.bayesian_mf import MAX_DENSE_CELLS
+
+# Ridge on the blend weights, relative to the number of validation rows: keeps them finite when two
+# members predict almost the same thing, without pulling them measurably otherwise.
+RIDGE = 1e-4
+
+
+class Blend(ClosedFormBaseline):
+    """``clip(w0 + sum_k w_k member_k(u, i))``; the members' predictions are held as dense tables."""
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        members: list[str],
+        clip: list[float] | None,
+        optimizer: dict | None = None,
+    ) -> None:
+        super().__init__(n_users, n_items, optimizer)
+        if n_users * n_items * max(len(members), 1) > MAX_DENSE_CELLS:
+            raise ConfigError(
+                f"model=blend: {len(members)} members x {n_users} users x {n_items} items is over "
+                f"{MAX_DENSE_CELLS:,} cells of dense prediction tables; blend on MovieLens 100K or 1M"
+            )
+        self.clip = None if clip is None else tuple(clip)
+        self.register_buffer("tables", torch.zeros(len(members), n_users, n_items))
+        self.register_buffer("weights", torch.zeros(len(members) + 1, dtype=torch.float64))
+        self.member_metrics: list[dict] = []
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        if bool((self.weights != 0).any()):  # resumed: members and weights are in the checkpoint
+            return
+        trainer = self.trainer
+        dm = trainer.datamodule
+        folder = Path(trainer.default_root_dir) / "members"
+        for k, overrides in enumerate(self.hparams.members):
+            model, metrics = train_member(dm.cfg, dm.seed, overrides, folder, k)
+            self.member_metrics.append(metrics)
+            self.tables[k] = dense_predictions(model, self.hparams.n_users, self.hparams.n_items).to(self.tables)
+        valid = dm.subset(dm.valid_idx)
+        self.weights.copy_(fit_weights(self._member_predictions(valid.users, valid.items), valid.ratings))
+
+    def _member_predictions(self, users, items) -> torch.Tensor:
+        return self.tables[:, users, items].T  # rows x members
+
+    def forward(self, users, items):
+        features = self._member_predictions(users, items).double()
+        prediction = (self.weights[0] + features @ self.weights[1:]).float()
+        return prediction if self.clip is None else prediction.clamp(*self.clip)
+
+
+def fit_weights(predictions: torch.Tensor, ratings: torch.Tensor) -> torch.Tensor:
+    """Least-squares ``[w0, w_1..w_k]`` of ``ratings ~ w0 + predictions @ w`` (a tiny ridge on the w_k)."""
+    x = torch.cat([torch.ones(len(ratings), 1, dtype=torch.float64), predictions.double()], dim=1)
+    ridge = RIDGE * len(ratings) * torch.eye(x.shape[1], dtype=torch.float64)
+    ridge[0, 0] = 0  # the offset is not shrunk
+    return torch.linalg.solve(x.T @ x + ridge, x.T @ ratings.double())
+
+
+@torch.no_grad()
+def dense_predictions(model, n_users: int, n_items: int, rows_per_call: int = 1_000_000) -> torch.Tensor:
+    """Every (user, item) prediction of ``model`` as a (users x items) table."""
+    model.eval()
+    users = torch.arange(n_users).repeat_interleave(n_items)
+    items = torch.arange(n_items).repeat(n_users)
+    out = torch.empty(n_users * n_items)
+    for start in range(0, len(users), rows_per_call):
+        stop = start + rows_per_call
+        out[start:stop] = model(users[start:stop].to(model.device), items[start:stop].to(model.device)).float().cpu()
+    return out.view(n_users, n_items)
+
+
+def member_config(data, seed: int, overrides: str):
+    """The training config of one member: the run's config with the member's overrides, on the same data
+    (split, fold, validation rows) and seed; no logger, progress bar or ranking metrics of its own."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from cf_lightning.config import CONFIG_DIR
+
+    args = shlex.split(overrides)
+    for arg in args:
+        key = arg.split("=", 1)[0].lstrip("+~")
+        if key.startswith("data") or key == "seed":
+            raise ConfigError(f"model.members: {arg!r}: members share the blend's data and seed; set them on the run")
+        if key == "model" and arg.split("=", 1)[1] == "blend":
+            raise ConfigError(f"model.members: {overrides!r}: a member cannot be a blend")
+    quiet = ["logger=none", "callbacks.progress_bar_refresh_rate=0", "evaluation.ranking=false"]
+    quiet.append("callbacks.interpretation=false")
+    if GlobalHydra.instance().is_initialized():  # inside a Hydra app (the CLI)
+        cfg = compose("train", overrides=quiet + args)
+    else:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose("train", overrides=quiet + args)
+    if cfg.model.name == "blend":
+        raise ConfigError(f"model.members: {overrides!r}: a member cannot be a blend")
+    data = OmegaConf.to_container(data, resolve=True) if OmegaConf.is_config(data) else dict(data)
+    OmegaConf.update(cfg, "data", data, merge=True)
+    cfg.seed, cfg.threads = seed, torch.get_num_threads()
+    return cfg
+
+
+def train_member(data, seed: int, overrides: str, folder: Path, k: int):
+    """Train member ``k`` into ``folder/<k>_<name>`` and load it with the weights its run was tested with
+    (best by validation loss where it has one)."""
+    from cf_lightning.models import MODELS
+    from cf_lightning.train import train
+
+    cfg = member_config(data, seed, overrides)
+    out = folder / f"{k}_{cfg.model.name}"
+    metrics = train(cfg, out_dir=out)
+    checkpoints = out / "checkpoints"
+    best = sorted(checkpoints.glob("best-*.ckpt"))
+    path = best[0] if best else checkpoints / "last.ckpt"
+    model = MODELS[cfg.model.name].load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    return model, metrics

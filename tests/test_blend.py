@@ -1,0 +1,58 @@
+"""model=blend: members trained on the same split, weights fitted on validation rows only."""
+
+import pytest
+import torch
+
+from cf_lightning.data.datamodule import CollabDataModule
+from cf_lightning.errors import ConfigError
+from cf_lightning.models.blend import Blend, fit_weights, member_config
+from cf_lightning.train import train
+from tests.conftest import make_cfg, quick_overrides
+
+
+def test_fit_weights_recovers_a_known_blend():
+    g = torch.Generator().manual_seed(0)
+    predictions = torch.rand(500, 2, generator=g) * 4 + 1
+    ratings = 0.3 + 0.5 * predictions[:, 0] + 0.4 * predictions[:, 1]
+    weights = fit_weights(predictions, ratings)
+    assert weights.tolist() == pytest.approx([0.3, 0.5, 0.4], abs=0.02)
+
+
+def test_members_share_the_runs_data_and_cannot_change_it():
+    cfg = make_cfg("data.split=by_user", "data.valid_pct=0.1")
+    member = member_config(cfg.data, 7, "model=svdpp epochs=2")
+    assert member.model.name == "svdpp" and member.epochs == 2 and member.seed == 7
+    assert member.data.split == "by_user" and member.data.valid_pct == 0.1
+    with pytest.raises(ConfigError, match="share the blend's data"):
+        member_config(cfg.data, 7, "model=svdpp data.valid_pct=0.5")
+    with pytest.raises(ConfigError, match="cannot be a blend"):
+        member_config(cfg.data, 7, "model=blend")
+
+
+def test_blend_fits_its_weights_on_validation_and_beats_its_members(movielens_dir, tmp_path):
+    members = (
+        "['model=bias_only epochs=2','model=bayesian_mf model.n_factors=3 model.burn_in=5 model.sweeps_per_epoch=20']"
+    )
+    overrides = ("model=blend", f"model.members={members}", "data.split=by_user", "threads=1", "logger=none")
+    cfg = make_cfg(*quick_overrides(movielens_dir, *overrides, "evaluation.ranking=false"))
+    metrics = train(cfg, out_dir=tmp_path)
+    member_metrics = [
+        train_metrics
+        for train_metrics in (_metrics(tmp_path / "members" / f) for f in ("0_bias_only", "1_bayesian_mf"))
+    ]
+    assert metrics["val/loss"] <= min(m["val/loss_best"] for m in member_metrics) + 1e-6
+    assert "test/rmse" in metrics
+    model = Blend.load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    dm = CollabDataModule(cfg.data)
+    dm.setup("fit")
+    valid = dm.subset(dm.valid_idx)
+    expected = fit_weights(model.tables[:, valid.users, valid.items].T, valid.ratings)
+    assert torch.allclose(model.weights, expected)
+    test = dm.subset(dm.test_idx)  # the test rows do not decide the weights
+    assert not torch.allclose(fit_weights(model.tables[:, test.users, test.items].T, test.ratings), expected)
+
+
+def _metrics(folder):
+    import json
+
+    return json.loads((folder / "metrics.json").read_text())
