@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from cf_lightning.errors import CFLightningError
 from cf_lightning.inference.interpretation import (
     N_BIASES,
     N_DEFAULT_SIMILAR,
@@ -41,13 +42,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnknownIdWarning)
-        rec = Recommender.from_checkpoint(args.checkpoint, data_root=args.data_root)
-        print(describe(rec))
-        _print_biases(rec, args.n)
-        _save_pca(rec, args)
-        _print_neighbours(rec, args)
-    for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr)
+        try:
+            rec = Recommender.from_checkpoint(args.checkpoint, data_root=args.data_root)
+            print(describe(rec))
+            _print_biases(rec, args.n)
+            _save_pca(rec, args)
+            _print_neighbours(rec, args)
+        except CFLightningError as err:  # one line the user can act on, no traceback
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        finally:
+            for warning in caught:
+                print(f"warning: {warning.message}", file=sys.stderr)
     return 0
 
 

@@ -6,7 +6,9 @@
 
 ``--user``: the top-k items the user has not rated. ``--ratings``: a new user, folded in from a few
 ratings with the item tables frozen. ``--predict``: the predicted rating of (user, item) pairs.
-Unknown users and items use the ``#na#`` row and the output says so.
+Unknown users and items use the ``#na#`` row and the output says so. A problem the user can fix (a
+checkpoint that cannot be read, ratings that cannot be found, ``-k 0``, a rating outside the data's
+range) prints one ``error:`` line and exits with status 2.
 """
 
 from __future__ import annotations
@@ -19,12 +21,17 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from cf_lightning.errors import CFLightningError
 from cf_lightning.inference.recommender import Recommender, UnknownIdWarning
 
 DEFAULT_K = 10
 # "title=rating" pairs separated by commas; titles may hold commas ("Usual Suspects, The (1995)"),
 # so an entry ends only at "=<number>" followed by a comma or the end.
 RATING_ENTRY = re.compile(r"\s*(?P<item>.+?)\s*=\s*(?P<rating>[-+]?\d+(?:\.\d+)?)\s*(?:,|$)")
+
+
+class RatingsSyntaxError(ValueError):
+    """``--ratings`` cannot be read; the message says how to write it."""
 
 
 def parse_ratings(texts: Sequence[str]) -> dict[str, float]:
@@ -35,43 +42,51 @@ def parse_ratings(texts: Sequence[str]) -> dict[str, float]:
         while position < len(text.rstrip()):
             match = RATING_ENTRY.match(text, position)
             if match is None:
-                raise ValueError(
+                raise RatingsSyntaxError(
                     f"--ratings: cannot read {text[position:]!r}; write entries as TITLE=RATING separated by "
                     'commas, e.g. "Toy Story (1995)=5,Fargo (1996)=4"'
                 )
             ratings[match["item"]] = float(match["rating"])
             position = match.end()
     if not ratings:
-        raise ValueError('--ratings: no entries; write e.g. "Toy Story (1995)=5,Fargo (1996)=4"')
+        raise RatingsSyntaxError('--ratings: no entries; write e.g. "Toy Story (1995)=5,Fargo (1996)=4"')
     return ratings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.ratings:
-        try:
-            ratings = parse_ratings(args.ratings)
-        except ValueError as err:
-            parser.error(str(err))
+    args = _parser().parse_args(argv)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnknownIdWarning)
-        rec = Recommender.from_checkpoint(args.checkpoint, data_root=args.data_root)
-        if args.user is not None:
-            table = rec.recommend(args.user, args.k)
-            title = f"Top {len(table)} items user {args.user} has not rated:"
-        elif args.ratings:
-            table = rec.recommend_new_user(ratings, args.k)
-            title = f"Top {len(table)} items for a new user who rated {len(ratings)} items (folded in):"
-        else:
-            users, items = zip(*args.predict)
-            table = pd.DataFrame({"user": users, rec.vocab.item_name: items, "predicted": rec.predict(users, items)})
-            title = "Predicted ratings:"
-    for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr)
+        try:
+            title, table = _run(args)
+        except (CFLightningError, RatingsSyntaxError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        finally:
+            for warning in caught:
+                print(f"warning: {warning.message}", file=sys.stderr)
     print(title)
-    print(table.round({"predicted": 3}).to_string(index=False))
+    print(table.round(3).to_string(index=False))
     return 0
+
+
+def _run(args) -> tuple[str, pd.DataFrame]:
+    ratings = parse_ratings(args.ratings) if args.ratings else None
+    rec = Recommender.from_checkpoint(args.checkpoint, data_root=args.data_root)
+    if args.user is not None:
+        table = rec.recommend(args.user, args.k)
+        return f"Top {len(table)} items user {args.user} has not rated {_made_by(table)}:", table
+    if ratings is not None:
+        table = rec.recommend_new_user(ratings, args.k)
+        who = f"a new user who rated {len(ratings)} items (folded in)"
+        return f"Top {len(table)} items for {who} {_made_by(table)}:", table
+    users, items = zip(*args.predict)
+    table = pd.DataFrame({"user": users, rec.vocab.item_name: items, "predicted": rec.predict(users, items)})
+    return f"Predicted ratings (model {rec.model_name}):", table
+
+
+def _made_by(table: pd.DataFrame) -> str:
+    return f"(model {table.attrs['model']}, ranked by {table.attrs['ranked_by']})"
 
 
 def _parser() -> argparse.ArgumentParser:

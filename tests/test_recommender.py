@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from cf_lightning.callbacks.checkpoint_info import DATA_KEY, MODEL_NAME_KEY
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.errors import CFLightningError
+from cf_lightning.inference.fold_in import FoldInError
 from cf_lightning.inference.recommender import CheckpointError, Recommender, UnknownIdWarning
 from cf_lightning.models import MODELS, DotProductBias, build_model
 from cf_lightning.models.base import VOCAB_KEY, CollabModel
@@ -44,14 +45,20 @@ def test_loads_model_name_and_vocabulary_and_predicts_like_lightning(trained, re
     assert counts[0] == 0 and counts.sum() == len(rec.ratings()) == 6000
 
 
-def test_a_checkpoint_without_its_model_name_is_recognised_by_its_weights(trained, rec, tmp_path):
-    checkpoint = torch.load(trained.checkpoint, weights_only=False)
+def test_a_checkpoint_without_its_model_name_is_refused_not_guessed(trained, tmp_path):
+    checkpoint = torch.load(trained.checkpoint, weights_only=True)
     del checkpoint[MODEL_NAME_KEY]
     torch.save(checkpoint, tmp_path / "anonymous.ckpt")
-    again = Recommender.from_checkpoint(tmp_path / "anonymous.ckpt")
-    assert again.model_name == "dotbias"
-    titles = _all_titles(rec)[:5]
-    np.testing.assert_allclose(again.predict([4] * 5, titles), rec.predict([4] * 5, titles))
+    with pytest.raises(CheckpointError, match="does not name its model"):
+        Recommender.from_checkpoint(tmp_path / "anonymous.ckpt")
+    checkpoint[MODEL_NAME_KEY] = "dotbias_v9"
+    torch.save(checkpoint, tmp_path / "unknown.ckpt")
+    with pytest.raises(CheckpointError, match="model 'dotbias_v9' is not one this version knows"):
+        Recommender.from_checkpoint(tmp_path / "unknown.ckpt")
+    checkpoint[MODEL_NAME_KEY] = "embnn"  # a registered name whose class does not fit these weights
+    torch.save(checkpoint, tmp_path / "misnamed.ckpt")
+    with pytest.raises(CheckpointError, match="do not fit EmbeddingNN"):
+        Recommender.from_checkpoint(tmp_path / "misnamed.ckpt")
 
 
 def test_top_n_never_contains_a_rated_item_and_is_the_best_of_the_rest(rec):
@@ -174,12 +181,17 @@ def test_every_registered_architecture_loads_predicts_and_recommends(name, small
     torch.save(checkpoint, tmp_path / "model.ckpt")
     rec = Recommender.from_checkpoint(tmp_path / "model.ckpt")
     assert type(rec.model) is MODELS[name] and rec.model_name == name
+    assert rec.recommend(1, k=3).attrs["model"] == name  # the list says which model made it
     titles = list(rec.vocab.items.values[1:6])
     np.testing.assert_allclose(rec.predict([1] * 5, titles), model.eval().predict([1] * 5, titles).numpy(), rtol=1e-5)
 
     ratings = rec.ratings()
     top = rec.recommend(1, k=5)
     assert len(top) == 5 and not set(top["title"]) & set(ratings.loc[ratings["user"] == 1, "title"])
+    if rec.model.uses_users and not rec.model.user_tables:  # e.g. a Gibbs sampler's buffers: no gradient fit
+        with pytest.raises(FoldInError, match="cannot be folded in"):
+            rec.recommend_new_user({titles[0]: 5, titles[1]: 1}, k=5, steps=20)
+        return
     new_user = rec.recommend_new_user({titles[0]: 5, titles[1]: 1}, k=5, steps=20)
     assert len(new_user) == 5 and not set(new_user["title"]) & set(titles[:2])
 
@@ -192,3 +204,49 @@ def test_fold_in_refuses_a_model_whose_user_tables_it_cannot_find(rec):
     opaque = Recommender(Opaque(len(rec.vocab.users), len(rec.vocab.items)), rec.vocab)
     with pytest.raises(CFLightningError, match="cannot be folded in"):
         opaque.fold_in({_all_titles(rec)[0]: 5})
+
+
+def _built(name, datamodule):
+    config = OmegaConf.to_container(make_cfg(f"model={name}").model, resolve=True)
+    model = build_model(config, datamodule.n_users, datamodule.n_items).eval()
+    model.vocab = datamodule.vocab
+    return model
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_each_model_declares_its_user_tables_and_whether_it_uses_users(name, small_data):
+    _, datamodule = small_data
+    model = _built(name, datamodule)
+    params = dict(model.named_parameters())
+    # The declared tables are exactly the parameters with one row per user (no layer has that size here).
+    assert set(model.user_tables) == {n for n, p in params.items() if p.shape[0] == datamodule.n_users}
+    assert model.uses_users or not model.user_tables
+    items = torch.arange(datamodule.n_items)
+    with torch.no_grad():
+        before = [model(torch.full_like(items, user), items) for user in (1, 2)]
+        for table in model.user_tables:
+            params[table][2] += 0.5
+        after = [model(torch.full_like(items, user), items) for user in (1, 2)]
+    assert torch.equal(before[0], after[0])  # another user's rows: user 1 is untouched
+    if model.user_tables:
+        assert not torch.equal(before[1], after[1])  # user 2's own rows: user 2's predictions move
+    if not model.uses_users:
+        assert torch.equal(before[0], before[1])  # every user gets the same predictions
+
+
+def test_a_model_that_ranks_by_something_else_ranks_the_list_by_it(small_data):
+    folder, datamodule = small_data
+    model = _built("popularity", datamodule)
+    train = datamodule.subset(datamodule.train_idx)
+    model.fit_statistics(train.users, train.items, train.ratings)
+    rec = Recommender(model, datamodule.vocab, model_name="popularity", data_folder=folder)
+    top = rec.recommend(1, k=8)
+    assert top.attrs == {"model": "popularity", "ranked_by": "training-rating count"}
+    counts = top["training-rating count"]
+    assert counts.is_monotonic_decreasing and counts.iloc[0] > counts.iloc[-1]
+    rated = set(rec.ratings().loc[rec.ratings()["user"] == 1, "title"])
+    unrated_counts = [
+        int(model.item_count[row]) for row in range(1, datamodule.n_items) if rec.item_labels([row])[0] not in rated
+    ]
+    assert counts.iloc[0] == max(unrated_counts)
+    np.testing.assert_allclose(top["predicted"], rec.predict([1] * 8, list(top["title"])), rtol=1e-6)

@@ -7,17 +7,23 @@ from collections.abc import Sequence
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError
 
 from cf_lightning.data.vocab import CollabVocab
+from cf_lightning.inference.ids import predict as predict_ids
+from cf_lightning.models.layers import sigmoid_range
 from cf_lightning.models.optim import one_cycle
 from cf_lightning.models.vocab_match import require_same_vocab
 
 VOCAB_KEY = "cf_lightning_vocab"
+# The logged name of each evaluation stage's mean squared error: val/loss is what checkpoints and sweeps watch.
+MSE_NAME = {"val": "loss", "test": "mse"}
 
 
 class CollabModel(pl.LightningModule):
-    """Base of the architectures: a subclass builds its layers and writes ``forward(users, items)``.
+    """Base of the architectures: a subclass builds its layers and writes ``score(users, items)``;
+    the base squashes scores into the subclass's ``y_range`` argument (fastai's ``sigmoid_range``) if set.
 
     Hyperparameters are plain ints, floats and lists (saved in the checkpoint), so
     ``Subclass.load_from_checkpoint(path)`` rebuilds the model without Hydra. ``optimizer`` is the
@@ -29,15 +35,29 @@ class CollabModel(pl.LightningModule):
 
     def __init__(self, n_users: int, n_items: int, optimizer: dict | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters()  # the subclass's constructor arguments too
         self.automatic_optimization = False
         self.vocab: CollabVocab | None = None
-        self.val_mse = MeanSquaredError()
-        self.val_mae = MeanAbsoluteError()
-        self.test_mse = MeanSquaredError()
-        self.test_mae = MeanAbsoluteError()
+        # A subclass with a `y_range` argument is squashed into it; null (DotProduct, EmbeddingDotBias) or
+        # no such argument (global mean, popularity): the score is the prediction.
+        y_range = self.hparams.get("y_range")
+        self.y_range = None if y_range is None else tuple(y_range)
+        # Validation and test share one step; only the metrics they fill differ.
+        self.eval_metrics = nn.ModuleDict(
+            {stage: nn.ModuleDict({"mse": MeanSquaredError(), "mae": MeanAbsoluteError()}) for stage in MSE_NAME}
+        )
         self._train_loss_sum = torch.zeros(())
         self._train_count = 0
+
+    # --- the model ----------------------------------------------------------------------------
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Predicted ratings: the architecture's ``score``, squashed into ``y_range`` when one is set."""
+        scores = self.score(users, items)
+        return scores if self.y_range is None else sigmoid_range(scores, *self.y_range)
+
+    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """The architecture's raw score of (user row, item row) pairs: what a subclass writes."""
+        raise NotImplementedError(f"{type(self).__name__} must define score(users, items)")
 
     # --- training -----------------------------------------------------------------------------
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -85,58 +105,70 @@ class CollabModel(pl.LightningModule):
 
     # --- evaluation ---------------------------------------------------------------------------
     def validation_step(self, batch, batch_idx: int) -> None:
-        users, items, ratings = batch
-        predictions = self(users, items)
-        self.val_mse.update(predictions, ratings)
-        self.val_mae.update(predictions, ratings)
-
-    def on_validation_epoch_end(self) -> None:
-        # torchmetrics sums squared errors and counts over all ranks: exact, not a mean of means.
-        mse = self.val_mse.compute()
-        self.log_dict({"val/loss": mse, "val/rmse": mse.sqrt(), "val/mae": self.val_mae.compute()})
-        self.val_mse.reset()
-        self.val_mae.reset()
+        self._evaluation_step("val", batch)
 
     def test_step(self, batch, batch_idx: int) -> None:
-        users, items, ratings = batch
-        predictions = self(users, items)
-        self.test_mse.update(predictions, ratings)
-        self.test_mae.update(predictions, ratings)
+        self._evaluation_step("test", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_evaluation("val")
 
     def on_test_epoch_end(self) -> None:
-        mse = self.test_mse.compute()
-        self.log_dict({"test/mse": mse, "test/rmse": mse.sqrt(), "test/mae": self.test_mae.compute()})
-        self.test_mse.reset()
-        self.test_mae.reset()
+        self._log_evaluation("test")
 
-    def ranking_scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """What orders a user's items in the ranking metrics: the predicted rating, unless a model
-        ranks by something else (the popularity baseline ranks by how often an item was rated)."""
-        return self(users, items)
+    def _evaluation_step(self, stage: str, batch) -> None:
+        users, items, ratings = batch
+        predictions = self(users, items)
+        for metric in self.eval_metrics[stage].values():
+            metric.update(predictions, ratings)
+
+    def _log_evaluation(self, stage: str) -> None:
+        # torchmetrics sums squared errors and counts over all ranks: exact, not a mean of means.
+        metrics = self.eval_metrics[stage]
+        mse = metrics["mse"].compute()
+        self.log_dict(
+            {f"{stage}/{MSE_NAME[stage]}": mse, f"{stage}/rmse": mse.sqrt(), f"{stage}/mae": metrics["mae"].compute()}
+        )
+        for metric in metrics.values():
+            metric.reset()
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         users, items = batch[0], batch[1]
         return self(users, items)
 
     # --- raw ids ------------------------------------------------------------------------------
-    @torch.no_grad()
     def predict(self, users: Sequence, items: Sequence) -> torch.Tensor:
         """Predicted ratings for raw user ids and items (titles or movie ids, as trained).
 
-        Unknown values use the ``#na#`` row.
+        Unknown values use the ``#na#`` row, with an ``UnknownIdWarning`` naming them.
         """
         if self.vocab is None:
             raise RuntimeError("this model has no vocabulary; train it or load it from a checkpoint")
-        user_rows = torch.from_numpy(self.vocab.users.encode(list(users))).to(self.device)
-        item_rows = torch.from_numpy(self.vocab.items.encode(list(items))).to(self.device)
+        return predict_ids(self, self.vocab, users, items)
+
+    @torch.no_grad()
+    def evaluate(self, function, users: torch.Tensor, items: torch.Tensor, **kwargs) -> torch.Tensor:
+        """``function(users, items)`` (``forward``, ``ranking_scores``) in eval mode on this model's device."""
         was_training = self.training
         self.eval()
         try:
-            return self(user_rows, item_rows)
+            return function(users.to(self.device), items.to(self.device), **kwargs)
         finally:
             self.train(was_training)
 
-    # --- what interpretation and recommendation read (override where the architecture has it) --
+    # --- what inference reads (override where the architecture has it) -----------------------
+    # The parameters whose rows are users (a new user is folded in by fitting one row of each);
+    # a model that gives every user the same predictions says uses_users = False.
+    user_tables: tuple[str, ...] = ()
+    uses_users: bool = True
+    # What ranking_scores orders a user's items by (recommend prints it beside the list).
+    ranked_by = "predicted rating"
+
+    def ranking_scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """What orders a user's items in recommendations and the ranking metrics: the predicted rating,
+        unless a model ranks by something else (the popularity baseline ranks by how often an item was rated)."""
+        return self(users, items)
+
     def item_factor_weights(self) -> torch.Tensor | None:
         """The item embedding table (rows = item vocabulary), or None if the model has none."""
         return None

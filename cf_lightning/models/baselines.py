@@ -17,11 +17,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from cf_lightning.models.base import CollabModel
-from cf_lightning.models.layers import embedding, sigmoid_range
+from cf_lightning.models.layers import embedding
 
 
 class BiasOnly(CollabModel):
     """``sigmoid_range(b + user_bias + item_bias, *y_range)``: no interaction between user and item."""
+
+    user_tables = ("user_bias.weight",)
 
     def __init__(
         self, n_users: int, n_items: int, *, y_range: Sequence[float] | None, optimizer: dict | None = None
@@ -30,11 +32,9 @@ class BiasOnly(CollabModel):
         self.global_bias = nn.Parameter(torch.zeros(1))
         self.user_bias = embedding(n_users, 1)
         self.item_bias = embedding(n_items, 1)
-        self.y_range = None if y_range is None else tuple(y_range)
 
-    def forward(self, users, items):
-        score = self.global_bias + self.user_bias(users)[:, 0] + self.item_bias(items)[:, 0]
-        return score if self.y_range is None else sigmoid_range(score, *self.y_range)
+    def score(self, users, items):
+        return self.global_bias + self.user_bias(users)[:, 0] + self.item_bias(items)[:, 0]
 
     def item_bias_weights(self):
         return self.item_bias.weight[:, 0]
@@ -73,12 +73,16 @@ class ClosedFormBaseline(CollabModel):
 class GlobalMean(ClosedFormBaseline):
     """Predicts the mean training rating for every pair."""
 
-    def forward(self, users, items):
+    uses_users = False  # every user gets the same predictions
+
+    def score(self, users, items):
         return self.global_mean.float().expand(len(users))
 
 
 class Popularity(ClosedFormBaseline):
     """Ranks by training-rating count; predicts the shrunk item mean ``(sum + s * mean) / (count + s)``."""
+
+    uses_users = False  # every user gets the same predictions
 
     def __init__(self, n_users: int, n_items: int, *, shrinkage: float, optimizer: dict | None = None) -> None:
         super().__init__(n_users, n_items, optimizer)
@@ -95,8 +99,10 @@ class Popularity(ClosedFormBaseline):
         shrunk = (sums + self.shrinkage * mean) / (counts + self.shrinkage).clamp(min=1e-12)
         self.item_mean.copy_(torch.where(counts > 0, shrunk, torch.full_like(shrunk, mean)))  # never rated: the mean
 
-    def forward(self, users, items):
+    def score(self, users, items):
         return self.item_mean[items]
+
+    ranked_by = "training-rating count"
 
     def ranking_scores(self, users, items):
         return self.item_count[items]

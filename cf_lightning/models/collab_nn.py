@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from cf_lightning.models.base import CollabModel
-from cf_lightning.models.layers import emb_sz_rule, embedding, sigmoid_range
+from cf_lightning.models.layers import emb_sz_rule, embedding
 
 
 class CollabNN(CollabModel):
@@ -16,6 +16,8 @@ class CollabNN(CollabModel):
 
     Embedding widths default (None) to fastai's ``get_emb_sz`` rule: 74 and 102 on ML-100K.
     """
+
+    user_tables = ("user_factors.weight",)
 
     def __init__(
         self,
@@ -35,12 +37,10 @@ class CollabNN(CollabModel):
         self.item_factors = embedding(n_items, item_width)
         # The ReLU belongs here: without it the two Linears collapse into one linear map.
         self.layers = nn.Sequential(nn.Linear(user_width + item_width, n_act), nn.ReLU(), nn.Linear(n_act, 1))
-        self.y_range = None if y_range is None else tuple(y_range)
 
-    def forward(self, users, items):
+    def score(self, users, items):
         embedded = torch.cat([self.user_factors(users), self.item_factors(items)], dim=1)
-        scores = self.layers(embedded)[:, 0]
-        return scores if self.y_range is None else sigmoid_range(scores, *self.y_range)
+        return self.layers(embedded)[:, 0]
 
     def item_factor_weights(self):
         return self.item_factors.weight

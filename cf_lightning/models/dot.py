@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cf_lightning.models.base import CollabModel
-from cf_lightning.models.layers import embedding, sigmoid_range
+from cf_lightning.models.layers import embedding
 
 
 class DotProduct(CollabModel):
@@ -13,6 +13,8 @@ class DotProduct(CollabModel):
 
     ``y_range=None`` is the chapter's first model (``model=dot``); ``(0, 5.5)`` its second (``model=dot_range``).
     """
+
+    user_tables = ("user_factors.weight",)
 
     def __init__(
         self,
@@ -26,11 +28,9 @@ class DotProduct(CollabModel):
         super().__init__(n_users, n_items, optimizer)
         self.user_factors = embedding(n_users, n_factors)
         self.item_factors = embedding(n_items, n_factors)
-        self.y_range = None if y_range is None else tuple(y_range)
 
-    def forward(self, users, items):
-        dot = (self.user_factors(users) * self.item_factors(items)).sum(dim=1)
-        return dot if self.y_range is None else sigmoid_range(dot, *self.y_range)
+    def score(self, users, items):
+        return (self.user_factors(users) * self.item_factors(items)).sum(dim=1)
 
     def item_factor_weights(self):
         return self.item_factors.weight

@@ -6,11 +6,13 @@ from collections.abc import Sequence
 
 from cf_lightning.models.base import CollabModel
 from cf_lightning.models.cold_start import fill_unseen_rows, rows_with_training_ratings
-from cf_lightning.models.layers import embedding, sigmoid_range
+from cf_lightning.models.layers import embedding
 
 
 class DotProductBias(CollabModel):
     """``sigmoid_range(user · item + user_bias + item_bias, *y_range)`` with ``nn.Embedding`` tables."""
+
+    user_tables = ("user_factors.weight", "user_bias.weight")
 
     def __init__(
         self,
@@ -26,7 +28,6 @@ class DotProductBias(CollabModel):
         self.user_bias = embedding(n_users, 1)
         self.item_factors = embedding(n_items, n_factors)
         self.item_bias = embedding(n_items, 1)
-        self.y_range = tuple(y_range)
         self._seen: tuple | None = None  # (users, items) with training ratings, from the DataModule
 
     def on_fit_start(self) -> None:
@@ -42,10 +43,10 @@ class DotProductBias(CollabModel):
             for weight, seen in ((self.item_factors.weight, items), (self.item_bias.weight, items)):
                 fill_unseen_rows(weight, seen)
 
-    def forward(self, users, items):
+    def score(self, users, items):
         dot = (self.user_factors(users) * self.item_factors(items)).sum(dim=1)
         # Both biases go in before the squashing, as the chapter's model does.
-        return sigmoid_range(dot + self.user_bias(users)[:, 0] + self.item_bias(items)[:, 0], *self.y_range)
+        return dot + self.user_bias(users)[:, 0] + self.item_bias(items)[:, 0]
 
     def item_factor_weights(self):
         return self.item_factors.weight

@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from cf_lightning.models.base import CollabModel
-from cf_lightning.models.layers import sigmoid_range
 
 
 def create_params(*size: int) -> nn.Parameter:
@@ -22,6 +21,8 @@ class DotProductBiasParams(CollabModel):
     Indexing a parameter picks rows exactly as an embedding lookup does (the chapter's point); the
     parameters are created in the chapter's order (user factors, user bias, item factors, item bias).
     """
+
+    user_tables = ("user_factors", "user_bias")
 
     def __init__(
         self,
@@ -37,11 +38,10 @@ class DotProductBiasParams(CollabModel):
         self.user_bias = create_params(n_users)
         self.item_factors = create_params(n_items, n_factors)
         self.item_bias = create_params(n_items)
-        self.y_range = tuple(y_range)
 
-    def forward(self, users, items):
+    def score(self, users, items):
         dot = (self.user_factors[users] * self.item_factors[items]).sum(dim=1)
-        return sigmoid_range(dot + self.user_bias[users] + self.item_bias[items], *self.y_range)
+        return dot + self.user_bias[users] + self.item_bias[items]
 
     def item_factor_weights(self):
         return self.item_factors

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cf_lightning.models.base import CollabModel
-from cf_lightning.models.layers import embedding, sigmoid_range
+from cf_lightning.models.layers import embedding
 
 
 class EmbeddingDotBias(CollabModel):
@@ -14,6 +14,8 @@ class EmbeddingDotBias(CollabModel):
     The same function as the chapter's ``DotProductBias``; fastai's names and creation order
     (``u_weight, i_weight, u_bias, i_bias``) are kept so a seed draws the same initial tables.
     """
+
+    user_tables = ("u_weight.weight", "u_bias.weight")
 
     def __init__(
         self,
@@ -29,12 +31,10 @@ class EmbeddingDotBias(CollabModel):
         self.i_weight = embedding(n_items, n_factors)
         self.u_bias = embedding(n_users, 1)
         self.i_bias = embedding(n_items, 1)
-        self.y_range = None if y_range is None else tuple(y_range)
 
-    def forward(self, users, items):
+    def score(self, users, items):
         dot = (self.u_weight(users) * self.i_weight(items)).sum(dim=1)
-        scores = dot + self.u_bias(users)[:, 0] + self.i_bias(items)[:, 0]
-        return scores if self.y_range is None else sigmoid_range(scores, *self.y_range)
+        return dot + self.u_bias(users)[:, 0] + self.i_bias(items)[:, 0]
 
     def item_factor_weights(self):
         return self.i_weight.weight

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from cf_lightning.models.base import CollabModel
-from cf_lightning.models.layers import emb_sz_rule, embedding, sigmoid_range
+from cf_lightning.models.layers import emb_sz_rule, embedding
 
 
 def batch_norm_1d(n: int) -> nn.BatchNorm1d:
@@ -42,6 +42,8 @@ class EmbeddingNN(CollabModel):
     ``embed_dropout`` its ``embed_p``. Embedding widths default (None) to fastai's ``get_emb_sz`` rule.
     """
 
+    user_tables = ("user_factors.weight",)
+
     def __init__(
         self,
         n_users: int,
@@ -69,12 +71,10 @@ class EmbeddingNN(CollabModel):
             blocks += lin_bn_drop(n_in, n_out, bn=use_bn, p=dropout, act=True, lin_first=lin_first)
         blocks.append(nn.Linear(sizes[-1], 1))  # fastai's final LinBnDrop: no BatchNorm (bn_final=False), no act
         self.layers = nn.Sequential(*blocks)
-        self.y_range = None if y_range is None else tuple(y_range)
 
-    def forward(self, users, items):
+    def score(self, users, items):
         embedded = self.embed_dropout(torch.cat([self.user_factors(users), self.item_factors(items)], dim=1))
-        scores = self.layers(embedded)[:, 0]
-        return scores if self.y_range is None else sigmoid_range(scores, *self.y_range)
+        return self.layers(embedded)[:, 0]
 
     def item_factor_weights(self):
         return self.item_factors.weight
