@@ -4,7 +4,7 @@
     python bench/mutation_check.py --list          # the mutations and the tests each one runs
     python bench/mutation_check.py -k split -k ddp # only the mutations whose name contains one of these
 
-Each mutation replaces one exact piece of source text with a plausible bug, in a temporary copy of the
+Each mutation replaces exact pieces of source text with a plausible bug, in a temporary copy of the
 working tree (tracked and untracked, not ignored, files), runs the short list of tests that should catch
 it, and puts the file back. A mutation whose target text is not found exactly once stops the check with
 an error naming it: a refactor must update the mutation, not silently disable it. Before the mutations,
@@ -37,8 +37,7 @@ class Mutation:
     name: str
     description: str
     path: str  # relative to the repository root
-    old: str  # must occur exactly once in the file
-    new: str
+    edits: tuple[tuple[str, str], ...]  # (old, new): each old text must occur exactly once in the file
     tests: tuple[str, ...]  # pytest arguments: files, node ids, -k expressions
 
 
@@ -51,43 +50,41 @@ MUTATIONS = (
         "sigmoid_range_scale",
         "sigmoid_range returns sigmoid(x) * high (drops low in the scale)",
         "cf_lightning/models/layers.py",
-        "return torch.sigmoid(x) * (high - low) + low",
-        "return torch.sigmoid(x) * high",
+        (("return torch.sigmoid(x) * (high - low) + low", "return torch.sigmoid(x) * high"),),
         MODEL_TESTS,
     ),
     Mutation(
         "sigmoid_range_shift",
         "sigmoid_range drops + low",
         "cf_lightning/models/layers.py",
-        "return torch.sigmoid(x) * (high - low) + low",
-        "return torch.sigmoid(x) * (high - low)",
+        (("return torch.sigmoid(x) * (high - low) + low", "return torch.sigmoid(x) * (high - low)"),),
         MODEL_TESTS,
     ),
     Mutation(
         "split_round",
         "the random split cuts round(0.2 * n) rows instead of int(0.2 * n)",
         "cf_lightning/data/split.py",
-        "cut = int(valid_pct * n)",
-        "cut = round(valid_pct * n)",
+        (("cut = int(valid_pct * n)", "cut = round(valid_pct * n)"),),
         ("tests/test_fastai_split.py", "tests/test_vocab_split_batches.py", "tests/test_splits.py"),
     ),
     Mutation(
         "ddp_mean_of_means",
         "DDP val/loss is the mean of the ranks' own means (sync_dist) instead of the exact sum over ranks",
         "cf_lightning/models/base.py",
-        "mse = self.val_mse.compute()\n"
-        '        self.log_dict({"val/loss": mse, "val/rmse": mse.sqrt(), "val/mae": self.val_mae.compute()})',
-        "mse = self.val_mse.sum_squared_error / self.val_mse.total  # this rank's own mean\n"
-        '        self.log_dict({"val/loss": mse, "val/rmse": mse.sqrt(), "val/mae": self.val_mae.compute()}, '
-        "sync_dist=True)",
+        (
+            ('mse = metrics["mse"].compute()', 'mse = metrics["mse"].sum_squared_error / metrics["mse"].total'),
+            (
+                'metrics["mae"].compute()}\n        )',
+                'metrics["mae"].compute()},\n            sync_dist=True,\n        )',
+            ),
+        ),
         ("tests/test_distributed.py", "-k", "exact or one_process"),
     ),
     Mutation(
         "recommender_unsafe_load",
         "Recommender.from_checkpoint loads with weights_only=False",
-        "cf_lightning/inference/recommender.py",
-        "weights_only=True",
-        "weights_only=False",
+        "cf_lightning/inference/loading.py",
+        (("weights_only=True)  # never runs pickled code", "weights_only=False)"),),
         ("tests/test_safe_loading.py", "tests/test_recommender.py"),
     ),
     # --- added ------------------------------------------------------------------------------------
@@ -95,57 +92,55 @@ MUTATIONS = (
         "test_scoring_default_load",
         "train() scores the test set without asking for weights_only=True (torch < 2.6 then unpickles anything)",
         "cf_lightning/train.py",
-        "verbose=False, weights_only=True)",
-        "verbose=False)",
+        (("verbose=False, weights_only=True)", "verbose=False)"),),
         ("tests/test_safe_loading.py", "-k", "scoring"),
     ),
     Mutation(
         "dotbias_drops_item_bias",
         "DotProductBias leaves the item bias out of its score",
         "cf_lightning/models/dot_bias.py",
-        "dot + self.user_bias(users)[:, 0] + self.item_bias(items)[:, 0]",
-        "dot + self.user_bias(users)[:, 0]",
+        (("dot + self.user_bias(users)[:, 0] + self.item_bias(items)[:, 0]", "dot + self.user_bias(users)[:, 0]"),),
         MODEL_TESTS,
     ),
     Mutation(
         "ndcg_rank_off_by_one",
         "NDCG discounts rank i by log2(i + 2) instead of log2(i + 1)",
         "cf_lightning/metrics/ranking.py",
-        "torch.arange(2, k + 2, dtype=torch.float64)",
-        "torch.arange(3, k + 3, dtype=torch.float64)",
+        (("torch.arange(2, k + 2, dtype=torch.float64)", "torch.arange(3, k + 3, dtype=torch.float64)"),),
         ("tests/test_ranking.py",),
     ),
     Mutation(
         "duplicates_ignored",
         "data.duplicates is ignored: repeated (user, movie) pairs pass through under either policy",
         "cf_lightning/data/movielens.py",
-        "if not repeated.any():",
-        "if True or not repeated.any():",
+        (("if not repeated.any():", "if True or not repeated.any():"),),
         ("tests/test_reliability_data.py", "-k", "duplicate or keep_last"),
     ),
     Mutation(
         "chunks_drop_short_tail",
         "data.steps_per_call chunking drops an epoch's last, shorter chunk of steps",
         "cf_lightning/data/batches.py",
-        "while chunk := list(islice(batches, self.steps)):\n            yield chunk",
-        "while chunk := list(islice(batches, self.steps)):\n            if len(chunk) == self.steps:\n"
-        "                yield chunk",
+        (
+            (
+                "while chunk := list(islice(batches, self.steps)):\n            yield chunk",
+                "while chunk := list(islice(batches, self.steps)):\n            if len(chunk) == self.steps:\n"
+                "                yield chunk",
+            ),
+        ),
         ("tests/test_steps_per_call.py",),
     ),
     Mutation(
         "temporal_holds_out_all",
         "the temporal split may hold out every rating of a user (no history left to judge on)",
         "cf_lightning/data/split.py",
-        "n_held = np.minimum(n_holdout, counts - 1)",
-        "n_held = np.minimum(n_holdout, counts)",
+        (("n_held = np.minimum(n_holdout, counts - 1)", "n_held = np.minimum(n_holdout, counts)"),),
         ("tests/test_splits.py",),
     ),
     Mutation(
         "validation_leak",
         "the random split trains on every row, the validation rows included (a leak)",
         "cf_lightning/data/split.py",
-        "return perm[cut:], perm[:cut]",
-        "return perm, perm[:cut]",
+        (("return perm[cut:], perm[:cut]", "return perm, perm[:cut]"),),
         ("tests/test_fastai_split.py", "tests/test_splits.py"),
     ),
 )
@@ -169,10 +164,11 @@ def check_targets(root: Path, mutations) -> None:
     problems = []
     for m in mutations:
         path = root / m.path
-        count = path.read_text().count(m.old) if path.is_file() else -1
-        if count != 1:
-            where = "file missing" if count < 0 else f"found {count} times, expected once"
-            problems.append(f"{m.name}: target text in {m.path} {where}:\n    {m.old!r}")
+        for old, _ in m.edits:
+            count = path.read_text().count(old) if path.is_file() else -1
+            if count != 1:
+                where = "file missing" if count < 0 else f"found {count} times, expected once"
+                problems.append(f"{m.name}: target text in {m.path} {where}:\n    {old!r}")
     if problems:
         sys.exit("mutation check: update these mutations to the current code:\n" + "\n".join(problems))
 
@@ -231,7 +227,10 @@ def main() -> int:
         for m in mutations:
             path = root / m.path
             original = path.read_text()
-            path.write_text(original.replace(m.old, m.new))
+            mutated = original
+            for old, new in m.edits:
+                mutated = mutated.replace(old, new)
+            path.write_text(mutated)
             try:
                 rc, seconds, last = run_tests(root, m.tests, env, args.timeout)
             finally:
