@@ -8,11 +8,13 @@ holds one Python object per rating, and the ratings frame a user may ask for is 
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from cf_lightning.data.layouts import Layout
 from cf_lightning.data.movielens import DUPLICATE_POLICIES
@@ -68,12 +70,17 @@ class RatingArrays:
 
 
 def encode_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(1-based int32 rows, sorted unique int64 ids) of ``ids``: Categorify's codes."""
+    """(1-based int32 rows, sorted unique int64 ids) of ``ids``: Categorify's codes.
+
+    Ids in a moderate range go through a lookup table (scatter, cumulative sum, gather) in torch,
+    whose element-wise kernels use every core; others through a sort (``np.unique``).
+    """
     if len(ids) and ids.min() >= 0 and ids.max() < _DENSE_ID_LIMIT:
-        present = np.zeros(int(ids.max()) + 1, dtype=bool)
-        present[ids] = True
-        table = np.cumsum(present, dtype=np.int32)  # id -> its rank among present ids, 1-based
-        return table[ids], np.flatnonzero(present).astype(np.int64)
+        index = _as_tensor(ids)
+        present = torch.zeros(int(ids.max()) + 1, dtype=torch.int32)
+        present[index] = 1
+        table = torch.cumsum(present, 0, dtype=torch.int32)  # id -> its rank among present ids, 1-based
+        return table[index].numpy(), torch.nonzero(present)[:, 0].numpy().astype(np.int64)
     unique, rows = np.unique(ids, return_inverse=True)
     return (rows + 1).astype(np.int32), unique.astype(np.int64)
 
@@ -81,16 +88,31 @@ def encode_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def duplicate_rows(user_rows: np.ndarray, movie_rows: np.ndarray, n_movies: int) -> np.ndarray | None:
     """Positions of the (user, movie) pairs in sorted-key order, or None if no pair repeats.
 
-    GroupLens' files are sorted by user, then movie, so one pass usually proves there is none.
+    GroupLens' files are sorted by user, then movie, so one pass (in torch, on every core) usually
+    proves there is none.
     """
-    keys = user_rows.astype(np.int64) * (n_movies + 1) + movie_rows
-    if len(keys) < 2 or bool(np.all(keys[1:] > keys[:-1])):
+    if len(user_rows) < 2:
         return None
+    users, movies = _as_tensor(user_rows), _as_tensor(movie_rows)
+    user_step, movie_step = users[1:] - users[:-1], movies[1:] - movies[:-1]
+    if bool(((user_step > 0) | ((user_step == 0) & (movie_step > 0))).all()):
+        return None
+    keys = user_rows.astype(np.int64) * (n_movies + 1) + movie_rows
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
     if bool(np.all(sorted_keys[1:] != sorted_keys[:-1])):
         return None
     return order
+
+
+def _as_tensor(values: np.ndarray) -> torch.Tensor:
+    """A tensor sharing ``values``' memory (only read here: polars' buffers are read-only)."""
+    values = np.ascontiguousarray(values)
+    if values.dtype not in (np.int32, np.int64):
+        values = values.astype(np.int64)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(values)
 
 
 def apply_duplicates(columns: dict[str, np.ndarray], path: Path, layout: Layout, duplicates: str) -> np.ndarray | None:

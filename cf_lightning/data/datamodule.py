@@ -87,6 +87,8 @@ class CollabDataModule(pl.LightningDataModule):
         self.tensors: RatingTensors | None = None
         self._ratings: pd.DataFrame | None = None
         self._frame_parts: RatingArrays | None = None  # what the ratings frame is built from, on demand
+        self._prepared: RatingArrays | None = None  # read by prepare_data, for setup
+        self._folder: Path | None = None
 
     @property
     def layout(self) -> Layout:
@@ -105,17 +107,18 @@ class CollabDataModule(pl.LightningDataModule):
         )
 
     def data_folder(self) -> Path:
-        """Find (or download, or generate) the data set's folder."""
-        if self.cfg.synthetic is not None:
-            return _synthetic_folder(self.cfg)
-        return locate(self.source(), self.cfg.root)
+        """Find (or download, or generate) the data set's folder; once (a checksum may come over the network)."""
+        if self._folder is None:
+            self._folder = _synthetic_folder(self.cfg) if self.cfg.synthetic is not None else None
+            self._folder = self._folder or locate(self.source(), self.cfg.root)
+        return self._folder
 
     def prepare_data(self) -> None:
         """Find the files and fill the binary cache once (one process at a time; the others then load it)."""
         folder = self.data_folder()
-        if self.cfg.split != "predefined":
+        if self.cfg.split != "predefined" and self.tensors is None:
             with file_lock(cache_dir() / f".{folder.name}-arrays.lock", purpose=f"reading {folder}"):
-                self._load_arrays(folder)
+                self._prepared = self._load_arrays(folder)  # setup() in this process uses them
 
     def _load_arrays(self, folder: Path) -> RatingArrays:
         options = read_options(self.cfg)
@@ -128,7 +131,8 @@ class CollabDataModule(pl.LightningDataModule):
             frame, rows = predefined_fold(self.data_folder(), self.cfg)
             arrays = arrays_of_frame(frame)
         else:
-            arrays = self._load_arrays(self.data_folder())
+            arrays = self._prepared if self._prepared is not None else self._load_arrays(self.data_folder())
+            self._prepared = None
             rows = split_rows(arrays, self.cfg)
         self.vocab, item_rows = build_vocab(arrays, self.cfg.item_name)
         self.tensors = RatingTensors(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -43,15 +44,25 @@ def load_arrays(
 ) -> RatingArrays:
     """The ratings of ``folder`` as encoded arrays, from the cache when it holds them (else parsed and cached)."""
     folder = Path(folder)
-    path = _cache_path(folder, layout, duplicates) if use_cache else None
-    arrays = _read_cache(path) if path is not None else None
+    if not use_cache:
+        arrays = parse_arrays(folder, layout, duplicates=duplicates)
+        check_rating_range(arrays, rating_range, folder / layout.ratings_file, layout)
+        return arrays
+    known = _cache_path(folder, layout, duplicates, compute=False)  # None: a file's checksum is not known yet
+    arrays = _read_cache(known) if known is not None else None
     # A rating outside the range: parse again, the uncached way, to name its line.
     if arrays is not None and _range_problem(arrays, rating_range) is None:
         return arrays
-    arrays = parse_arrays(folder, layout, duplicates=duplicates)
-    check_rating_range(arrays, rating_range, folder / layout.ratings_file, layout)
-    if path is not None:
-        _write_cache(path, arrays)
+    # The files' checksum (the cache key) is computed in a thread while they are parsed.
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        key = pool.submit(_cache_path, folder, layout, duplicates)
+        arrays = parse_arrays(folder, layout, duplicates=duplicates)
+        check_rating_range(arrays, rating_range, folder / layout.ratings_file, layout)
+        path = key.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    _write_cache(path, arrays)
     return arrays
 
 
@@ -149,14 +160,20 @@ def check_rating_range(arrays: RatingArrays, rating_range, path: Path, layout: L
 # --- the cache ---------------------------------------------------------------------------------------------
 
 
-def _cache_path(folder: Path, layout: Layout, duplicates: str) -> Path:
+def _cache_path(folder: Path, layout: Layout, duplicates: str, *, compute: bool = True) -> Path | None:
+    """The cache file of ``folder``'s arrays; None when ``compute`` is off and a checksum is not known yet."""
     files = [folder / layout.ratings_file, folder / layout.items_file]
-    source = verified_archive_md5(folder) or "+".join(_file_sha1(p) for p in files)
+    source = verified_archive_md5(folder)
+    if source is None:
+        sums = [_file_sha1(p, compute=compute) for p in files]
+        if None in sums:
+            return None
+        source = "+".join(sums)
     key = hashlib.sha256(f"{CACHE_FORMAT}|{layout.name}|{duplicates}|{source}".encode()).hexdigest()[:24]
     return cache_dir() / ARRAYS_FOLDER / f"{folder.name}-{key}.arrays"
 
 
-def _file_sha1(path: Path) -> str:
+def _file_sha1(path: Path, *, compute: bool = True) -> str | None:
     """``path``'s SHA-1 (faster than MD5 here), remembered by path, size, modification time and inode."""
     if not path.is_file():
         return "missing"  # the reader names the missing file
@@ -170,6 +187,8 @@ def _file_sha1(path: Path) -> str:
     entry = memo.get(str(path.resolve()))
     if isinstance(entry, dict) and entry.get("identity") == identity:
         return entry["sha1"]
+    if not compute:
+        return None
     digest = hashlib.sha1()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):
@@ -183,9 +202,11 @@ def _file_sha1(path: Path) -> str:
 
 
 # The cache file: MAGIC, an 8-byte little-endian header length, a JSON header naming each array's dtype
-# and length, then the arrays' raw bytes in that order. Each array is read with one ``readinto`` into
-# its own numpy buffer (writable, freed on its own), which takes a fraction of a second for 25M ratings.
+# and length, then the arrays' raw bytes in that order, each starting at a multiple of 64 bytes. Arrays
+# are memory-mapped copy-on-write: loading takes milliseconds, pages come from the page cache as they
+# are used, and a process may write to its arrays without touching the file.
 MAGIC = b"CFLARRAYS\n"
+_ALIGN = 64
 _ARRAY_FIELDS = ("user_rows", "movie_rows", "rating", "timestamp", "users", "movies", "titles", "file_rows")
 
 
@@ -197,14 +218,22 @@ def _read_cache(path: Path) -> RatingArrays | None:
             if f.read(len(MAGIC)) != MAGIC:
                 raise ValueError("not a cache file")
             header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-            if header.get("format") != CACHE_FORMAT:
-                raise ValueError("another cache format")
-            fields = {}
-            for name, dtype, length in header["arrays"]:
-                array = np.empty(length, dtype=np.dtype(dtype))
-                if f.readinto(memoryview(array).cast("B")) != array.nbytes:
-                    raise EOFError("the file is shorter than its header says")
-                fields[name] = array
+            offset = f.tell()
+        if header.get("format") != CACHE_FORMAT:
+            raise ValueError("another cache format")
+        size = path.stat().st_size
+        fields = {}
+        for name, dtype, length in header["arrays"]:
+            dtype = np.dtype(dtype)
+            offset = -(-offset // _ALIGN) * _ALIGN
+            if offset + length * dtype.itemsize > size:
+                raise EOFError("the file is shorter than its header says")
+            fields[name] = (
+                np.memmap(path, dtype=dtype, mode="c", offset=offset, shape=(length,)).view(np.ndarray)
+                if length
+                else np.zeros(0, dtype=dtype)
+            )
+            offset += length * dtype.itemsize
         titles = fields.pop("titles").tobytes().decode("utf-8").split("\n") if len(fields["movies"]) else []
         if len(titles) != len(fields["movies"]) or set(fields) != set(_ARRAY_FIELDS) - {"titles"}:
             raise ValueError("the arrays do not fit together")
@@ -225,8 +254,11 @@ def _write_cache(path: Path, arrays: RatingArrays) -> None:
     try:
         with atomic_open(path) as out:
             out.write(MAGIC + len(header_bytes).to_bytes(8, "little") + header_bytes)
+            written = len(MAGIC) + 8 + len(header_bytes)
             for array in stored.values():
-                out.write(memoryview(array).cast("B"))
+                padding = -written % _ALIGN
+                out.write(b"\0" * padding + memoryview(array).cast("B"))
+                written += padding + array.nbytes
     except ResultWriteError as err:  # the run goes on from the parsed arrays; only the shortcut is lost
         log.warning("%s", err)
     else:

@@ -47,17 +47,17 @@ def read_ratings_columns(path: str | Path, layout: Layout) -> dict[str, np.ndarr
         frame = pl.read_csv(path, has_header=False, skip_rows=skip, separator=separator, schema=schema, quote_char=None)
     except (pl.exceptions.PolarsError, OSError) as err:
         raise explain_ratings_error(path, layout, str(err).splitlines()[0]) from None
-    nulls = pl.sum_horizontal(pl.col(COLUMNS).is_null())
-    blank = frame.select(nulls == len(COLUMNS)).to_series()
-    if blank.any():  # blank lines: polars gives each a row of nulls
-        frame = frame.filter(~blank)
-    # A missing field is a null; anything between the two ':' of a '::' fills a middle column.
-    problems = [pl.col(c).is_null().any() for c in COLUMNS]
-    problems += [pl.col(c).is_not_null().any() for c in names if c not in COLUMNS]
+    # Null counts are kept with each column, so these checks cost no pass over the data.
+    if any(frame.get_column(c).null_count() for c in COLUMNS):
+        blank = frame.select(pl.sum_horizontal(pl.col(COLUMNS).is_null()) == len(COLUMNS)).to_series()
+        frame = frame.filter(~blank)  # blank lines: polars gives each a row of nulls
     if frame.height == 0:
         raise DataFormatError(f"{path}: the file has no ratings; expected lines '{layout.ratings_line()}'.")
-    if any(frame.select(problems).row(0)):
+    # A missing field is a null; anything between the two ':' of a '::' fills a middle column.
+    missing = any(frame.get_column(c).null_count() for c in COLUMNS)
+    if missing or any(frame.get_column(c).null_count() < frame.height for c in names if c not in COLUMNS):
         raise explain_ratings_error(path, layout, "a missing or misplaced field")
+    frame = frame.select(COLUMNS)
     low, high = frame.select(pl.col("timestamp").min().alias("low"), pl.col("timestamp").max().alias("high")).row(0)
     if low >= -(2**31) and high < 2**31:  # seconds fit in int32 until 2038: half the memory
         frame = frame.with_columns(pl.col("timestamp").cast(pl.Int32))
