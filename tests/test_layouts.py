@@ -217,3 +217,14 @@ def test_the_generated_25m_layout_has_grouplens_shape(tmp_path):
     assert all(len(f[2].split(".")[1]) == 1 for f in fields)  # "4.0", "3.5"
     pairs = [(int(f[0]), int(f[1])) for f in fields]
     assert pairs == sorted(pairs) and len(set(pairs)) == 600  # sorted by user, then movie; no repeats
+
+
+def test_read_only_loading_uses_the_cache_but_writes_nothing(tmp_path, isolated_cache):
+    folder = write_set(tmp_path / "s", "csv")
+    fresh = dataset.load_arrays(folder, LAYOUTS["csv"], write_cache=False)  # nothing cached yet: parsed
+    assert not (isolated_cache / "arrays").exists()
+    first = datamodule(folder, "ml25m")  # a training run fills the cache
+    listing = {p: p.stat().st_mtime_ns for p in (isolated_cache / "arrays").iterdir()}
+    again = dataset.load_arrays(folder, LAYOUTS["csv"], write_cache=False)
+    assert again.frame().equals(fresh.frame()) and again.frame().equals(first.ratings)
+    assert {p: p.stat().st_mtime_ns for p in (isolated_cache / "arrays").iterdir()} == listing

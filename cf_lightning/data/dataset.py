@@ -41,17 +41,23 @@ def load_arrays(
     duplicates: str = "error",
     rating_range=None,
     use_cache: bool = True,
+    write_cache: bool = True,
 ) -> RatingArrays:
-    """The ratings of ``folder`` as encoded arrays, from the cache when it holds them (else parsed and cached)."""
+    """The ratings of ``folder`` as encoded arrays, from the cache when it holds them (else parsed and cached).
+
+    ``write_cache=False`` reads the cache but never writes it (nor the checksum memo): for readers of
+    a checkpoint, which write nothing.
+    """
     folder = Path(folder)
-    if not use_cache:
-        arrays = parse_arrays(folder, layout, duplicates=duplicates)
-        check_rating_range(arrays, rating_range, folder / layout.ratings_file, layout)
-        return arrays
-    known = _cache_path(folder, layout, duplicates, compute=False)  # None: a file's checksum is not known yet
+    # ``known`` is None while a file's checksum is not known yet (its first read).
+    known = _cache_path(folder, layout, duplicates, compute=False) if use_cache else None
     arrays = _read_cache(known) if known is not None else None
     # A rating outside the range: parse again, the uncached way, to name its line.
     if arrays is not None and _range_problem(arrays, rating_range) is None:
+        return arrays
+    if not (use_cache and write_cache):
+        arrays = parse_arrays(folder, layout, duplicates=duplicates)
+        check_rating_range(arrays, rating_range, folder / layout.ratings_file, layout)
         return arrays
     # The files' checksum (the cache key) is computed in a thread while they are parsed.
     pool = ThreadPoolExecutor(max_workers=1)

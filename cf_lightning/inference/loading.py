@@ -173,11 +173,11 @@ def ratings_folder(recorded: str | None, data_root: str | Path | None = None, la
 def read_training_ratings(folder: Path, vocab: CollabVocab, *, layout: str, duplicates: str) -> pd.DataFrame:
     """The ratings in ``folder`` with their titles; refused unless their users are the model's.
 
-    Parsed without the data cache, which would be written to: loading a checkpoint writes nothing.
+    Read from the data cache when it holds them, else parsed; loading a checkpoint writes nothing.
     """
     from cf_lightning.data.dataset import load_arrays  # the data package is heavy: only when needed
 
-    ratings = load_arrays(folder, LAYOUTS[layout], duplicates=duplicates, use_cache=False).frame()
+    ratings = load_arrays(folder, LAYOUTS[layout], duplicates=duplicates, write_cache=False).frame()
     unknown = 1 - np.isin(ratings["user"].to_numpy(), np.asarray(vocab.users.values[1:])).mean()
     if unknown > 0.01:
         raise CheckpointError(
