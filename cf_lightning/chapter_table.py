@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from cf_lightning.config.cli import clean_errors
 from cf_lightning.config.job_status import COMPLETED
 from cf_lightning.sweep_summary import find_jobs
 
@@ -88,4 +89,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(clean_errors(main)())

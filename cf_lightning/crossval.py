@@ -20,8 +20,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from cf_lightning.atomic import write_text
 from cf_lightning.callbacks.report import METRICS_FILE
 from cf_lightning.config import CONFIG_DIR, OBJECTIVE
+from cf_lightning.config.cli import clean_errors
+from cf_lightning.config.run_folder import run_folder
 from cf_lightning.config.schema import PREDEFINED_FOLDS
 from cf_lightning.train import train
 
@@ -31,16 +34,16 @@ CROSSVAL_FILE = "crossval.json"
 def crossval(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
     """Train on every fold of ``cfg.data.folds``; return (and write) the per-fold metrics and their mean ± std."""
     out_dir = Path(out_dir or hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
-    per_fold = {}
-    for fold in cfg.data.folds:
-        fold_cfg = copy.deepcopy(cfg)
-        OmegaConf.update(fold_cfg, "data.split", "predefined" if fold in PREDEFINED_FOLDS else "kfold")
-        OmegaConf.update(fold_cfg, "data.fold", fold)
-        per_fold[fold] = train(fold_cfg, out_dir / f"fold={fold}")
-    summary = summarize(per_fold)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / CROSSVAL_FILE).write_text(json.dumps({"summary": summary, "folds": per_fold}, indent=2) + "\n")
-    (out_dir / METRICS_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    with run_folder(out_dir, overwrite=cfg.overwrite):  # one cross-validation per folder; each fold's run holds its own
+        per_fold = {}
+        for fold in cfg.data.folds:
+            fold_cfg = copy.deepcopy(cfg)
+            OmegaConf.update(fold_cfg, "data.split", "predefined" if fold in PREDEFINED_FOLDS else "kfold")
+            OmegaConf.update(fold_cfg, "data.fold", fold)
+            per_fold[fold] = train(fold_cfg, out_dir / f"fold={fold}")
+        summary = summarize(per_fold)
+        write_text(out_dir / CROSSVAL_FILE, json.dumps({"summary": summary, "folds": per_fold}, indent=2) + "\n")
+        write_text(out_dir / METRICS_FILE, json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -67,6 +70,7 @@ def bracket_list_overrides(argv: list[str], keys: tuple[str, ...] = ("data.folds
     return fixed
 
 
+@clean_errors
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def _hydra_main(cfg: DictConfig) -> float:
     return crossval(cfg)[OBJECTIVE]

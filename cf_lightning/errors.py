@@ -35,3 +35,7 @@ class CheckpointMismatchError(CFLightningError, ValueError):
 
 class ResultWriteError(CFLightningError, OSError):
     """A result file or checkpoint could not be written (disk full, read-only folder); the old one stays."""
+
+
+class RunFolderError(CFLightningError):
+    """A run folder is in use by another run, or already holds a run that this one would mix with."""

@@ -16,6 +16,7 @@ import pandas as pd
 from hydra import compose, initialize_config_dir
 
 from cf_lightning.config import CONFIG_DIR
+from cf_lightning.config.cli import clean_errors
 from cf_lightning.data.datamodule import CollabDataModule, load_ratings, read_options
 
 TITLE_WIDTH = 32
@@ -86,4 +87,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(clean_errors(main)())

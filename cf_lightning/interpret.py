@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from cf_lightning.config.cli import clean_errors
 from cf_lightning.errors import CFLightningError
 from cf_lightning.inference.interpretation import (
     N_BIASES,
@@ -106,4 +107,4 @@ def _parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(clean_errors(main)())

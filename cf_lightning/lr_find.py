@@ -27,7 +27,10 @@ import torch.nn.functional as F
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from cf_lightning.atomic import atomic_open, write_text
 from cf_lightning.config import CONFIG_DIR
+from cf_lightning.config.cli import clean_errors
+from cf_lightning.config.preflight import check_batch_size
 from cf_lightning.config.schema import TrainConfig, _check
 from cf_lightning.config.threads import apply_threads
 from cf_lightning.data.datamodule import CollabDataModule
@@ -148,6 +151,7 @@ def lr_find(cfg: DictConfig, out_dir: str | Path) -> LRFindResult:
     datamodule = CollabDataModule(cfg.data, seed=cfg.seed)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    check_batch_size(cfg.data.batch_size, len(datamodule.train_idx))
     model = build_model(
         OmegaConf.to_container(cfg.model, resolve=True), datamodule.n_users, datamodule.n_items, optimizer=None
     )
@@ -159,7 +163,7 @@ def lr_find(cfg: DictConfig, out_dir: str | Path) -> LRFindResult:
     lrs, losses = range_test(model, datamodule.train_dataloader(), optimizer, cfg.lr_find)
     window = suggestion_window(lrs, losses)
     result = LRFindResult(lrs, losses, valley(*window), steep(*window))
-    (out_dir / RESULT_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    write_text(out_dir / RESULT_FILE, json.dumps(result.to_dict(), indent=2) + "\n")
     plot(result, out_dir / PLOT_FILE)
     return result
 
@@ -181,11 +185,13 @@ def plot(result: LRFindResult, path: Path) -> Path:
     ax.set_ylabel("training loss (smoothed)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_open(path) as file:
+        fig.savefig(file, format="png")
     plt.close(fig)
     return path
 
 
+@clean_errors
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="lr_find")
 def main(cfg: DictConfig) -> float | None:
     out_dir = hydra.core.hydra_config.HydraConfig.get().runtime.output_dir

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from cf_lightning.config.cli import clean_errors
 from cf_lightning.errors import CFLightningError
 from cf_lightning.inference.recommender import Recommender, UnknownIdWarning
 
@@ -106,4 +107,4 @@ def _parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(clean_errors(main)())

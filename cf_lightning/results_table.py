@@ -15,6 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
+from cf_lightning.atomic import write_text
+from cf_lightning.config.cli import clean_errors
 from cf_lightning.crossval import CROSSVAL_FILE, bracket_list_overrides, crossval
 
 # Published RMSE on ML-100K, for orientation (different models, tuning and training sets).
@@ -98,10 +100,10 @@ def main(argv: list[str] | None = None) -> None:
         run_missing(args.runs, models, args.run)
     text = table(args.runs, models, args.k) + "\n" + anchors()
     if args.out:
-        args.out.write_text(text)
+        write_text(args.out, text)
     else:
         print(text)
 
 
 if __name__ == "__main__":
-    main()
+    clean_errors(main)()

@@ -20,7 +20,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from cf_lightning.atomic import atomic_open, write_text
 from cf_lightning.config import METRICS_FILE, OBJECTIVE
+from cf_lightning.config.cli import clean_errors
 from cf_lightning.config.job_status import COMPLETED, FAILED, read_status
 from cf_lightning.config.run_names import short_keys, split_override
 
@@ -67,10 +69,11 @@ def read_job(folder: Path) -> Job:
     status = read_status(folder) or {}
     overrides_file = folder / OVERRIDES_FILE
     overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else status.get("overrides")
-    metrics_file = folder / METRICS_FILE
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    metrics, unreadable = read_metrics(folder / METRICS_FILE)
     if status.get("status") == FAILED:
         state = FAILED
+    elif unreadable:
+        state = UNFINISHED
     elif metrics:
         state = COMPLETED
     else:
@@ -84,9 +87,22 @@ def read_job(folder: Path) -> Job:
         overrides=dict(split_override(str(o)) for o in overrides or []),
         status=state,
         metrics=metrics,
-        error=status.get("error", ""),
+        error=status.get("error", "") or unreadable,
         job_seconds=seconds,
     )
+
+
+def read_metrics(path: Path) -> tuple[dict, str]:
+    """A job's metrics, and why they could not be read (empty or cut-off files from before atomic writes)."""
+    if not path.is_file():
+        return {}, ""
+    try:
+        metrics = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        return {}, f"{path.name} is unreadable ({error}); the job did not finish writing it"
+    if not isinstance(metrics, dict):
+        return {}, f"{path.name} is not a JSON object"
+    return metrics, ""
 
 
 def find_jobs(sweep_dir: str | Path) -> list[Job]:
@@ -209,8 +225,8 @@ def plot_heatmap(
         ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
     ax.set_title(f"{objective} ({'higher' if maximize else 'lower'} is better)")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    with atomic_open(path) as file:
+        fig.savefig(file, format="png")
     plt.close(fig)
     return path
 
@@ -273,8 +289,8 @@ def summarise(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, markdown_path = out_dir / CSV_FILE, out_dir / MARKDOWN_FILE
-    table.to_csv(csv_path, index=False)
-    markdown_path.write_text(markdown)
+    write_text(csv_path, table.to_csv(index=False))
+    write_text(markdown_path, markdown)
     heatmap_path = None
     axes = heatmap_axes(jobs)
     if axes:
@@ -301,4 +317,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(clean_errors(main)())

@@ -15,13 +15,17 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQ
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from cf_lightning.callbacks.checkpoint_info import CheckpointInfo
+from cf_lightning.callbacks.checkpoint_io import AtomicCheckpointIO
 from cf_lightning.callbacks.hparams_log import log_run_hparams
 from cf_lightning.callbacks.nonfinite import NonFiniteLossGuard
 from cf_lightning.callbacks.ranking_evaluation import RankingEvaluation
 from cf_lightning.callbacks.report import EpochReport
 from cf_lightning.callbacks.tensorboard_extras import InterpretationLogger
 from cf_lightning.config import CONFIG_DIR, OBJECTIVE, validate
+from cf_lightning.config.cli import clean_errors
 from cf_lightning.config.distributed import hydra_ddp_job
+from cf_lightning.config.preflight import check_accelerator, check_batch_size, lightning_trainer
+from cf_lightning.config.run_folder import run_folder
 from cf_lightning.config.threads import apply_threads
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.models import build_model
@@ -31,13 +35,20 @@ def train(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
     """Train ``cfg.model`` on ``cfg.data``; write checkpoints, TensorBoard events, ``epochs.csv``
     and ``metrics.json`` into ``out_dir`` (Hydra's run folder by default); return the metrics."""
     validate(cfg)
-    apply_threads(cfg.threads)
+    check_accelerator(cfg.accelerator)
     out_dir = Path(out_dir or hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
+    with run_folder(out_dir, cfg.ckpt_path, cfg.overwrite):  # one run per folder (config/run_folder.py)
+        return _fit(cfg, out_dir)
+
+
+def _fit(cfg: DictConfig, out_dir: Path) -> dict:
+    apply_threads(cfg.threads)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = CollabDataModule(cfg.data, seed=cfg.seed)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    check_batch_size(cfg.data.batch_size, len(datamodule.train_idx))
     model = build_model(
         OmegaConf.to_container(cfg.model, resolve=True),
         datamodule.n_users,
@@ -47,7 +58,7 @@ def train(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
     model.vocab = datamodule.vocab
 
     report = EpochReport(out_dir)
-    trainer = pl.Trainer(
+    trainer = lightning_trainer(
         max_epochs=cfg.epochs,
         default_root_dir=out_dir,
         callbacks=[NonFiniteLossGuard(), report, *_callbacks(cfg, out_dir), *_evaluation(cfg)],
@@ -57,6 +68,7 @@ def train(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
         enable_model_summary=False,
         log_every_n_steps=max(1, 50 // cfg.data.steps_per_call),  # Lightning counts chunks: ~every 50 steps
         use_distributed_sampler=False,  # our sampler shards by rank itself
+        plugins=[AtomicCheckpointIO()],  # a checkpoint is saved whole or not at all
         **OmegaConf.to_container(cfg.accelerator, resolve=True),
     )
     # weights_only: a checkpoint holds tensors and plain data only, so loading one never runs pickled code.
@@ -98,6 +110,7 @@ def _callbacks(cfg: DictConfig, out_dir: Path) -> list[pl.Callback]:
                 mode="min",
                 save_last=True,
                 auto_insert_metric_name=False,
+                enable_version_counter=False,  # a resumed run replaces its last.ckpt, never adds last-v1.ckpt
             )
         )
     if cfg.callbacks.lr_monitor and cfg.logger.tensorboard:
@@ -111,6 +124,7 @@ def _logger(cfg: DictConfig, out_dir: Path):
     return TensorBoardLogger(save_dir=out_dir, name="tb", version="", default_hp_metric=False)
 
 
+@clean_errors
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
     with hydra_ddp_job("cf_lightning.train"):  # DDP's child ranks run this job alone

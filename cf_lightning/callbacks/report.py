@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
+from cf_lightning.atomic import write_text
 from cf_lightning.config import METRICS_FILE
 
 EPOCHS_FILE = "epochs.csv"
@@ -72,13 +74,14 @@ class EpochReport(pl.Callback):
         return summary | self.extra
 
     def write(self) -> None:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        """``epochs.csv`` and ``metrics.json``, each whole or not at all (a full disk raises ResultWriteError)."""
         columns = list(dict.fromkeys(k for row in self.rows for k in row))
-        with (self.out_dir / EPOCHS_FILE).open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(self.rows)
-        (self.out_dir / METRICS_FILE).write_text(json.dumps(self.summary(), indent=2) + "\n")
+        table = io.StringIO(newline="")
+        writer = csv.DictWriter(table, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        write_text(self.out_dir / EPOCHS_FILE, table.getvalue())
+        write_text(self.out_dir / METRICS_FILE, json.dumps(self.summary(), indent=2) + "\n")
 
 
 def format_table(rows: list[dict]) -> str:

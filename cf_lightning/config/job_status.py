@@ -6,6 +6,11 @@ launcher) or counts it as a failed trial (Optuna); the error message is printed 
 saved in the job's folder. This callback writes ``{"status": "running"}`` when the job starts and
 ``"completed"`` or ``"failed"`` (with the error) when it ends. A folder still saying ``"running"``
 after the sweep was killed or is still going.
+
+Only the process that holds the job's folder writes there (``run_folder``): a job refused because
+another run uses its folder leaves that run's status alone. On a full disk the final status still
+lands: the atomic write needs a new file, so when it fails the status is written over the existing
+``running`` file in place, within the block that file already has (see ``_write``).
 """
 
 from __future__ import annotations
@@ -23,9 +28,12 @@ from omegaconf import DictConfig, OmegaConf
 
 import cf_lightning.config.run_names  # noqa: F401  (registers the job_name resolver in joblib's workers too)
 from cf_lightning.atomic import write_text
+from cf_lightning.config import run_folder
+from cf_lightning.errors import ResultWriteError
 
 STATUS_FILE = "job_status.json"
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
+IN_PLACE_LIMIT = 4096  # a file system block: rewriting an existing file within it needs no new space
 
 
 def read_status(job_dir: str | Path) -> dict | None:
@@ -45,6 +53,8 @@ class JobStatusCallback(Callback):
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         out_dir = config.hydra.runtime.output_dir
+        if not _ours(out_dir):
+            return
         self._started[out_dir] = time.time()
         _write(out_dir, {"status": RUNNING, "overrides": _overrides(config), "started": self._started[out_dir]})
 
@@ -52,6 +62,8 @@ class JobStatusCallback(Callback):
         import torch  # only here: importing this module must stay cheap
 
         out_dir = config.hydra.runtime.output_dir
+        if not _ours(out_dir):
+            return
         status = {
             "status": COMPLETED if job_return.status == JobStatus.COMPLETED else FAILED,
             "overrides": _overrides(config),
@@ -71,5 +83,32 @@ def _overrides(config: DictConfig) -> list[str]:
     return list(OmegaConf.to_container(config.hydra.overrides.task))
 
 
+def _ours(out_dir: str) -> bool:
+    """Whether this process writes the job's status: rank 0, and the folder is not another run's."""
+    return run_folder.first_process() and not run_folder.refused(out_dir)
+
+
 def _write(out_dir: str, status: dict) -> None:
-    write_text(Path(out_dir) / STATUS_FILE, json.dumps(status, indent=2) + "\n")  # never half a file
+    path = Path(out_dir) / STATUS_FILE
+    try:
+        write_text(path, json.dumps(status, indent=2) + "\n")  # never half a file
+    except ResultWriteError:
+        if status["status"] == RUNNING or not path.is_file():
+            raise
+        _write_in_place(path, status)
+
+
+def _write_in_place(path: Path, status: dict) -> None:
+    """The final status over the existing file, when no new file can be made (a full disk): the
+    status and the error only, cut to fit the block the file already has."""
+    brief = {key: status[key] for key in ("status", "overrides", "started", "finished", "error") if key in status}
+    brief["note"] = "written in place: the disk had no space for a new file"
+    text = json.dumps(brief)
+    if len(text.encode()) > IN_PLACE_LIMIT:
+        brief["overrides"], brief["error"] = [], str(brief.get("error", ""))[:1000]
+        text = json.dumps(brief)
+    with path.open("r+b") as file:
+        file.write(text.encode())
+        file.truncate()
+        file.flush()
+        os.fsync(file.fileno())

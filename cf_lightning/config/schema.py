@@ -33,6 +33,13 @@ def _check(ok: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
+MAX_SEED = 2**32 - 1  # numpy's seeds (Lightning seeds numpy too) are 32-bit unsigned
+
+
+def _check_seed(key: str, seed: int) -> None:
+    _check(0 <= seed <= MAX_SEED, key, f"must be in [0, {MAX_SEED}], got {seed}")
+
+
 @dataclass
 class SyntheticConfig:
     n_users: int = MISSING
@@ -46,6 +53,7 @@ class SyntheticConfig:
         for key in ("n_users", "n_items", "n_ratings", "n_factors"):
             _check(getattr(self, key) > 0, f"data.synthetic.{key}", f"must be > 0, got {getattr(self, key)}")
         _check(self.noise >= 0, "data.synthetic.noise", f"must be >= 0, got {self.noise}")
+        _check_seed("data.synthetic.seed", self.seed)
 
 
 @dataclass
@@ -104,6 +112,7 @@ class DataConfig:
         _check(self.item_name in ITEM_NAMES, "data.item_name", f"must be one of {ITEM_NAMES}, got {self.item_name!r}")
         _check(self.split in SPLITS, "data.split", f"must be one of {SPLITS}, got {self.split!r}")
         _check(0 < self.valid_pct < 1, "data.valid_pct", f"must be in (0, 1), got {self.valid_pct}")
+        _check_seed("data.split_seed", self.split_seed)
         _check(0 < self.test_pct < 1, "data.test_pct", f"must be in (0, 1), got {self.test_pct}")
         _check(self.holdout_n > 0, "data.holdout_n", f"must be > 0, got {self.holdout_n}")
         _check(self.fold in FOLDS, "data.fold", f"must be one of {FOLDS}, got {self.fold!r}")
@@ -192,6 +201,7 @@ class TrainConfig:
     seed: int = MISSING
     epochs: int = MISSING
     ckpt_path: str | None = MISSING  # resume from this checkpoint
+    overwrite: bool = MISSING  # a run folder that holds an earlier run's results: delete them and start afresh
     threads: int | None = MISSING  # torch threads; null = torch's choice, or a share of the cores in a parallel sweep
     data: DataConfig = MISSING
     model: Any = MISSING  # the registered schema of model=NAME (cf_lightning/models/zoo.py)
@@ -203,6 +213,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check(self.epochs > 0, "epochs", f"must be > 0, got {self.epochs}")
+        _check_seed("seed", self.seed)
         _check(self.threads is None or self.threads > 0, "threads", f"must be > 0 or null, got {self.threads}")
 
 

@@ -1,0 +1,192 @@
+"""A run folder belongs to one run at a time, and holds one run's results.
+
+Two runs writing into one folder (the same ``hydra.run.dir``) mix their files: one's
+``metrics.json`` beside the other's ``last.ckpt``; and a rerun into an old folder would write
+``last-v1.ckpt`` beside the old ``last.ckpt``, so the README's resume and recommend commands pick
+the wrong model. So a run holds a lock on its folder (``.run.lock``; the operating system releases
+it when the process ends, killed or not) for as long as it runs, and a new run into a folder that
+already holds a run's results is refused unless it resumes one of that folder's checkpoints
+(``ckpt_path=<folder>/checkpoints/last.ckpt``) or asks to start afresh (``overwrite=true``, which
+deletes the old results first).
+
+From the command line the lock is taken by ``RunFolderCallback`` (``hydra.callbacks``) before Hydra
+writes ``.hydra/`` into the folder; ``train()`` takes it itself when called from Python, and takes
+it again harmlessly when the callback already holds it. DDP's other ranks run in rank 0's folder
+and never take it: only the first process of a job does (its rank read from the environment, as
+Lightning does).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from cf_lightning.errors import RunFolderError
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = ".run.lock"
+CHECKPOINTS = "checkpoints"
+TENSORBOARD = "tb"
+RANK_VARIABLES = ("RANK", "SLURM_PROCID", "LOCAL_RANK")  # torchrun, srun, Lightning's own launcher
+
+_held: dict[str, FileLock] = {}  # folders this process holds, by absolute path
+_refused: set[str] = set()  # multirun job folders that another run holds: this process writes nothing there
+
+
+def first_process() -> bool:
+    """Whether this process is rank 0 of its job (DDP children and other nodes' processes are not)."""
+    for key in RANK_VARIABLES:
+        if os.environ.get(key):
+            return int(os.environ[key]) == 0 and int(os.environ.get("NODE_RANK") or 0) == 0
+    return int(os.environ.get("NODE_RANK") or 0) == 0
+
+
+def folder_key(folder: str | Path) -> str:
+    return os.path.abspath(folder)  # Hydra's runtime.output_dir is made the same way
+
+
+def held(folder: str | Path) -> bool:
+    """Whether this process holds ``folder`` for its run."""
+    return folder_key(folder) in _held
+
+
+def refused(folder: str | Path) -> bool:
+    """Whether ``RunFolderCallback`` found ``folder`` taken by another run (so its files are not ours to write)."""
+    return folder_key(folder) in _refused
+
+
+def _result_names() -> tuple[str, ...]:
+    # Imported here: the commands import this module early, and these modules import Lightning.
+    from cf_lightning.callbacks.report import EPOCHS_FILE
+    from cf_lightning.config import METRICS_FILE
+    from cf_lightning.crossval import CROSSVAL_FILE
+
+    return METRICS_FILE, EPOCHS_FILE, CROSSVAL_FILE
+
+
+def previous_results(folder: Path) -> list[Path]:
+    """What an earlier run left in ``folder``: its result files and checkpoints."""
+    found = [folder / name for name in _result_names() if (folder / name).is_file()]
+    return found + sorted((folder / CHECKPOINTS).glob("*.ckpt"))
+
+
+def check_previous_run(folder: Path, ckpt_path: str | None, overwrite: bool) -> None:
+    """Refuse a run into a folder that holds another run's results, unless it resumes one of its
+    checkpoints or ``overwrite`` is set (then delete those results, and the old TensorBoard events)."""
+    found = previous_results(folder)
+    if not found:
+        return
+    if overwrite:
+        log.warning("overwrite=true: deleting the previous run's results in %s", folder)
+        for name in (*_result_names(), CHECKPOINTS, TENSORBOARD):
+            path = folder / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        return
+    if ckpt_path is not None:
+        if Path(folder_key(ckpt_path)).parent == folder / CHECKPOINTS:
+            return  # resuming this folder's own run
+        raise RunFolderError(
+            f"{folder} holds another run's results, and ckpt_path={ckpt_path} is not one of its checkpoints; "
+            "resume a run in its own folder (hydra.run.dir=<the checkpoint's run folder>), or start this one "
+            "in a new folder (leave out hydra.run.dir), or add overwrite=true to delete the old results"
+        )
+    finished = any(path.parent == folder for path in found)  # metrics.json, epochs.csv: it ended
+    last = folder / CHECKPOINTS / "last.ckpt"
+    resume = f"ckpt_path={last}" if last.is_file() else f"ckpt_path=<one of {folder / CHECKPOINTS}>"
+    raise RunFolderError(
+        f"{folder} already holds a {'finished' if finished else 'stopped'} run ({found[0].name}); "
+        f"a new run there would mix its files with the old ones. Resume it with {resume}, "
+        "start a new run in a new folder (leave out hydra.run.dir), or add overwrite=true to delete the old results"
+    )
+
+
+def claim(folder: str | Path, ckpt_path: str | None = None, overwrite: bool = False) -> bool:
+    """Hold ``folder`` for this process's run; False when there is nothing to do (held already, or not rank 0)."""
+    key = folder_key(folder)
+    if key in _held or not first_process():
+        return False
+    Path(key).mkdir(parents=True, exist_ok=True)
+    lock = FileLock(os.path.join(key, LOCK_FILE), timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunFolderError(
+            f"{key} is in use by another run (it holds {LOCK_FILE} there); wait until it ends, or start this run "
+            "in its own folder (leave out hydra.run.dir, or choose another)"
+        ) from None
+    try:
+        check_previous_run(Path(key), ckpt_path, overwrite)
+    except BaseException:
+        lock.release()
+        raise
+    _held[key] = lock
+    return True
+
+
+def release(folder: str | Path) -> None:
+    lock = _held.pop(folder_key(folder), None)
+    if lock is not None:
+        lock.release()
+
+
+@contextmanager
+def run_folder(folder: str | Path, ckpt_path: str | None = None, overwrite: bool = False) -> Iterator[None]:
+    """Hold ``folder`` for the block (see ``claim``), and let it go afterwards if this call took it."""
+    claimed = claim(folder, ckpt_path, overwrite)
+    try:
+        yield
+    finally:
+        if claimed:
+            release(folder)
+
+
+class RunFolderCallback(Callback):
+    """Hydra callback (first in ``hydra.callbacks``): holds the run folder before Hydra writes into it.
+
+    A refused single run stops at once, before anything is written (``AbortRun`` gets past Hydra's
+    callback runner). A refused multirun job is left to ``train()``, which fails that job alone, so
+    the sweep's other jobs go on; ``job_status.json`` writes only into folders this process holds.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: set[str] = set()
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from cf_lightning.config.cli import AbortRun
+
+        try:
+            claim(config.hydra.run.dir, config.get("ckpt_path"), bool(config.get("overwrite", False)))
+        except RunFolderError as error:
+            raise AbortRun(error) from None
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        release(config.hydra.run.dir)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        folder = config.hydra.runtime.output_dir
+        try:
+            if claim(folder, config.get("ckpt_path"), bool(config.get("overwrite", False))):
+                self._jobs.add(folder_key(folder))
+        except RunFolderError as error:
+            _refused.add(folder_key(folder))
+            log.error("%s", error)  # the job itself fails with this error when it tries to claim the folder
+
+    def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
+        key = folder_key(config.hydra.runtime.output_dir)
+        _refused.discard(key)
+        if key in self._jobs:
+            self._jobs.discard(key)
+            release(key)
