@@ -129,14 +129,7 @@ def test_the_readme_has_commands_of_every_kind():
     assert len(COMMANDS) >= 30
 
 
-def marked(command: tuple[str, list[str]]):
-    """An unquoted ``~`` in an override is a known README defect until its fix lands (issue 15, data owner)."""
-    if any("=~" in arg for arg in command[1]):
-        return pytest.param(command, marks=pytest.mark.xfail(reason="Hydra rejects an unquoted ~", strict=True))
-    return command
-
-
-@pytest.mark.parametrize("command", [marked(c) for c in COMMANDS], ids=command_id)
+@pytest.mark.parametrize("command", COMMANDS, ids=command_id)
 def test_readme_command_is_valid(command, monkeypatch):
     module, args = command
     if module in HYDRA_COMMANDS:

@@ -1,0 +1,277 @@
+"""Try bad inputs on the real commands and print what the user sees, as the Markdown table of docs/results.md.
+
+    python bench/bad_inputs.py --root ../shared/datasets/ml-100k --work /tmp/bad-inputs > /tmp/bad-inputs.md
+
+Each case runs ``python -m cf_lightning.<command> ...`` in a fresh process (as a user would) and records
+its exit status, how many lines it wrote to stderr, and the first line of the message (the first
+``error:`` line, else the last line of stderr, else of stdout). The full-disk cases mount small tmpfs
+folders, so they need root; they are left out otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICK = ["epochs=1", "threads=1", "callbacks.progress_bar_refresh_rate=0", "logger=none", "evaluation.ranking=false"]
+
+
+@dataclass
+class Outcome:
+    case: str
+    command: str
+    status: int
+    stderr_lines: int
+    message: str
+
+
+def run(module: str, args: list[str], cwd: Path, env: dict | None = None, timeout: int = 900):
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    for key in ("HYDRA_FULL_ERROR", "LOCAL_RANK", "RANK", "WORLD_SIZE"):
+        if key not in (env or {}):
+            environment.pop(key, None)
+    command = [sys.executable, "-m", f"cf_lightning.{module}", *args]
+    return subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout)
+
+
+def first_message(result) -> str:
+    err = [line for line in result.stderr.splitlines() if line.strip()]
+    out = [line for line in result.stdout.splitlines() if line.strip()]
+    ours = next((line for line in err if line.startswith("error:")), None)
+    return ours or (err[-1] if err else out[-1] if out else "")
+
+
+def outcome(case: str, shown: str, result) -> Outcome:
+    lines = len([line for line in result.stderr.splitlines() if line.strip()])
+    return Outcome(case, shown, result.returncode, lines, first_message(result))
+
+
+def mount_tmpfs(folder: Path, size: str) -> bool:
+    folder.mkdir(parents=True, exist_ok=True)
+    return (
+        os.geteuid() == 0
+        and subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)]).returncode == 0
+    )
+
+
+def zip_of(folder: Path, members: dict[str, bytes]) -> tuple[Path, str]:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    path = folder / "custom.zip"
+    path.write_bytes(buffer.getvalue())
+    return path, hashlib.md5(buffer.getvalue()).hexdigest()
+
+
+def cases(root: Path, work: Path) -> list[Outcome]:
+    results: list[Outcome] = []
+    data = [f"data.root={root}"]
+
+    def train(case: str, shown: str, args: list[str], module: str = "train", **kw) -> None:
+        print(f"... {case}", file=sys.stderr, flush=True)
+        results.append(outcome(case, shown, run(module, args, work, **kw)))
+
+    bad = work / "bad-data"
+    bad.mkdir(parents=True, exist_ok=True)
+    shutil.copy(root / "u.item", bad / "u.item")
+    lines = (root / "u.data").read_text().splitlines()
+    lines[2] = lines[2].replace("\t", ",", 1)
+    (bad / "u.data").write_text("\n".join(lines) + "\n")
+    train("a malformed line in u.data (line 3)", "`train data.root=<copy>`", [f"data.root={bad}", *QUICK])
+    train(
+        "batch larger than the training rows",
+        "`train data.batch_size=100000`",
+        [*data, *QUICK, "data.batch_size=100000"],
+    )
+    train("negative seed", "`train seed=-1`", [*data, *QUICK, "seed=-1"])
+    train(
+        "split seed beyond 32 bits", "`train data.split_seed=4294967296`", [*data, *QUICK, "data.split_seed=4294967296"]
+    )
+    train("out-of-range value", "`train model.n_factors=0`", [*data, *QUICK, "model.n_factors=0"])
+    train("misspelt key (Hydra's own check)", "`train model.n_factor=5`", [*data, *QUICK, "model.n_factor=5"])
+    train("no GPU on this machine", "`train accelerator=gpu`", [*data, *QUICK, "accelerator=gpu"])
+    train(
+        "lr_find with a batch larger than the data",
+        "`lr_find data.batch_size=100000`",
+        [*data, "data.batch_size=100000", f"hydra.run.dir={work / 'lr'}"],
+        module="lr_find",
+    )
+    train(
+        "HYDRA_FULL_ERROR=1 (the traceback on purpose)",
+        "`HYDRA_FULL_ERROR=1 train seed=-1`",
+        [*data, *QUICK, "seed=-1"],
+        env={"HYDRA_FULL_ERROR": "1"},
+    )
+    train(
+        "a sweep with one failing job",
+        "`train -m seed=-1,1`",
+        ["-m", *data, *QUICK, "seed=-1,1", f"hydra.sweep.dir={work / 'sweep'}"],
+    )
+
+    run_dir = work / "runs" / "finished"
+    train(
+        "(a finished one-epoch run, for the cases below)",
+        "`train hydra.run.dir=R`",
+        [*data, *QUICK, f"hydra.run.dir={run_dir}"],
+    )
+    last = run_dir / "checkpoints" / "last.ckpt"
+    train(
+        "a new run into a finished run's folder", "`train hydra.run.dir=R`", [*data, *QUICK, f"hydra.run.dir={run_dir}"]
+    )
+    train(
+        "resuming the finished run with more epochs",
+        "`train hydra.run.dir=R ckpt_path=R/checkpoints/last.ckpt epochs=5`",
+        [*data, *QUICK, f"hydra.run.dir={run_dir}", f"ckpt_path={last}", "epochs=5"],
+    )
+    train(
+        "resuming it with the same epochs",
+        "`train hydra.run.dir=R ckpt_path=R/checkpoints/last.ckpt`",
+        [*data, *QUICK, f"hydra.run.dir={run_dir}", f"ckpt_path={last}"],
+    )
+
+    print("... two runs at once", file=sys.stderr, flush=True)
+    same = work / "runs" / "same"
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "cf_lightning.train", *data, *QUICK, f"seed={seed}", f"hydra.run.dir={same}"],
+            cwd=work,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in (1, 2)
+    ]
+    finished = [subprocess.CompletedProcess(p.args, p.wait(), *p.communicate()) for p in procs]
+    refused = max(finished, key=lambda r: r.returncode)
+    results.append(
+        outcome(
+            "two runs started at once in one folder (the refused one)", "2 × `train hydra.run.dir=S seed=1/2`", refused
+        )
+    )
+    results[-1].command += f" (exit statuses {sorted(r.returncode for r in finished)})"
+
+    disk = work / "disk"
+    if mount_tmpfs(disk, "2m"):  # room for .hydra/ and one 1.7 MB checkpoint, not two
+        try:
+            train(
+                "full disk at a checkpoint (2 MB tmpfs)",
+                "`train hydra.run.dir=<tmpfs>`",
+                [*data, *QUICK, f"hydra.run.dir={disk / 'run'}"],
+            )
+            status = (
+                (disk / "run" / "job_status.json").read_text() if (disk / "run" / "job_status.json").exists() else ""
+            )
+            left = sorted(str(p.relative_to(disk)) for p in disk.rglob("*") if p.is_file() and ".hydra" not in p.parts)
+            results[
+                -1
+            ].command += f"; left: {', '.join(left)}; job_status {'failed' if 'failed' in status else status[:30]}"
+        finally:
+            subprocess.run(["umount", "-l", str(disk)])
+
+    sweep = work / "old-sweep"
+    for number, text in ((0, '{"val/loss_best": 0.8, "epochs": 1}'), (1, "")):
+        job = sweep / f"{number}_wd={number}"
+        (job / ".hydra").mkdir(parents=True, exist_ok=True)
+        (job / ".hydra" / "overrides.yaml").write_text(f"- optimizer.wd={number}\n")
+        (job / "metrics.json").write_text(text)
+    train(
+        "sweep_summary over a job with a 0-byte metrics.json",
+        "`sweep_summary <sweep>`",
+        [str(sweep)],
+        module="sweep_summary",
+    )
+    summary = (sweep / "summary.md").read_text() if (sweep / "summary.md").exists() else ""
+    results[-1].message = next((line for line in summary.splitlines() if "unreadable" in line), results[-1].message)[
+        :160
+    ]
+
+    # The checkpoint and data cases of the other developers of issue 15 (what main does today).
+    train(
+        "recommend -k -5",
+        "`recommend CKPT --user 196 -k -5`",
+        [str(last), "--user", "196", "-k", "-5"],
+        module="recommend",
+    )
+    train(
+        "recommend -k 0",
+        "`recommend CKPT --user 196 -k 0`",
+        [str(last), "--user", "196", "-k", "0"],
+        module="recommend",
+    )
+    train(
+        "a rating outside the range",
+        '`recommend CKPT --ratings "Toy Story (1995)=99"`',
+        [str(last), "--ratings", "Toy Story (1995)=99"],
+        module="recommend",
+    )
+    empty = work / "empty.ckpt"
+    empty.write_bytes(b"")
+    train("an empty checkpoint", "`recommend empty.ckpt --user 196`", [str(empty), "--user", "196"], module="recommend")
+    corrupt = work / "corrupt.ckpt"
+    corrupt.write_bytes(last.read_bytes()[: len(last.read_bytes()) // 3])
+    train(
+        "a cut-off checkpoint", "`recommend cut.ckpt --user 196`", [str(corrupt), "--user", "196"], module="recommend"
+    )
+    train(
+        "README's `~` in an override", "`train data.root=~/datasets/ml-100k`", ["data.root=~/datasets/ml-100k", *QUICK]
+    )
+
+    archive, md5 = zip_of(
+        work,
+        {
+            "ml-100k/u.data": (root / "u.data").read_bytes()[:1_000_000],
+            "ml-100k/u.item": (root / "u.item").read_bytes(),
+        },
+    )
+    cache = {"CF_LIGHTNING_CACHE": str(work / "cache")}
+    train(
+        "a custom archive as data.root (1 MB of u.data)",
+        "`train data.root=custom.zip data.md5=<its md5>`",
+        [f"data.root={archive}", f"data.md5={md5}", *QUICK, f"hydra.run.dir={work / 'zip-run'}"],
+        env=cache,
+    )
+    bomb, bomb_md5 = zip_of(work, {"ml-100k/u.data": b"\0" * 200_000_000, "ml-100k/u.item": b""})
+    train(
+        "a zip member of 200 MB of zeros",
+        "`train data.root=bomb.zip data.md5=<its md5>`",
+        [f"data.root={bomb}", f"data.md5={bomb_md5}", *QUICK, f"hydra.run.dir={work / 'bomb-run'}"],
+        env={"CF_LIGHTNING_CACHE": str(work / "cache-bomb")},
+    )
+    return results
+
+
+def markdown(results: list[Outcome]) -> str:
+    rows = ["| bad input | command | exit | stderr lines | what the user sees (first line) |", "|---|---|---|---|---|"]
+    for r in results:
+        message = r.message.replace("|", "\\|").replace(str(ROOT), ".")
+        rows.append(f"| {r.case} | {r.command} | {r.status} | {r.stderr_lines} | {message} |")
+    return "\n".join(rows) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--root", type=Path, required=True, help="the real MovieLens 100K folder")
+    parser.add_argument("--work", type=Path, required=True, help="an empty folder for the runs")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    results = cases(args.root.resolve(), args.work.resolve())
+    print(markdown(results).replace(str(args.work.resolve()), "<work>"))
+    print(f"({time.time() - start:.0f} s)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
