@@ -184,7 +184,9 @@ def test_ddp_trains_in_two_processes(ddp_run):
     datamodule = CollabDataModule(cfg.data, seed=cfg.seed)
     datamodule.setup("fit")
     pl.seed_everything(cfg.seed, verbose=False)
-    untrained = build_model(OmegaConf.to_container(cfg.model), datamodule.n_users, datamodule.n_items).eval()
+    untrained = build_model(
+        OmegaConf.to_container(cfg.model, resolve=True), datamodule.n_users, datamodule.n_items
+    ).eval()
     valid = datamodule.subset(datamodule.valid_idx)
     with torch.no_grad():
         untrained_loss = torch.nn.functional.mse_loss(untrained(valid.users, valid.items), valid.ratings).item()
