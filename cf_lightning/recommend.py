@@ -79,7 +79,7 @@ def _run(args) -> tuple[str, pd.DataFrame]:
         return f"Top {len(table)} items user {args.user} has not rated {_made_by(table)}:", table
     if ratings is not None:
         table = rec.recommend_new_user(ratings, args.k)
-        who = f"a new user who rated {len(ratings)} items (folded in)"
+        who = f"a new user who rated {len(ratings)} items, folded in,"
         return f"Top {len(table)} items for {who} {_made_by(table)}:", table
     users, items = zip(*args.predict)
     table = pd.DataFrame({"user": users, rec.vocab.item_name: items, "predicted": rec.predict(users, items)})
