@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cf_lightning.models.base import CollabModel
-from cf_lightning.models.cold_start import fill_unseen_rows, rows_with_training_ratings
+from cf_lightning.models.cold_start import ColdStartFallback
 from cf_lightning.models.layers import embedding
 
 
@@ -28,20 +28,17 @@ class DotProductBias(CollabModel):
         self.user_bias = embedding(n_users, 1)
         self.item_factors = embedding(n_items, n_factors)
         self.item_bias = embedding(n_items, 1)
-        self._seen: tuple | None = None  # (users, items) with training ratings, from the DataModule
+        self.cold_start = ColdStartFallback(n_users, n_items)
 
     def on_fit_start(self) -> None:
-        self._seen = rows_with_training_ratings(self.trainer.datamodule)
+        dm = self.trainer.datamodule
+        train = dm.subset(dm.train_idx)
+        self.cold_start.fit(train.users, train.items, train.ratings)
 
-    def on_validation_start(self) -> None:
-        # Unseen rows get no gradient, so filling them before each validation (and so before each
-        # checkpoint, which test and inference load) leaves training unchanged: cold_start.py.
-        if self._seen is not None:
-            users, items = self._seen
-            for weight, seen in ((self.user_factors.weight, users), (self.user_bias.weight, users)):
-                fill_unseen_rows(weight, seen)
-            for weight, seen in ((self.item_factors.weight, items), (self.item_bias.weight, items)):
-                fill_unseen_rows(weight, seen)
+    def forward(self, users, items):
+        prediction = super().forward(users, items)
+        # Training rows always have a seen user and item: the fallback only matters when evaluating.
+        return prediction if self.training else self.cold_start(users, items, prediction)
 
     def score(self, users, items):
         dot = (self.user_factors(users) * self.item_factors(items)).sum(dim=1)
