@@ -132,7 +132,7 @@ class BayesianMF(ClosedFormBaseline):
         self.item_vectors.copy_(state.item_vectors(self._data))
 
     # --- predicting -----------------------------------------------------------------------------
-    def forward(self, users, items):
+    def score(self, users, items):  # no y_range: the score is the prediction
         if int(self.kept) > 0:
             prediction = self.prediction_sum[users, items] / self.kept
         else:  # burn-in: the current sample

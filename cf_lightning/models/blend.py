@@ -65,7 +65,7 @@ class Blend(ClosedFormBaseline):
     def _member_predictions(self, users, items) -> torch.Tensor:
         return self.tables[:, users, items].T  # rows x members
 
-    def forward(self, users, items):
+    def score(self, users, items):  # no y_range: the score is the prediction
         features = self._member_predictions(users, items).double()
         prediction = (self.weights[0] + features @ self.weights[1:]).float()
         return prediction if self.clip is None else prediction.clamp(*self.clip)

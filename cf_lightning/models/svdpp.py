@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cf_lightning.models.base import CollabModel
-from cf_lightning.models.layers import embedding, sigmoid_range
+from cf_lightning.models.layers import embedding
 
 
 class ImplicitSets(nn.Module):
@@ -54,6 +54,8 @@ class ImplicitSets(nn.Module):
 class SVDpp(CollabModel):
     """SVD++: the user vector plus the normalised sum of the implicit factors of the user's training items."""
 
+    user_tables = ("user_factors.weight", "user_bias.weight")
+
     user_tables = ("user_factors.weight", "user_bias.weight")  # a folded-in user has no implicit set
 
     def __init__(
@@ -73,7 +75,6 @@ class SVDpp(CollabModel):
         # Named ``bias`` so the optimizer's rule exempts it from weight decay (a module's ``.bias``).
         self.bias = nn.Parameter(torch.zeros(1))
         self.implicit = ImplicitSets(n_users)
-        self.y_range = None if y_range is None else tuple(y_range)
 
     def on_fit_start(self) -> None:
         dm = self.trainer.datamodule
@@ -86,10 +87,9 @@ class SVDpp(CollabModel):
     def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
         return self.user_factors(users) + self.implicit.normalised_sum(users, self.implicit_factors.weight)
 
-    def forward(self, users, items):
+    def score(self, users, items):
         dot = (self.user_vectors(users) * self.item_factors(items)).sum(1)
-        score = self.bias + self.user_bias(users)[:, 0] + self.item_bias(items)[:, 0] + dot
-        return score if self.y_range is None else sigmoid_range(score, *self.y_range)
+        return self.bias + self.user_bias(users)[:, 0] + self.item_bias(items)[:, 0] + dot
 
     def item_factor_weights(self):
         return self.item_factors.weight
