@@ -11,15 +11,16 @@ from tests.conftest import make_cfg, quick_overrides
 
 
 def test_fallback_is_the_mean_plus_the_known_shrunk_bias():
-    fallback = ColdStartFallback(n_users=3, n_items=3)
-    # user 2 and item 2 have no training rating
-    fallback.fit(torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 0, 0]), torch.tensor([5.0, 1.0, 4.0, 2.0]))
+    fallback = ColdStartFallback(n_users=4, n_items=4)
+    # user 3 and item 3 have no training rating; rows 0 (#na#) have none either
+    fallback.fit(torch.tensor([1, 1, 2, 2]), torch.tensor([1, 2, 1, 1]), torch.tensor([5.0, 1.0, 4.0, 2.0]))
     mean = 3.0
-    item0 = (2 + 1 - 1) / (3 + SHRINKAGE)
-    user1 = (1 - 1) / (2 + SHRINKAGE)
-    users, items = torch.tensor([0, 2, 1, 2]), torch.tensor([0, 0, 2, 2])
-    out = fallback(users, items, torch.full((4,), 9.0))
-    assert out.tolist() == pytest.approx([9.0, mean + item0, mean + user1, mean])
+    item1 = (2 + 1 - 1) / (3 + SHRINKAGE)
+    user2 = (1 - 1) / (2 + SHRINKAGE)
+    users, items = torch.tensor([1, 3, 2, 3, 0]), torch.tensor([1, 1, 3, 3, 0])
+    out = fallback(users, items, torch.full((5,), 9.0))
+    # #na# keeps the model's prediction: a new user is folded into that row at inference.
+    assert out.tolist() == pytest.approx([9.0, mean + item1, mean + user2, mean, 9.0])
 
 
 def test_dotbias_predicts_unseen_users_with_the_fallback(movielens_dir, tmp_path):
@@ -31,7 +32,7 @@ def test_dotbias_predicts_unseen_users_with_the_fallback(movielens_dir, tmp_path
     seen_users, seen_items = rows_with_training_ratings(dm)
     best = next((tmp_path / "checkpoints").glob("best-*.ckpt"))  # what the test set was scored with
     model = DotProductBias.load_from_checkpoint(best).eval()
-    assert torch.equal(model.cold_start.seen_users, seen_users)
+    assert torch.equal(model.cold_start.seen_users[1:], seen_users[1:])  # row 0 (#na#) counts as seen
     test = dm.subset(dm.test_idx)
     assert not seen_users[test.users].any()  # by_user: every test user is new
     expected = model.cold_start.global_mean + model.cold_start.item_offset[test.items]

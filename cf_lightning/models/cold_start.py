@@ -6,6 +6,9 @@ under ``sigmoid_range``, predicts the middle of the range (2.75 on 0-5.5) whatev
 plus what is known from training about the other side: the item's (or user's) mean deviation from it,
 shrunk towards 0 by ``SHRINKAGE`` pseudo-ratings (the ``popularity`` baseline's item mean for an unseen
 user). Pairs whose user and item both have training ratings keep the model's prediction.
+
+Row 0 (``#na#``, where unknown raw ids land) keeps the model's prediction too: inference folds a new
+user into that row by fitting it to the user's ratings (``cf_lightning/inference/fold_in.py``).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class ColdStartFallback(nn.Module):
         users, items, ratings = users.to(device), items.to(device), ratings.to(device)
         self.seen_users.copy_(torch.bincount(users, minlength=n_users) > 0)
         self.seen_items.copy_(torch.bincount(items, minlength=n_items) > 0)
+        self.seen_users[0] = self.seen_items[0] = True  # #na#: see the module docstring
         mean = ratings.double().mean()
         self.global_mean.fill_(float(mean))
         self.item_offset.copy_(_shrunk_offsets(items, ratings - mean, n_items))
