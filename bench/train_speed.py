@@ -1,10 +1,15 @@
 """Our Lightning training against a plain PyTorch loop: same model, data, recipe and threads.
 
-    python bench/train_speed.py [--data-root ../shared/datasets/ml-100k] [--repeats 3]
+    python bench/train_speed.py [--data-root ../shared/datasets/ml-100k] [--repeats 3] [--busy 1] [overrides]
 
 Runs the chapter's recipe (DotProductBias, 5 epochs of one-cycle at 5e-3, wd 0.1, bs 64) both ways,
 interleaved, in one process; prints each run's wall time and validation MSE, the medians, the peak
 RSS, and last the ratio of the medians as ``ratio: X`` (ours / plain).
+
+The plain loop is what one writes with torch alone: ``torch.optim.AdamW`` as torch builds it by default
+and ``OneCycleLR`` with fastai's recipe, on the same model, batches and threads (the threads our default
+config picks, or ``threads=N``). ``--busy N`` starts N CPU-bound processes (``python -c "while True:
+pass"``) before the runs and stops them after, to measure on a machine that is doing something else.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import contextlib
 import io
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,23 +31,45 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from cf_lightning.config.threads import job_threads  # noqa: E402
 from cf_lightning.data.batches import EpochBatchSampler  # noqa: E402
 from cf_lightning.data.datamodule import CollabDataModule  # noqa: E402
 from cf_lightning.models import build_model  # noqa: E402
-from cf_lightning.models.optim import one_cycle  # noqa: E402
 from cf_lightning.train import train  # noqa: E402
 from tests.conftest import make_cfg  # noqa: E402
 
 
+def torch_one_cycle(model, opt, total_steps: int):
+    """fastai's fit_one_cycle with torch's own classes and defaults (no fused kernel, no wd exemptions:
+    dotbias has no norm layers or Linear biases)."""
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=opt.lr_max, betas=(opt.moms[0], opt.beta2), eps=opt.eps, weight_decay=opt.wd
+    )
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=opt.lr_max,
+        total_steps=total_steps,
+        pct_start=opt.pct_start,
+        div_factor=opt.div,
+        final_div_factor=opt.div_final / opt.div,
+        base_momentum=opt.moms[1],
+        max_momentum=opt.moms[0],
+    )
+    return optimizer, scheduler
+
+
 def plain_loop(cfg) -> float:
     """The recipe as a hand-written loop: data loading, training, validation every epoch."""
+    threads = job_threads(cfg.threads, batch_size=cfg.data.batch_size)
+    if threads is not None:  # the threads our run picks, so the two differ only in the training code
+        torch.set_num_threads(threads)
     torch.manual_seed(cfg.seed)
     data = CollabDataModule(cfg.data, seed=cfg.seed)
     data.setup()
     model = build_model(dict(cfg.model), data.n_users, data.n_items)
     train_set, valid_set = data.subset(data.train_idx), data.subset(data.valid_idx)
     sampler = EpochBatchSampler(len(train_set), cfg.data.batch_size, shuffle=True, drop_last=True, seed=cfg.seed)
-    optimizer, scheduler = one_cycle(model, dict(cfg.optimizer), cfg.epochs * len(sampler))
+    optimizer, scheduler = torch_one_cycle(model, cfg.optimizer, cfg.epochs * len(sampler))
     for epoch in range(cfg.epochs):
         sampler.set_epoch(epoch)
         model.train()
@@ -67,8 +95,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "datasets" / "ml-100k"))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--busy", type=int, default=0, help="CPU-bound processes to run beside both sides")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for both runs")
     args = parser.parse_args()
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        compare(args)
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+
+
+def compare(args) -> None:
     # The default config as a user runs it (checkpoints, TensorBoard, lr monitor, non-finite guard),
     # bar hidden, less the two end-of-run extras the plain loop has no counterpart for (the
     # interpretation figure and the ranking metrics; their one-off cost is in docs/benchmarks.md).
@@ -80,8 +119,8 @@ def main() -> None:
         *args.overrides,
     )
     print(
-        f"torch {torch.__version__}, threads {torch.get_num_threads()}, model {cfg.model.name}, "
-        f"{cfg.epochs} epochs, bs {cfg.data.batch_size}"
+        f"torch {torch.__version__}, threads {job_threads(cfg.threads, batch_size=cfg.data.batch_size) or 'default'}, "
+        f"model {cfg.model.name}, {cfg.epochs} epochs, bs {cfg.data.batch_size}, {args.busy} busy processes beside"
     )
     times: dict[str, list[float]] = {"plain": [], "ours": []}
     for repeat in range(args.repeats):

@@ -144,7 +144,7 @@ def range_test(model: torch.nn.Module, batches, optimizer: torch.optim.Optimizer
 def lr_find(cfg: DictConfig, out_dir: str | Path) -> LRFindResult:
     """Run the range test for ``cfg.model`` on ``cfg.data``; write the plot and numbers into ``out_dir``."""
     OmegaConf.to_object(cfg)  # range checks, as train() does, naming the key
-    apply_threads(cfg.threads)
+    apply_threads(cfg.threads, cfg.data.batch_size)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)

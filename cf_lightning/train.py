@@ -42,7 +42,7 @@ def train(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
 
 
 def _fit(cfg: DictConfig, out_dir: Path) -> dict:
-    apply_threads(cfg.threads)
+    apply_threads(cfg.threads, cfg.data.batch_size)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = CollabDataModule(cfg.data, seed=cfg.seed)

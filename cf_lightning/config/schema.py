@@ -142,8 +142,15 @@ class OptimizerConfig:
     moms: list[float] = MISSING
     beta2: float = MISSING
     eps: float = MISSING
+    sparse: bool = MISSING  # embedding tables send sparse gradients (cf_lightning/models/sparse_optim.py)
+    lazy: bool = MISSING  # with sparse: update only the rows in the batch (row-wise "lazy" AdamW)
 
     def __post_init__(self) -> None:
+        _check(
+            self.sparse or not self.lazy,
+            "optimizer.lazy",
+            "row-wise updates need sparse gradients; set optimizer.sparse=true too, or use optimizer=one_cycle_sparse",
+        )
         _check(self.lr_max > 0, "optimizer.lr_max", f"must be > 0, got {self.lr_max}")
         _check(self.wd >= 0, "optimizer.wd", f"must be >= 0, got {self.wd}")
         _check(0 < self.pct_start < 1, "optimizer.pct_start", f"must be in (0, 1), got {self.pct_start}")

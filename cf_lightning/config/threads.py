@@ -1,4 +1,9 @@
-"""Torch threads per job, so parallel sweep jobs share the CPU instead of oversubscribing it."""
+"""Torch threads per job: one for small steps, a share of the cores for parallel sweep jobs.
+
+Small steps (the chapter's batch of 64) run fastest on one thread: their ops are too small to split, and
+with two threads every op waits for both, so a second busy process on a small machine slowed such a run
+10-25x (docs/benchmarks.md, "Threads"). Big batches keep torch's default.
+"""
 
 from __future__ import annotations
 
@@ -23,17 +28,24 @@ def parallel_jobs(launcher: Mapping | None = None) -> int:
     return max(1, min(cores, n_jobs if n_jobs > 0 else cores + 1 + n_jobs))
 
 
-def job_threads(threads: int | None, launcher: Mapping | None = None) -> int | None:
-    """``threads`` if set; under a parallel launcher, the cores divided among its jobs; else None."""
+# Training batches below this many rows run on one thread (measured: docs/benchmarks.md, "Threads").
+SMALL_BATCH_ROWS = 4096
+
+
+def job_threads(threads: int | None, launcher: Mapping | None = None, batch_size: int | None = None) -> int | None:
+    """``threads`` if set; under a parallel launcher, the cores divided among its jobs; one thread for
+    training batches under ``SMALL_BATCH_ROWS`` rows; else None (torch's default)."""
     if threads is not None:
         return threads
     jobs = parallel_jobs(launcher)
-    return max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    if jobs > 1:
+        return max(1, (os.cpu_count() or 1) // jobs)
+    return 1 if batch_size is not None and batch_size < SMALL_BATCH_ROWS else None
 
 
-def apply_threads(threads: int | None) -> None:
-    """Set torch's intra-op threads for this job (``threads`` key of conf/train.yaml; null = torch's own
-    choice, or a fair share of the cores when the launcher runs several jobs at once)."""
-    n = job_threads(threads)
+def apply_threads(threads: int | None, batch_size: int | None = None) -> None:
+    """Set torch's intra-op threads for this job (``threads`` key of conf/train.yaml; null = chosen by
+    ``job_threads`` from the launcher and the training batch size)."""
+    n = job_threads(threads, batch_size=batch_size)
     if n is not None:
         torch.set_num_threads(n)

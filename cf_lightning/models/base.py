@@ -14,6 +14,7 @@ from cf_lightning.data.vocab import CollabVocab
 from cf_lightning.inference.ids import predict as predict_ids
 from cf_lightning.models.layers import sigmoid_range
 from cf_lightning.models.optim import one_cycle
+from cf_lightning.models.sparse_optim import require_sparse_all_reduce, use_sparse_gradients, wants_sparse_gradients
 from cf_lightning.models.vocab_match import require_same_vocab
 
 VOCAB_KEY = "cf_lightning_vocab"
@@ -94,6 +95,12 @@ class CollabModel(pl.LightningModule):
         mean = self._train_loss_sum / self._train_count
         self.log("train/loss", mean, on_step=False, on_epoch=True, sync_dist=True, batch_size=1)
         self._train_loss_sum, self._train_count = torch.zeros((), device=mean.device), 0
+
+    def setup(self, stage: str) -> None:
+        # Before Lightning wraps the model in DDP, which fixes then which parameters get sparse gradients.
+        if stage == "fit" and wants_sparse_gradients(self.hparams.optimizer):
+            require_sparse_all_reduce(self.trainer)
+            use_sparse_gradients(self)
 
     def configure_optimizers(self):
         if self.hparams.optimizer is None:
