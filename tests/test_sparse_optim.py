@@ -41,7 +41,7 @@ def trained_copies(n_steps: int, *overrides: str):
     """The same initial model after ``n_steps`` with torch's AdamW (dense gradients), and with the recipe in
     ``overrides`` (sparse gradients); the learning-rate schedule steps as in training."""
     torch.manual_seed(0)
-    dense = DotProductBias(N_USERS, N_ITEMS, n_factors=4)
+    dense = DotProductBias(N_USERS, N_ITEMS, n_factors=4, y_range=(0.0, 5.5))
     sparse = copy.deepcopy(dense)
     use_sparse_gradients(sparse)
     runs = []
@@ -58,7 +58,7 @@ def trained_copies(n_steps: int, *overrides: str):
 def test_one_step_matches_dense_adamw(lazy):
     """wd 0, one step: the same rows move, by the same amount, so predictions agree everywhere."""
     torch.manual_seed(0)
-    initial = DotProductBias(N_USERS, N_ITEMS, n_factors=4)
+    initial = DotProductBias(N_USERS, N_ITEMS, n_factors=4, y_range=(0.0, 5.5))
     overrides = ("optimizer=one_cycle_sparse", "optimizer.wd=0", f"optimizer.lazy={lazy}")
     dense, sparse, optimizer = trained_copies(1, *overrides)
     assert isinstance(optimizer, SparseAdamW) and optimizer.lazy == (lazy == "true")
@@ -81,7 +81,7 @@ def test_sparse_gradients_with_every_row_updated_is_adamw_over_many_steps():
 
 def test_lazy_update_leaves_rows_outside_the_batch_alone_and_decays_only_the_batch():
     torch.manual_seed(0)
-    model = DotProductBias(N_USERS, N_ITEMS, n_factors=4)
+    model = DotProductBias(N_USERS, N_ITEMS, n_factors=4, y_range=(0.0, 5.5))
     use_sparse_gradients(model)
     optimizer, _ = one_cycle(model, recipe("optimizer=one_cycle_sparse", "optimizer.lazy=true"), total_steps=10)
     step(model, optimizer, *batch(0))
