@@ -19,6 +19,7 @@ from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
 
 from cf_lightning.atomic import write_text
 from cf_lightning.callbacks.report import METRICS_FILE
@@ -36,7 +37,8 @@ def crossval(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
     out_dir = Path(out_dir or hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
     with run_folder(out_dir, overwrite=cfg.overwrite):  # one cross-validation per folder; each fold's run holds its own
         per_fold = {}
-        for fold in cfg.data.folds:
+        for number, fold in enumerate(cfg.data.folds, start=1):
+            _announce(f"fold {number}/{len(cfg.data.folds)}: {fold}")
             fold_cfg = copy.deepcopy(cfg)
             OmegaConf.update(fold_cfg, "data.split", "predefined" if fold in PREDEFINED_FOLDS else "kfold")
             OmegaConf.update(fold_cfg, "data.fold", fold)
@@ -45,6 +47,11 @@ def crossval(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
         write_text(out_dir / CROSSVAL_FILE, json.dumps({"summary": summary, "folds": per_fold}, indent=2) + "\n")
         write_text(out_dir / METRICS_FILE, json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+@rank_zero_only
+def _announce(line: str) -> None:
+    print(line, flush=True)
 
 
 def summarize(per_fold: dict[str, dict]) -> dict:

@@ -11,29 +11,36 @@ from pathlib import Path
 import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
-from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import Logger
 
 from cf_lightning.callbacks.checkpoint_info import CheckpointInfo
 from cf_lightning.callbacks.checkpoint_io import AtomicCheckpointIO
+from cf_lightning.callbacks.curves import TrainingCurves
 from cf_lightning.callbacks.hparams_log import log_run_hparams
 from cf_lightning.callbacks.nonfinite import NonFiniteLossGuard
+from cf_lightning.callbacks.progress import LossProgressBar
 from cf_lightning.callbacks.ranking_evaluation import RankingEvaluation
 from cf_lightning.callbacks.report import EpochReport
 from cf_lightning.callbacks.tensorboard_extras import InterpretationLogger
 from cf_lightning.config import CONFIG_DIR, OBJECTIVE, validate
 from cf_lightning.config.cli import clean_errors
 from cf_lightning.config.distributed import hydra_ddp_job
+from cf_lightning.config.loggers import build_logger, tensorboard_of
 from cf_lightning.config.preflight import check_accelerator, check_batch_size, lightning_trainer
 from cf_lightning.config.run_folder import run_folder
 from cf_lightning.config.threads import apply_threads
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.models import build_model
 
+# train/loss, lr and momentum: a point every this many optimizer steps (a device sync each, no more).
+LOG_EVERY_N_STEPS = 50
+
 
 def train(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
-    """Train ``cfg.model`` on ``cfg.data``; write checkpoints, TensorBoard events, ``epochs.csv``
-    and ``metrics.json`` into ``out_dir`` (Hydra's run folder by default); return the metrics."""
+    """Train ``cfg.model`` on ``cfg.data``; write checkpoints, the logger's files (TensorBoard events by
+    default), ``epochs.csv``, ``metrics.json`` and ``loss.png`` into ``out_dir`` (Hydra's run folder by
+    default); return the metrics."""
     validate(cfg)
     check_accelerator(cfg.accelerator)
     out_dir = Path(out_dir or hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
@@ -43,6 +50,7 @@ def train(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
 
 def _fit(cfg: DictConfig, out_dir: Path) -> dict:
     apply_threads(cfg.threads, cfg.data.batch_size)
+    logger = build_logger(cfg.logger, out_dir)  # before any data is read: a logger that cannot start stops here
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = CollabDataModule(cfg.data, seed=cfg.seed)
@@ -61,12 +69,13 @@ def _fit(cfg: DictConfig, out_dir: Path) -> dict:
     trainer = lightning_trainer(
         max_epochs=cfg.epochs,
         default_root_dir=out_dir,
-        callbacks=[NonFiniteLossGuard(), report, *_callbacks(cfg, out_dir), *_evaluation(cfg)],
-        logger=_logger(cfg, out_dir),
+        callbacks=[NonFiniteLossGuard(), report, *_callbacks(cfg, out_dir, logger), *_evaluation(cfg)],
+        logger=logger if logger is not None else False,
         enable_progress_bar=cfg.callbacks.progress_bar_refresh_rate > 0,
         enable_checkpointing=cfg.callbacks.checkpoint,
         enable_model_summary=False,
-        log_every_n_steps=max(1, 50 // cfg.data.steps_per_call),  # Lightning counts chunks: ~every 50 steps
+        # Read in optimizer steps by our curves (train/loss, lr; callbacks/curves.py), not in Lightning's chunks.
+        log_every_n_steps=LOG_EVERY_N_STEPS,
         use_distributed_sampler=False,  # our sampler shards by rank itself
         plugins=[AtomicCheckpointIO()],  # a checkpoint is saved whole or not at all
         **OmegaConf.to_container(cfg.accelerator, resolve=True),
@@ -78,7 +87,8 @@ def _fit(cfg: DictConfig, out_dir: Path) -> dict:
         saved_best = trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_path
         weights = "best" if saved_best else None
         results = trainer.test(model, datamodule=datamodule, ckpt_path=weights, verbose=False, weights_only=True)
-        report.extra |= {**results[0], "test_weights": weights or "last"}
+        scores = {k: v for k, v in results[0].items() if k != "step"}  # "step": the x-axis (callbacks/curves.py)
+        report.extra |= {**scores, "test_weights": weights or "last"}
         if trainer.is_global_zero:
             report.write()
     metrics = report.summary()
@@ -94,13 +104,15 @@ def _evaluation(cfg: DictConfig) -> list[pl.Callback]:
     return [RankingEvaluation(ev.k, ev.relevance_threshold, ev.every_n_epochs, ev.max_users, ev.batch_pairs, cfg.seed)]
 
 
-def _callbacks(cfg: DictConfig, out_dir: Path) -> list[pl.Callback]:
+def _callbacks(cfg: DictConfig, out_dir: Path, logger: Logger | None) -> list[pl.Callback]:
     # Checkpoints name their model and data, so cf_lightning.inference.recommender loads them without Hydra.
     callbacks: list[pl.Callback] = [CheckpointInfo(cfg.model.name)]
-    if cfg.callbacks.interpretation and cfg.logger.tensorboard:
+    if logger is not None:
+        callbacks.append(TrainingCurves(lr_and_momentum=cfg.callbacks.lr_monitor))
+    if cfg.callbacks.interpretation and tensorboard_of([logger]) is not None:  # projector, images: TensorBoard only
         callbacks.append(InterpretationLogger())
     if cfg.callbacks.progress_bar_refresh_rate > 0:
-        callbacks.append(TQDMProgressBar(refresh_rate=cfg.callbacks.progress_bar_refresh_rate))
+        callbacks.append(LossProgressBar(refresh_rate=cfg.callbacks.progress_bar_refresh_rate))
     if cfg.callbacks.checkpoint:
         callbacks.append(
             ModelCheckpoint(
@@ -113,15 +125,7 @@ def _callbacks(cfg: DictConfig, out_dir: Path) -> list[pl.Callback]:
                 enable_version_counter=False,  # a resumed run replaces its last.ckpt, never adds last-v1.ckpt
             )
         )
-    if cfg.callbacks.lr_monitor and cfg.logger.tensorboard:
-        callbacks.append(LearningRateMonitor(logging_interval="step", log_momentum=True))
     return callbacks
-
-
-def _logger(cfg: DictConfig, out_dir: Path):
-    if not cfg.logger.tensorboard:
-        return False
-    return TensorBoardLogger(save_dir=out_dir, name="tb", version="", default_hp_metric=False)
 
 
 @clean_errors

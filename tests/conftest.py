@@ -32,6 +32,12 @@ def movielens_dir(tmp_path) -> Path:
     return folder
 
 
+def cache_entries(cache: Path) -> list[Path]:
+    """What a run left in a cache folder, less the empty lock files: the ``filelock`` package keeps a
+    lock's file after release (deleting it would let a waiting and a new process both hold the lock)."""
+    return sorted(p for p in cache.iterdir() if not p.name.endswith(".lock"))
+
+
 def make_cfg(*overrides: str) -> DictConfig:
     """The config ``python -m cf_lightning.train <overrides>`` would get."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):

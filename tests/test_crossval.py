@@ -29,11 +29,13 @@ def test_bare_comma_lists_become_hydra_lists():
     ]
 
 
-def test_crossval_trains_each_fold_and_averages(movielens_dir, tmp_path):
+def test_crossval_trains_each_fold_and_averages(movielens_dir, tmp_path, capsys):
     write_fold(movielens_dir, "u1", every=5)
     write_fold(movielens_dir, "u2", every=4)
     cfg = make_cfg(*quick_overrides(movielens_dir, "data.folds=[u1,u2]", "logger=none"))
     summary = crossval(cfg, out_dir=tmp_path)
+    printed = capsys.readouterr().out
+    assert printed.index("fold 1/2: u1") < printed.index("fold 2/2: u2")  # the user sees which fold runs
     saved = json.loads((tmp_path / "crossval.json").read_text())
     per_fold = [saved["folds"][fold]["test/rmse"] for fold in ("u1", "u2")]
     assert per_fold[0] != per_fold[1]  # different test rows

@@ -12,6 +12,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cf_lightning.callbacks.tensorboard_extras import InterpretationLogger
+from cf_lightning.config.loggers import build_logger
 from cf_lightning.inference.interpretation import bias_tables, describe, most_rated_rows, nearest_items, pca, pca_figure
 from cf_lightning.inference.recommender import Recommender
 from cf_lightning.interpret import main
@@ -126,7 +127,13 @@ def test_training_logs_the_projector_the_pca_image_and_bias_tables(trained):
 @pytest.mark.parametrize("enabled", [True, False])
 def test_the_tensorboard_interpretation_is_configurable(enabled, tmp_path):
     cfg = make_cfg(f"callbacks.interpretation={str(enabled).lower()}")
-    assert any(isinstance(c, InterpretationLogger) for c in _callbacks(cfg, Path(tmp_path))) is enabled
+    callbacks = _callbacks(cfg, Path(tmp_path), build_logger(cfg.logger, tmp_path))
+    assert any(isinstance(c, InterpretationLogger) for c in callbacks) is enabled
+    # With another logger there is no TensorBoard to draw in: skipped, not an error.
+    csv = make_cfg(f"callbacks.interpretation={str(enabled).lower()}", "logger=csv")
+    assert not any(
+        isinstance(c, InterpretationLogger) for c in _callbacks(csv, tmp_path, build_logger(csv.logger, tmp_path))
+    )
 
 
 def test_networks_and_bias_only_models_say_what_their_tables_show(rec):

@@ -11,6 +11,7 @@ import pytest
 
 from cf_lightning.data.locate import DATA_ENV, DatasetSource, locate, safe_extract
 from cf_lightning.errors import ChecksumError, DataNotFoundError, UnsafeArchiveError
+from tests.conftest import cache_entries
 
 FILES = ("u.data", "u.item")
 
@@ -61,7 +62,7 @@ def test_wrong_checksum_leaves_nothing_behind(http_server, movielens_dir, isolat
     make_zip(movielens_dir, www / "ml-100k.zip")
     with pytest.raises(ChecksumError, match="does not match the expected 0123"):
         locate(source(f"{base}/ml-100k.zip", "0123"))
-    assert list(isolated_cache.iterdir()) == []
+    assert cache_entries(isolated_cache) == []
 
 
 def test_offline_error_says_where_and_how(isolated_cache):
@@ -70,7 +71,7 @@ def test_offline_error_says_where_and_how(isolated_cache):
     message = str(err.value)
     assert str(isolated_cache / "ml-100k") in message
     assert "data.root=" in message and DATA_ENV in message
-    assert list(isolated_cache.iterdir()) == []
+    assert cache_entries(isolated_cache) == []
 
 
 @pytest.mark.parametrize("form", ["folder", "parent", "zip"])

@@ -15,6 +15,7 @@ import pytest
 
 from cf_lightning.data.locate import DatasetSource, extract_verified, locate
 from cf_lightning.errors import ChecksumError, DataNotFoundError, UnsafeArchiveError
+from tests.conftest import cache_entries
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = ("u.data", "u.item")
@@ -40,7 +41,7 @@ def source(url: str, checksum: str) -> DatasetSource:
 
 
 def cache_holds_only_the_data_set(cache: Path) -> bool:
-    names = [p.name for p in cache.iterdir()]
+    names = [p.name for p in cache_entries(cache)]
     return len(names) == 1 and names[0].startswith("ml-100k-") and all((cache / names[0] / n).is_file() for n in FILES)
 
 
@@ -93,7 +94,7 @@ def test_truncated_archive_as_data_root_fails_its_checksum_and_leaves_nothing(tm
     truncated.write_bytes(archive[: len(archive) // 2])
     with pytest.raises(ChecksumError, match="damaged"):
         locate(source("http://127.0.0.1:9/x.zip", md5(archive)), truncated)
-    assert list(isolated_cache.iterdir()) == []
+    assert cache_entries(isolated_cache) == []
     whole = tmp_path / "ml-100k.zip"  # the next run, with the whole archive, succeeds
     assert cache_holds_only_the_data_set(locate(source("http://127.0.0.1:9/x.zip", md5(archive)), whole).parent)
 
@@ -104,7 +105,7 @@ def test_truncated_archive_with_a_matching_checksum_is_still_refused(tmp_path, a
     truncated.write_bytes(archive[:-100])
     with pytest.raises(ChecksumError, match="damaged or truncated"):
         extract_verified(source("", md5(truncated.read_bytes())), truncated, isolated_cache)
-    assert list(isolated_cache.iterdir()) == []
+    assert cache_entries(isolated_cache) == []
 
 
 def test_unsafe_entry_through_locate_leaves_nothing(tmp_path, isolated_cache):
@@ -114,7 +115,7 @@ def test_unsafe_entry_through_locate_leaves_nothing(tmp_path, isolated_cache):
         zf.writestr("ml-100k/../../escaped.txt", "gotcha")
     with pytest.raises(UnsafeArchiveError, match="escaped.txt"):
         locate(source("http://127.0.0.1:9/x.zip", md5(evil.read_bytes())), evil)
-    assert list(isolated_cache.iterdir()) == [] and not (tmp_path.parent / "escaped.txt").exists()
+    assert cache_entries(isolated_cache) == [] and not (tmp_path.parent / "escaped.txt").exists()
 
 
 def test_a_file_that_is_no_archive_is_named(tmp_path, movielens_dir):
@@ -126,7 +127,7 @@ def test_download_cut_off_midway_leaves_nothing_and_the_next_run_succeeds(server
     server.cut_at = len(archive) // 3
     with pytest.raises(DataNotFoundError, match="downloading .* failed"):
         locate(source(server.url, md5(archive)))
-    assert list(isolated_cache.iterdir()) == []
+    assert cache_entries(isolated_cache) == []
     server.cut_at = None
     assert locate(source(server.url, md5(archive))) == isolated_cache / f"ml-100k-{md5(archive)}"
     assert cache_holds_only_the_data_set(isolated_cache)

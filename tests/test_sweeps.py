@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from cf_lightning import sweep_summary
-from cf_lightning.callbacks.hparams_log import HPARAM_PREFIX, hparam_metrics, hparams_of
+from cf_lightning.callbacks.hparams_log import hparam_metrics, hparams_of
 from cf_lightning.config.job_status import COMPLETED, FAILED, RUNNING, STATUS_FILE
 from cf_lightning.config.run_names import job_name, short_keys
 from cf_lightning.config.threads import job_threads, parallel_jobs
@@ -108,13 +108,10 @@ def test_hparams_are_the_flattened_model_optimizer_and_data_keys(movielens_dir):
 
 def test_hparam_metrics_are_best_and_final_validation_values():
     metrics = {"val/loss": 0.9, "val/loss_best": 0.8, "val/rmse": 0.95, "best_epoch": 2, "train/loss": 0.5}
+    metrics |= {"test/rmse": 0.97, "val/ndcg@10": float("nan")}
     tags = hparam_metrics(metrics)
-    assert tags == {
-        f"{HPARAM_PREFIX}val_loss_final": 0.9,
-        f"{HPARAM_PREFIX}val_loss_best": 0.8,
-        f"{HPARAM_PREFIX}val_rmse_final": 0.95,
-        f"{HPARAM_PREFIX}best_epoch": 2.0,
-    }
+    # Named as the curves they end, so HPARAMS reads each curve's last point and TIME SERIES gets no extra cards.
+    assert tags == {"val/loss": 0.9, "val/loss_best": 0.8, "val/rmse": 0.95, "test/rmse": 0.97}
     assert "hp_metric" not in tags
 
 
@@ -204,8 +201,8 @@ def test_grid_sweep_gives_every_job_a_readable_folder_metrics_and_hparams_and_ra
         wd, n_factors = job.name.split("wd=")[1].split(",n_factors=")
         assert hparams["optimizer.wd"] == pytest.approx(float(wd)) and hparams["model.n_factors"] == int(n_factors)
         metrics = metrics_of(job)
-        assert shown[f"{HPARAM_PREFIX}val_loss_best"] == pytest.approx(metrics["val/loss_best"])
-        assert shown[f"{HPARAM_PREFIX}val_loss_final"] == pytest.approx(metrics["val/loss"])
+        assert shown["val/loss_best"] == pytest.approx(metrics["val/loss_best"])
+        assert shown["val/loss"] == pytest.approx(metrics["val/loss"])
 
     summary = run_cli("cf_lightning.sweep_summary", str(sweep))
     assert summary.returncode == 0, summary.stderr

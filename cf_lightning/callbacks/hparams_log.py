@@ -1,8 +1,10 @@
 """TensorBoard's HPARAMS tab: each run's hyperparameters beside its best and final validation metrics.
 
-Written once, after training, into the run's TensorBoard folder. Lightning's own hyperparameter
-call is left with nothing to show (``default_hp_metric=False``) so the tab has no ``hp_metric``
-placeholder; the metrics here are real values from the run's ``metrics.json``.
+Written once, after training, with ``TensorBoardLogger.log_hyperparams(params, metrics, step)``.
+The metrics are named as the curves they end (``val/loss``, ``val/loss_best``, ``test/rmse``, ...)
+and written at the run's last step, so the tab shows each curve's last value (TensorBoard reads a
+metric's last point) and TIME SERIES gets no single-point cards. Lightning's placeholder
+``hp_metric`` is off (``default_hp_metric: false`` in conf/logger/tensorboard.yaml).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import math
 from collections.abc import Mapping
 
 from omegaconf import DictConfig, OmegaConf
+
+from cf_lightning.config.loggers import tensorboard_of
 
 # Config subtrees logged whole, and single keys: what a sweep varies. Paths and switches that do not
 # change the result (data.root, progress bar, checkpointing) stay out.
@@ -25,11 +29,6 @@ HPARAM_KEYS = (
     "data.split_seed",
     "data.item_name",
 )
-
-# Shown in the HPARAMS tab, each under a scalar tag of its own written once at the end: every
-# validation metric's final value (val/loss -> hparams/val_loss_final), its best value where the run
-# tracks one (val/loss_best -> hparams/val_loss_best), the best epoch, and test metrics if any.
-HPARAM_PREFIX = "hparams/"
 
 
 def flatten(node: Mapping, prefix: str = "") -> dict[str, object]:
@@ -59,44 +58,20 @@ def hparams_of(cfg: DictConfig) -> dict[str, object]:
 
 
 def hparam_metrics(metrics: Mapping) -> dict[str, float]:
-    """The best and final validation values (and test values) of ``metrics`` (``train()``'s result),
-    by HPARAMS tag."""
-    out = {}
-    for key, value in metrics.items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            continue
-        name = key.replace("/", "_")
-        if key.startswith("val/"):
-            out[HPARAM_PREFIX + (name if key.endswith("_best") else f"{name}_final")] = float(value)
-        elif key.startswith("test/") or key == "best_epoch":
-            out[HPARAM_PREFIX + name] = float(value)
-    return out
-
-
-def log_hparams(log_dir: str, cfg: DictConfig, metrics: Mapping, step: int = 0) -> None:
-    """Write the HPARAMS entry of this run (hyperparameters + best/final metrics) into ``log_dir``."""
-    from torch.utils.tensorboard import SummaryWriter
-    from torch.utils.tensorboard.summary import hparams
-
-    values = hparam_metrics(metrics)
-    experiment, session_start, session_end = hparams(hparams_of(cfg), values)
-    writer = SummaryWriter(log_dir=log_dir)
-    try:
-        file_writer = writer._get_file_writer()
-        for summary in (experiment, session_start, session_end):
-            file_writer.add_summary(summary)
-        for tag, value in values.items():
-            if not math.isnan(value):
-                writer.add_scalar(tag, value, step)
-    finally:
-        writer.close()
+    """The validation and test values of ``metrics`` (``train()``'s result: final and best values) that
+    HPARAMS shows, under their curves' names; NaN (a metric that could not be computed) left out."""
+    return {
+        key: float(value)
+        for key, value in metrics.items()
+        if key.startswith(("val/", "test/"))
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and not math.isnan(value)
+    }
 
 
 def log_run_hparams(trainer, cfg: DictConfig, metrics: Mapping) -> None:
-    """``log_hparams`` into the trainer's TensorBoard folder, from rank 0; nothing without TensorBoard."""
-    from pytorch_lightning.loggers import TensorBoardLogger
-
-    logger = trainer.logger
-    if not isinstance(logger, TensorBoardLogger) or not trainer.is_global_zero:
-        return
-    log_hparams(logger.log_dir, cfg, metrics, step=trainer.global_step)
+    """The run's HPARAMS entry, in its TensorBoard logger if it has one (rank 0 writes)."""
+    logger = tensorboard_of(trainer.loggers)
+    if logger is not None:
+        logger.log_hyperparams(hparams_of(cfg), hparam_metrics(metrics), step=trainer.global_step)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_warn
+from tqdm import tqdm
 
 from cf_lightning.metrics.ranking import RANKING_METRICS, UserItems, ranking_metrics, score_all_items
+
+# Ranking that takes at least this many user batches gets a progress bar (MovieLens 100K takes 2).
+PROGRESS_MIN_BATCHES = 20
 
 
 class RankingEvaluation(pl.Callback):
@@ -55,14 +61,24 @@ class RankingEvaluation(pl.Callback):
         n_items = pl_module.hparams.n_items
         was_training = pl_module.training
         pl_module.eval()
+        bar = self._progress_bar(trainer, stage, len(users), n_items)
         try:
             with torch.no_grad():
                 score = score_all_items(pl_module.ranking_scores, n_items, pl_module.device)
                 sums = ranking_metrics(
-                    score, known, relevant, n_items, k=self.k, batch_pairs=self.batch_pairs, users=users
+                    score,
+                    known,
+                    relevant,
+                    n_items,
+                    k=self.k,
+                    batch_pairs=self.batch_pairs,
+                    users=users,
+                    progress=bar.update if bar is not None else None,
                 )
         finally:
             pl_module.train(was_training)
+            if bar is not None:
+                bar.close()
         names = (*RANKING_METRICS, "users")
         totals = torch.stack([sums[name] for name in names]).float().to(pl_module.device)
         totals = trainer.strategy.reduce(totals, reduce_op="sum")
@@ -74,6 +90,15 @@ class RankingEvaluation(pl.Callback):
         means[f"{stage}/ranked_users"] = totals[-1]
         pl_module.log_dict(means, sync_dist=False)  # already summed over ranks
         return {key: float(value) for key, value in means.items()}
+
+    def _progress_bar(self, trainer: pl.Trainer, stage: str, n_users: int, n_items: int) -> tqdm | None:
+        """A bar over the users when ranking them takes many batches (big data sets), on rank 0 with the
+        run's progress bar on; None otherwise."""
+        batches = math.ceil(n_users / max(1, self.batch_pairs // n_items))
+        progress = trainer.progress_bar_callback
+        if batches < PROGRESS_MIN_BATCHES or progress is None or not progress.is_enabled or not trainer.is_global_zero:
+            return None
+        return tqdm(total=n_users, desc=f"Ranking {stage} users", unit="user", leave=False, dynamic_ncols=True)
 
     def _data(self, datamodule, pl_module, stage: str):
         """Known items, relevant items and the users to rank for ``stage`` (built once per run)."""

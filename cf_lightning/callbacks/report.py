@@ -1,4 +1,4 @@
-"""fastai's per-epoch table and the run's ``metrics.json``, written by rank 0 into the run folder."""
+"""fastai's per-epoch table, the run's ``metrics.json`` and ``loss.png``, written by rank 0 into the run folder."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 from cf_lightning.atomic import write_text
+from cf_lightning.callbacks.loss_plot import LOSS_PLOT_FILE, write_loss_plot
 from cf_lightning.config import METRICS_FILE
 
 EPOCHS_FILE = "epochs.csv"
@@ -19,8 +20,9 @@ TABLE_COLUMNS = ("epoch", "train_loss", "valid_loss", "time")
 
 
 class EpochReport(pl.Callback):
-    """Collects ``epoch, train_loss, valid_loss, time`` each epoch; at the end prints fastai's table
-    and writes ``epochs.csv`` and ``metrics.json`` (last and best validation values, wall times)."""
+    """Collects ``epoch, train_loss, valid_loss, time`` each epoch and prints it as a row of fastai's
+    table when the epoch ends; at the end writes ``epochs.csv``, ``metrics.json`` (last and best
+    validation values, wall times) and ``loss.png`` (train and valid loss per epoch)."""
 
     def __init__(self, out_dir: str | Path) -> None:
         self.out_dir = Path(out_dir)
@@ -28,6 +30,7 @@ class EpochReport(pl.Callback):
         self.last: dict[str, float] = {}
         self.extra: dict = {}  # added to the summary after fitting (the test metrics)
         self._epoch_start = 0.0
+        self._header_printed = False
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._epoch_start = time.perf_counter()
@@ -52,10 +55,18 @@ class EpochReport(pl.Callback):
                 **{k: v for k, v in metrics.items() if k.startswith("val/") and k != "val/loss"},
             }
         )
+        self._print_rows(pl_module)
+
+    def _print_rows(self, pl_module) -> None:
+        # pl_module.print: rank 0 only, and above the progress bar rather than through it.
+        if not self._header_printed:  # the first epoch of this process (a resumed run reprints the earlier rows)
+            self._header_printed = True
+            pl_module.print(format_table(self.rows))
+        else:
+            pl_module.print(format_row(self.rows[-1]))
 
     def on_fit_end(self, trainer, pl_module) -> None:
         if trainer.is_global_zero and self.rows:
-            print(format_table(self.rows), flush=True)
             self.write()
 
     def summary(self) -> dict:
@@ -74,7 +85,8 @@ class EpochReport(pl.Callback):
         return summary | self.extra
 
     def write(self) -> None:
-        """``epochs.csv`` and ``metrics.json``, each whole or not at all (a full disk raises ResultWriteError)."""
+        """``epochs.csv``, ``metrics.json`` and ``loss.png``, each whole or not at all (a full disk raises
+        ResultWriteError)."""
         columns = list(dict.fromkeys(k for row in self.rows for k in row))
         table = io.StringIO(newline="")
         writer = csv.DictWriter(table, fieldnames=columns)
@@ -82,14 +94,15 @@ class EpochReport(pl.Callback):
         writer.writerows(self.rows)
         write_text(self.out_dir / EPOCHS_FILE, table.getvalue())
         write_text(self.out_dir / METRICS_FILE, json.dumps(self.summary(), indent=2) + "\n")
+        write_loss_plot(self.rows, self.out_dir / LOSS_PLOT_FILE)
 
 
 def format_table(rows: list[dict]) -> str:
     """The table ``fit_one_cycle`` prints: epoch, train_loss, valid_loss, time (mm:ss)."""
-    lines = ["epoch  train_loss  valid_loss  time"]
-    for row in rows:
-        minutes, seconds = divmod(int(round(row["time"])), 60)
-        lines.append(
-            f"{row['epoch']:<5d}  {row['train_loss']:<10.6f}  {row['valid_loss']:<10.6f}  {minutes:02d}:{seconds:02d}"
-        )
-    return "\n".join(lines)
+    return "\n".join(["epoch  train_loss  valid_loss  time", *map(format_row, rows)])
+
+
+def format_row(row: dict) -> str:
+    """One epoch's line of ``format_table``."""
+    minutes, seconds = divmod(int(round(row["time"])), 60)
+    return f"{row['epoch']:<5d}  {row['train_loss']:<10.6f}  {row['valid_loss']:<10.6f}  {minutes:02d}:{seconds:02d}"

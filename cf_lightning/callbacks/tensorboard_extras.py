@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.loggers import TensorBoardLogger
 
 from cf_lightning.callbacks.checkpoint_info import item_counts
+from cf_lightning.config.loggers import tensorboard_of
 from cf_lightning.inference.interpretation import PCA_COMPONENTS, bias_tables, describe, most_rated_rows, pca_figure
 from cf_lightning.inference.recommender import Recommender
 
@@ -74,10 +74,8 @@ def log_interpretation(writer, rec: Recommender, step: int) -> None:
 
 
 def _tensorboard(trainer: pl.Trainer):
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            return logger.experiment
-    return None
+    logger = tensorboard_of(trainer.loggers)
+    return logger.experiment if logger is not None else None
 
 
 def _markdown(frame: pd.DataFrame) -> str:

@@ -15,7 +15,18 @@ from omegaconf import OmegaConf
 from cf_lightning.config.run_names import register_resolvers
 from cf_lightning.config.schema import TrainConfig, register_configs, validate
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+def config_dir(package: Path) -> Path:
+    """Where the configs of the ``cf_lightning`` package folder ``package`` are: the repository's
+    ``conf/`` in a source checkout (editable install, or PYTHONPATH at a checkout), otherwise the
+    copy the wheel ships inside the package (``cf_lightning/conf``)."""
+    checkout = package.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "conf" / "train.yaml").is_file():
+        return checkout / "conf"
+    return package / "conf"
+
+
+CONFIG_DIR = str(config_dir(Path(__file__).resolve().parents[1]))
 OBJECTIVE = "val/loss_best"  # what a sweep minimises: the best validation loss, not the last
 METRICS_FILE = "metrics.json"  # every run's summary, read by sweep_summary, crossval, the tables
 

@@ -173,11 +173,6 @@ class AcceleratorConfig:
 
 
 @dataclass
-class LoggerConfig:
-    tensorboard: bool = MISSING
-
-
-@dataclass
 class CallbacksConfig:
     checkpoint: bool = MISSING  # best by val/loss, and last
     progress_bar_refresh_rate: int = MISSING  # 0 hides the bar; redrawing every step costs time
@@ -214,7 +209,7 @@ class TrainConfig:
     model: Any = MISSING  # the registered schema of model=NAME (cf_lightning/models/zoo.py)
     optimizer: OptimizerConfig = MISSING
     accelerator: AcceleratorConfig = MISSING
-    logger: LoggerConfig = MISSING
+    logger: Any = MISSING  # a Lightning logger as a `_target_` mapping (conf/logger), or null for none
     callbacks: CallbacksConfig = MISSING
     evaluation: EvaluationConfig = MISSING
 
@@ -231,7 +226,6 @@ def register_configs() -> None:
     cs.store(group="data", name="data_schema", node=DataConfig)
     cs.store(group="optimizer", name="optimizer_schema", node=OptimizerConfig)
     cs.store(group="accelerator", name="accelerator_schema", node=AcceleratorConfig)
-    cs.store(group="logger", name="logger_schema", node=LoggerConfig)
     cs.store(group="callbacks", name="callbacks_schema", node=CallbacksConfig)
     cs.store(group="evaluation", name="evaluation_schema", node=EvaluationConfig)
     # Model schemas are stored by the model registry as each model registers (cf_lightning/models/zoo.py).

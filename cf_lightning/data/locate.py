@@ -39,7 +39,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from cf_lightning.data.filelock import file_lock
+from filelock import FileLock
+
 from cf_lightning.errors import ChecksumError, DataNotFoundError, UnsafeArchiveError
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ def _extract_into_cache(source: DatasetSource, archive: Path) -> Path:
 @contextmanager
 def preparing(source: DatasetSource, dest: Path) -> Iterator[None]:
     """Hold ``dest``'s lock for ``source``, first removing temporary folders a killed run left behind."""
-    with file_lock(dest / f".{source.folder}.lock", purpose=f"preparing {source.folder} in {dest}"):
+    with FileLock(dest / f".{source.folder}.lock"):
         # Under the lock no other process is writing, so any temporary folder is a dead run's.
         stages = (TEMP_DOWNLOAD, TEMP_EXTRACT)
         for leftover in (p for stage in stages for p in dest.glob(f".{source.folder}-{stage}-*")):

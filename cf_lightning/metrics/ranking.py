@@ -88,13 +88,15 @@ def ranking_metrics(
     batch_pairs: int = 1_000_000,
     users: torch.Tensor | None = None,
     exclude_columns: tuple[int, ...] = (0,),
+    progress: Callable[[int], object] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Sums of NDCG, Precision, Recall and HitRate at ``k`` over the users, and the user count.
 
     ``score(user_rows)`` gives a ``(len(user_rows), n_items)`` score matrix; ``known`` holds the
     items never to recommend, ``relevant`` each user's relevant held-out items. ``users`` (default:
     every user with a relevant item) lets ranks of a distributed run split the work. Returns sums
-    (divide by ``"users"`` for the means), so shards can be added before dividing.
+    (divide by ``"users"`` for the means), so shards can be added before dividing. ``progress(n)``,
+    if given, is called as each batch of ``n`` users starts (a progress bar's ``update``).
     """
     if users is None:
         users = relevant.users_with_items()
@@ -104,6 +106,8 @@ def ranking_metrics(
     ideal = torch.cat([torch.zeros(1, dtype=torch.float64), discounts.cumsum(0)])  # ideal[n] = IDCG of n hits
     for start in range(0, len(users), per_batch):
         batch = users[start : start + per_batch]
+        if progress is not None:
+            progress(len(batch))
         excluded = known.dense(batch, n_items)
         excluded[:, list(exclude_columns)] = True
         # A relevant item the user also rated in training cannot be recommended, so it cannot count.

@@ -30,8 +30,9 @@ class CollabModel(pl.LightningModule):
     ``Subclass.load_from_checkpoint(path)`` rebuilds the model without Hydra. ``optimizer`` is the
     one-cycle recipe as a dict (see ``conf/optimizer``); it is only needed for training.
 
-    Training uses manual optimization and logs once an epoch: Lightning's automatic closure and
-    per-step ``self.log`` each cost a measurable share of a step this small (docs/benchmarks.md).
+    Training uses manual optimization and no per-step ``self.log``: Lightning's automatic closure and
+    per-step logging each cost a measurable share of a step this small (docs/benchmarks.md). The
+    training loss is summed on the device and logged every ``log_every_n_steps`` optimizer steps.
     """
 
     def __init__(self, n_users: int, n_items: int, optimizer: dict | None = None) -> None:
@@ -47,8 +48,14 @@ class CollabModel(pl.LightningModule):
         self.eval_metrics = nn.ModuleDict(
             {stage: nn.ModuleDict({"mse": MeanSquaredError(), "mae": MeanAbsoluteError()}) for stage in MSE_NAME}
         )
-        self._train_loss_sum = torch.zeros(())
+        self._train_loss_sum = torch.zeros(())  # this epoch's loss sum, on the device
         self._train_count = 0
+        # train/loss every trainer.log_every_n_steps steps: the mean since the last point. Kept as
+        # differences of the epoch's sums (no second sum per step); a window may span two epochs.
+        self._recent_from_sum = torch.zeros(())
+        self._recent_from_count = 0
+        self._recent_steps = 0
+        self.recent_train_loss: float | None = None  # the last logged point, for the progress bar
 
     # --- the model ----------------------------------------------------------------------------
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -79,11 +86,30 @@ class CollabModel(pl.LightningModule):
         return loss.detach()
 
     def _accumulate_train_loss(self, loss: torch.Tensor, n: int) -> None:
+        # The sums stay on the device: no host sync per step, one per logged point.
         self._train_loss_sum = self._train_loss_sum.to(loss.device) + loss.detach() * n
         self._train_count += n
+        self._recent_steps += 1
+        every = self.trainer.log_every_n_steps  # 0: no train/loss curve (as Lightning reads it)
+        if every and self._recent_steps >= every:
+            self._log_recent_train_loss()
+
+    def _log_recent_train_loss(self) -> None:
+        """``train/loss`` at the current optimizer step: the mean over the steps since the last point."""
+        device = self._train_loss_sum.device
+        recent_sum = self._train_loss_sum - self._recent_from_sum.to(device)
+        count = torch.tensor(float(self._train_count - self._recent_from_count), device=device)
+        totals = torch.stack([recent_sum.float(), count])
+        if self.trainer.world_size > 1:  # every rank takes the same steps, so all reach this together
+            totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
+        loss_sum, count = totals.tolist()
+        self.recent_train_loss = loss_sum / count
+        for logger in self.loggers:
+            logger.log_metrics({"train/loss": self.recent_train_loss}, step=self.global_step)
+        self._recent_from_sum, self._recent_from_count, self._recent_steps = self._train_loss_sum, self._train_count, 0
 
     def _log_train_loss_after_last_chunk(self, batch_idx: int) -> None:
-        # The epoch's mean is logged once, on its last chunk: a per-step self.log costs time.
+        # The epoch's mean (the table's train_loss) is computed once, on its last chunk.
         if batch_idx + 1 >= self.trainer.num_training_batches:
             self._log_train_loss()
 
@@ -93,7 +119,11 @@ class CollabModel(pl.LightningModule):
 
     def _log_train_loss(self) -> None:
         mean = self._train_loss_sum / self._train_count
-        self.log("train/loss", mean, on_step=False, on_epoch=True, sync_dist=True, batch_size=1)
+        # For the table and metrics.json only: the loggers get the finer curve of _log_recent_train_loss.
+        self.log("train/loss", mean, on_step=False, on_epoch=True, sync_dist=True, batch_size=1, logger=False)
+        # The steps not yet in a logged point carry over into the next epoch's first point.
+        self._recent_from_sum = self._recent_from_sum.to(mean.device) - self._train_loss_sum
+        self._recent_from_count -= self._train_count
         self._train_loss_sum, self._train_count = torch.zeros((), device=mean.device), 0
 
     def setup(self, stage: str) -> None:
