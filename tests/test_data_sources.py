@@ -20,7 +20,7 @@ from cf_lightning.data import locate as locate_module
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.data.layouts import LAYOUTS
 from cf_lightning.errors import ChecksumError, DataNotFoundError, UnsafeArchiveError
-from tests.conftest import make_cfg
+from tests.conftest import cache_entries, make_cfg
 from tests.test_layouts import RATINGS, write_set
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +81,7 @@ def test_download_with_the_right_and_a_wrong_checksum(tmp_path, www, isolated_ca
     url = f"data.url={base}/{folder}.zip"
     with pytest.raises(ChecksumError, match=f"does not match the expected {'0' * 32}"):
         n_ratings(f"data={data}", url, f"data.md5={'0' * 32}")
-    assert list(isolated_cache.iterdir()) == []  # nothing half-made stays
+    assert cache_entries(isolated_cache) == []  # nothing half-made stays
     assert n_ratings(f"data={data}", url, f"data.md5={md5(archive)}") == len(RATINGS)
     assert (isolated_cache / f"{folder}-{md5(archive)}" / LAYOUTS[layout].ratings_file).is_file()
 
@@ -97,7 +97,7 @@ def test_regenerated_sets_are_checked_against_the_published_md5_file(tmp_path, w
     assert make_cfg(f"data={data}").data.md5 == ""  # no checksum in the config: the .md5 file decides
     with pytest.raises(ChecksumError, match=f"does not match the expected {'f' * 32}"):
         n_ratings(*where)
-    assert [p.name for p in isolated_cache.iterdir()] == []
+    assert cache_entries(isolated_cache) == []
     md5_file.write_text(f"{md5(archive)}  {folder}.zip\n")
     assert n_ratings(*where) == len(RATINGS)
     # Offline (the .md5 out of reach): the verified cached release is used, with a warning.
@@ -144,7 +144,7 @@ def test_an_archive_that_unpacks_to_far_more_is_refused(tmp_path, movielens_dir,
     assert bomb.stat().st_size < 2 << 20
     with pytest.raises(UnsafeArchiveError, match=r"unpacks to more than 1 MB.*raise data.max_unpacked_mb"):
         n_ratings(f"data.root={bomb}", f"data.md5={md5(bomb)}", "data.max_unpacked_mb=1")
-    assert list(isolated_cache.iterdir()) == []  # nothing extracted stays
+    assert cache_entries(isolated_cache) == []  # nothing extracted stays
 
 
 def test_an_archive_of_the_wrong_kind_names_what_was_expected(tmp_path, isolated_cache):
@@ -154,7 +154,7 @@ def test_an_archive_of_the_wrong_kind_names_what_was_expected(tmp_path, isolated
     message = str(err.value)
     assert "the archive has no ml-25m/ratings.csv or movies.csv" in message and "ml-25m.zip" in message
     assert "ml-1m/ratings.dat" in message and "data=ml1m or ml10m" in message
-    assert list(isolated_cache.iterdir()) == []
+    assert cache_entries(isolated_cache) == []
     tarball = tmp_path / "ml-25m.tar.gz"
     tarball.write_bytes(b"\x1f\x8b\x08\x00" + bytes(60))
     with pytest.raises(DataNotFoundError, match=r"neither a zip archive nor a folder; expected ml-25m.zip.*gzip"):

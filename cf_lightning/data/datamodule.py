@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
+from filelock import FileLock
 
 from cf_lightning.data.arrays import RatingArrays, encode_ids
 from cf_lightning.data.batches import EpochBatchSampler, RatingTensors, StepChunks, batch_loader
 from cf_lightning.data.dataset import load_arrays
-from cf_lightning.data.filelock import file_lock
 from cf_lightning.data.layouts import Layout, layout_of
 from cf_lightning.data.locate import DatasetSource, cache_dir, locate
 from cf_lightning.data.movielens import ITEMS_FILE, RATINGS_FILE
@@ -117,7 +117,7 @@ class CollabDataModule(pl.LightningDataModule):
         """Find the files and fill the binary cache once (one process at a time; the others then load it)."""
         folder = self.data_folder()
         if self.cfg.split != "predefined" and self.tensors is None:
-            with file_lock(cache_dir() / f".{folder.name}-arrays.lock", purpose=f"reading {folder}"):
+            with FileLock(cache_dir() / f".{folder.name}-arrays.lock"):
                 self._prepared = self._load_arrays(folder)  # setup() in this process uses them
 
     def _load_arrays(self, folder: Path) -> RatingArrays:
