@@ -4,8 +4,8 @@
 
 Each case runs ``python -m cf_lightning.<command> ...`` in a fresh process (as a user would) and records
 its exit status, how many lines it wrote to stderr, and the first line of the message (the first
-``error:`` line, else the last line of stderr, else of stdout). The full-disk cases mount small tmpfs
-folders, so they need root; they are left out otherwise.
+``error:`` line; else the first line of stderr, or its last after a traceback; else the last line of
+stdout). The full-disk case mounts a small tmpfs, so it needs root; it is left out otherwise.
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ def first_message(result) -> str:
     err = [line for line in result.stderr.splitlines() if line.strip()]
     out = [line for line in result.stdout.splitlines() if line.strip()]
     ours = next((line for line in err if line.startswith("error:")), None)
-    return ours or (err[-1] if err else out[-1] if out else "")
+    if ours or not err:
+        return ours or (out[-1] if out else "")
+    return err[-1] if err[0].startswith("Traceback") else err[0]  # a traceback ends with the exception
 
 
 def outcome(case: str, shown: str, result) -> Outcome:
@@ -72,6 +74,10 @@ def zip_of(folder: Path, members: dict[str, bytes]) -> tuple[Path, str]:
     path = folder / "custom.zip"
     path.write_bytes(buffer.getvalue())
     return path, hashlib.md5(buffer.getvalue()).hexdigest()
+
+
+def _first_lines(path: Path, n: int) -> bytes:
+    return b"".join(path.read_bytes().splitlines(keepends=True)[:n])
 
 
 def cases(root: Path, work: Path) -> list[Outcome]:
@@ -226,19 +232,21 @@ def cases(root: Path, work: Path) -> list[Outcome]:
         "a cut-off checkpoint", "`recommend cut.ckpt --user 196`", [str(corrupt), "--user", "196"], module="recommend"
     )
     train(
-        "README's `~` in an override", "`train data.root=~/datasets/ml-100k`", ["data.root=~/datasets/ml-100k", *QUICK]
+        "an unquoted `~` in an override (the README now writes $HOME)",
+        "`train data.root=~/datasets/ml-100k`",
+        ["data.root=~/datasets/ml-100k", *QUICK],
     )
 
     archive, md5 = zip_of(
         work,
         {
-            "ml-100k/u.data": (root / "u.data").read_bytes()[:1_000_000],
+            "ml-100k/u.data": _first_lines(root / "u.data", 50_000),
             "ml-100k/u.item": (root / "u.item").read_bytes(),
         },
     )
     cache = {"CF_LIGHTNING_CACHE": str(work / "cache")}
     train(
-        "a custom archive as data.root (1 MB of u.data)",
+        "a custom archive as data.root (50,000 ratings)",
         "`train data.root=custom.zip data.md5=<its md5>`",
         [f"data.root={archive}", f"data.md5={md5}", *QUICK, f"hydra.run.dir={work / 'zip-run'}"],
         env=cache,

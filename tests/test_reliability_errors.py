@@ -144,7 +144,7 @@ def test_resuming_a_finished_run_with_more_epochs_is_refused_naming_both_ways(tm
     saved = torch.load(last, weights_only=True)
     code, _, err = run_cli(train_module.main, [*overrides, "epochs=5", f"ckpt_path={last}"], monkeypatch, capsys)
     steps = TRAINING_ROWS // 32
-    assert_clean(code, err, f"ckpt_path={last}: its one-cycle schedule has {steps} steps (1 epochs of {steps} steps")
+    assert_clean(code, err, f"ckpt_path={last}: its one-cycle schedule has {steps} steps (1 epoch of {steps} steps")
     assert "keep its epochs (epochs=1)" in err and "start a new run with the new epochs" in err
     assert torch.load(last, weights_only=True)["global_step"] == saved["global_step"]  # the checkpoint is untouched
     # The same epochs resume the finished run (nothing left to train); the results stay.

@@ -71,9 +71,10 @@ def check_schedule(trainer, checkpoint: dict) -> None:
         return
     saved_epochs = saved_total / per_epoch
     epochs_text = f"{saved_epochs:g}" if saved_epochs == int(saved_epochs) else f"{saved_epochs:.2f}"
+    unit = "epoch" if saved_epochs == 1 else "epochs"
     raise CheckpointMismatchError(
         f"ckpt_path={trainer.ckpt_path}: its one-cycle schedule has {saved_total} steps "
-        f"({epochs_text} epochs of {per_epoch} steps here), this run's has {total} (epochs={trainer.max_epochs}). "
+        f"({epochs_text} {unit} of {per_epoch} steps here), this run's has {total} (epochs={trainer.max_epochs}). "
         f"Resuming continues the saved schedule, so to finish that run keep its epochs (epochs={epochs_text}) "
         "and data.batch_size; to train for longer, start a new run with the new epochs (without ckpt_path)"
     )
