@@ -66,12 +66,12 @@ def mount_tmpfs(folder: Path, size: str) -> bool:
     )
 
 
-def zip_of(folder: Path, members: dict[str, bytes]) -> tuple[Path, str]:
+def zip_of(folder: Path, members: dict[str, bytes], name: str) -> tuple[Path, str]:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in members.items():
             archive.writestr(name, data)
-    path = folder / "custom.zip"
+    path = folder / name
     path.write_bytes(buffer.getvalue())
     return path, hashlib.md5(buffer.getvalue()).hexdigest()
 
@@ -243,6 +243,7 @@ def cases(root: Path, work: Path) -> list[Outcome]:
             "ml-100k/u.data": _first_lines(root / "u.data", 50_000),
             "ml-100k/u.item": (root / "u.item").read_bytes(),
         },
+        "custom.zip",
     )
     cache = {"CF_LIGHTNING_CACHE": str(work / "cache")}
     train(
@@ -251,7 +252,7 @@ def cases(root: Path, work: Path) -> list[Outcome]:
         [f"data.root={archive}", f"data.md5={md5}", *QUICK, f"hydra.run.dir={work / 'zip-run'}"],
         env=cache,
     )
-    bomb, bomb_md5 = zip_of(work, {"ml-100k/u.data": b"\0" * 200_000_000, "ml-100k/u.item": b""})
+    bomb, bomb_md5 = zip_of(work, {"ml-100k/u.data": b"\0" * 200_000_000, "ml-100k/u.item": b""}, "bomb.zip")
     train(
         "a zip member of 200 MB of zeros",
         "`train data.root=bomb.zip data.md5=<its md5>`",
