@@ -5,8 +5,8 @@ or, on any data set, the 5 random folds ``k1..k5`` (``data.split=kfold``), with 
 each in ``<run folder>/fold=<fold>/``; then the mean and standard deviation of every metric in
 ``crossval.json`` and ``metrics.json`` (the means under the metrics' own names, so the sweep
 summary reads a cross-validated run like any other; ``<name>_std`` beside each). ``main`` returns
-the mean ``val/loss_best``, never a test value, so a sweep over cross-validated runs selects on
-validation only. ``data.folds=u1,u2,u3`` works without brackets.
+the mean best validation value of ``evaluation.monitor`` (``val/loss_best``), never a test value,
+so a sweep over cross-validated runs selects on validation only. ``data.folds=u1,u2,u3`` works without brackets.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from cf_lightning.atomic import write_text
 from cf_lightning.callbacks.report import METRICS_FILE
-from cf_lightning.config import CONFIG_DIR, OBJECTIVE
+from cf_lightning.config import CONFIG_DIR
 from cf_lightning.config.cli import clean_errors
 from cf_lightning.config.run_folder import run_folder
 from cf_lightning.config.schema import PREDEFINED_FOLDS
-from cf_lightning.train import train
+from cf_lightning.train import objective, train
 
 CROSSVAL_FILE = "crossval.json"
 
@@ -80,7 +80,7 @@ def bracket_list_overrides(argv: list[str], keys: tuple[str, ...] = ("data.folds
 @clean_errors
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def _hydra_main(cfg: DictConfig) -> float:
-    return crossval(cfg)[OBJECTIVE]
+    return crossval(cfg)[objective(cfg)]
 
 
 def main() -> None:

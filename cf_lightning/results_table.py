@@ -3,7 +3,8 @@
 For each model it reads ``<runs>/cv-<model>/crossval.json`` and, with ``--run``, first runs the
 missing cross-validations (``python -m cf_lightning.crossval model=<model> <overrides>``) in this
 process. Columns: RMSE and MAE on ``u1`` alone, their mean ± std over all folds, and NDCG@K /
-Recall@K over all folds; the published anchors follow as a second table.
+Recall@K over all folds; the published anchors follow as a second table. ``--ranking`` prints the
+top-N table instead (NDCG, Recall, HitRate with both relevance definitions, ratios to popularity).
 
     python -m cf_lightning.results_table --runs outputs/crossval --models dotbias,bias_only,popularity \\
         --run data.root=~/ml-100k data.valid_pct=0.05
@@ -72,6 +73,34 @@ def table(runs: Path, models: list[str], k: int = 10) -> str:
     return text
 
 
+def ranking_table(runs: Path, models: list[str], k: int = 10, baseline: str = "popularity") -> str:
+    """Top-N quality over the folds: NDCG, Recall and HitRate at ``k`` with relevant = test rating >= the
+    runs' threshold, then with any held-out rating relevant (``evaluation.any_relevant=true``), and the
+    5-fold means of NDCG and Recall as multiples of ``baseline``'s."""
+    metrics = [f"test/{name}@{k}" for name in ("ndcg", "recall", "hitrate")]
+    metrics += [f"test/{name}_any@{k}" for name in ("ndcg", "recall", "hitrate")]
+    header = (
+        f"| model | NDCG@{k} | Recall@{k} | HitRate@{k} | NDCG@{k}, any | Recall@{k}, any | HitRate@{k}, any "
+        f"| NDCG × {baseline} | Recall × {baseline} |\n" + "|---" * 9 + "|\n"
+    )
+    found = {m: json.loads(p.read_text()) for m in models if (p := run_dir(runs, m) / CROSSVAL_FILE).is_file()}
+    base = found.get(baseline, {}).get("summary", {})
+    lines = []
+    for model, saved in found.items():
+        s = saved["summary"]
+        cells = [model, *(_pm(s, name) for name in metrics)]
+        for name in metrics[:2]:
+            ok = name in s and base.get(name)
+            cells.append(f"{s[name] / base[name]:.2f}" if ok else "–")
+        n = len(saved["folds"])
+        lines.append("| " + " | ".join(cells) + " |" + ("" if n == 5 else f" ({n} folds)"))
+    text = header + "\n".join(lines) + "\n"
+    missing = [m for m in models if m not in found]
+    if missing:
+        text += f"\nNo results yet for: {', '.join(missing)}.\n"
+    return text
+
+
 def anchors() -> str:
     rows = "\n".join(f"| {name} | {rmse} | {source} |" for name, rmse, source in ANCHORS)
     return "| published | RMSE | source |\n|---|---|---|\n" + rows + "\n"
@@ -94,11 +123,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k", type=int, default=10, help="the K of the ranking columns (evaluation.k of the runs)")
     parser.add_argument("--out", type=Path, help="write the Markdown here (default: print)")
     parser.add_argument("--run", nargs="*", metavar="OVERRIDE", help="run missing models first, with these overrides")
+    parser.add_argument("--ranking", action="store_true", help="the top-N table (NDCG, Recall, HitRate) instead")
     args = parser.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
     if args.run is not None:
         run_missing(args.runs, models, args.run)
-    text = table(args.runs, models, args.k) + "\n" + anchors()
+    if args.ranking:
+        text = ranking_table(args.runs, models, args.k)
+    else:
+        text = table(args.runs, models, args.k) + "\n" + anchors()
     if args.out:
         write_text(args.out, text)
     else:

@@ -1,11 +1,13 @@
 """Training entry point: ``python -m cf_lightning.train [overrides]``.
 
 ``train(cfg)`` is the whole job and returns the run's metrics (tests call it directly);
-``main`` is the thin Hydra wrapper and returns ``val/loss_best`` for sweepers to minimise.
+``main`` is the thin Hydra wrapper and returns the best validation value of ``evaluation.monitor``
+(``val/loss_best`` to minimise by default; ``val/ndcg@10_best`` to maximise for ranking runs).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -23,7 +25,7 @@ from cf_lightning.callbacks.progress import LossProgressBar
 from cf_lightning.callbacks.ranking_evaluation import RankingEvaluation
 from cf_lightning.callbacks.report import EpochReport
 from cf_lightning.callbacks.tensorboard_extras import InterpretationLogger
-from cf_lightning.config import CONFIG_DIR, OBJECTIVE, validate
+from cf_lightning.config import CONFIG_DIR, validate
 from cf_lightning.config.cli import clean_errors
 from cf_lightning.config.distributed import hydra_ddp_job
 from cf_lightning.config.loggers import build_logger, tensorboard_of
@@ -31,7 +33,11 @@ from cf_lightning.config.preflight import check_accelerator, check_batch_size, l
 from cf_lightning.config.run_folder import run_folder
 from cf_lightning.config.threads import apply_threads
 from cf_lightning.data.datamodule import CollabDataModule
-from cf_lightning.models import build_model
+from cf_lightning.data.negatives import NegativeSampling
+from cf_lightning.errors import ConfigError
+from cf_lightning.metrics.ranking import higher_is_better
+from cf_lightning.models import MODELS, build_model
+from cf_lightning.models.losses import RANKING_LOSSES
 
 # train/loss, lr and momentum: a point every this many optimizer steps (a device sync each, no more).
 LOG_EVERY_N_STEPS = 50
@@ -43,6 +49,7 @@ def train(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
     default); return the metrics."""
     validate(cfg)
     check_accelerator(cfg.accelerator)
+    _check_loss_applies(cfg.model.name, cfg.loss.name)
     out_dir = Path(out_dir or hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
     with run_folder(out_dir, cfg.ckpt_path, cfg.overwrite):  # one run per folder (config/run_folder.py)
         return _fit(cfg, out_dir)
@@ -64,8 +71,13 @@ def _fit(cfg: DictConfig, out_dir: Path) -> dict:
         optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
     )
     model.vocab = datamodule.vocab
+    model.loss_config = loss = OmegaConf.to_container(cfg.loss, resolve=True)
+    if loss["name"] in RANKING_LOSSES:  # rated = interacted, with unrated items drawn per batch
+        datamodule.train_view = partial(
+            NegativeSampling, n_items=datamodule.n_items, n_negatives=loss["n_negatives"], seed=cfg.seed
+        )
 
-    report = EpochReport(out_dir)
+    report = EpochReport(out_dir, monitor=cfg.evaluation.monitor)
     trainer = lightning_trainer(
         max_epochs=cfg.epochs,
         default_root_dir=out_dir,
@@ -82,7 +94,7 @@ def _fit(cfg: DictConfig, out_dir: Path) -> dict:
     )
     # weights_only: a checkpoint holds tensors and plain data only, so loading one never runs pickled code.
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
-    if datamodule.has_test:  # the protocol has a test set: score it once, with the best weights by val/loss
+    if datamodule.has_test:  # the protocol has a test set: score it once, with the best weights by the monitor
         # Closed-form baselines take no optimizer step, so ModelCheckpoint saves no "best" for them.
         saved_best = trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_path
         weights = "best" if saved_best else None
@@ -96,12 +108,30 @@ def _fit(cfg: DictConfig, out_dir: Path) -> dict:
     return metrics
 
 
+def objective(cfg: DictConfig) -> str:
+    """The metrics.json key a sweep optimises: the best epoch's value of ``evaluation.monitor``."""
+    return f"{cfg.evaluation.monitor}_best"
+
+
+def _check_loss_applies(model_name: str, loss_name: str) -> None:
+    model_cls = MODELS.get(model_name)
+    if loss_name in RANKING_LOSSES and model_cls is not None and not model_cls.trained_by_loss:
+        raise ConfigError(
+            f"loss={loss_name}: model={model_name} is fitted from the training rows (closed form or least "
+            "squares), not by a loss; drop the loss= override (it ranks by its own scores already)"
+        )
+
+
 def _evaluation(cfg: DictConfig) -> list[pl.Callback]:
     """Ranking metrics after validation and test (conf/evaluation)."""
     ev = cfg.evaluation
     if not ev.ranking:
         return []
-    return [RankingEvaluation(ev.k, ev.relevance_threshold, ev.every_n_epochs, ev.max_users, ev.batch_pairs, cfg.seed)]
+    return [
+        RankingEvaluation(
+            ev.k, ev.relevance_threshold, ev.every_n_epochs, ev.max_users, ev.batch_pairs, cfg.seed, ev.any_relevant
+        )
+    ]
 
 
 def _callbacks(cfg: DictConfig, out_dir: Path, logger: Logger | None) -> list[pl.Callback]:
@@ -118,8 +148,8 @@ def _callbacks(cfg: DictConfig, out_dir: Path, logger: Logger | None) -> list[pl
             ModelCheckpoint(
                 dirpath=out_dir / "checkpoints",
                 filename="best-epoch={epoch}",
-                monitor="val/loss",
-                mode="min",
+                monitor=cfg.evaluation.monitor,
+                mode="max" if higher_is_better(cfg.evaluation.monitor) else "min",
                 save_last=True,
                 auto_insert_metric_name=False,
                 enable_version_counter=False,  # a resumed run replaces its last.ckpt, never adds last-v1.ckpt
@@ -132,7 +162,7 @@ def _callbacks(cfg: DictConfig, out_dir: Path, logger: Logger | None) -> list[pl
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
     with hydra_ddp_job("cf_lightning.train"):  # DDP's child ranks run this job alone
-        return train(cfg)[OBJECTIVE]
+        return train(cfg)[objective(cfg)]
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from cf_lightning.config.loggers import tensorboard_of
 
 # Config subtrees logged whole, and single keys: what a sweep varies. Paths and switches that do not
 # change the result (data.root, progress bar, checkpointing) stay out.
-HPARAM_GROUPS = ("model", "optimizer")
+HPARAM_GROUPS = ("model", "loss", "optimizer")
 HPARAM_KEYS = (
     "seed",
     "epochs",

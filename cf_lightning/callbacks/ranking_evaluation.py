@@ -10,7 +10,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_warn
 from tqdm import tqdm
 
-from cf_lightning.metrics.ranking import RANKING_METRICS, UserItems, ranking_metrics, score_all_items
+from cf_lightning.metrics.ranking import ANY_SUFFIX, RANKING_METRICS, UserItems, ranking_metrics, score_all_items
 
 # Ranking that takes at least this many user batches gets a progress bar (MovieLens 100K takes 2).
 PROGRESS_MIN_BATCHES = 20
@@ -23,7 +23,8 @@ class RankingEvaluation(pl.Callback):
     the last epoch, and also every ``every_n_epochs`` epochs if that is > 0. ``max_users`` (if
     set) evaluates a fixed random sample of users, to bound the cost on big data sets.
     Known items (never recommended): the training rows for validation; training and validation
-    rows for test. Relevant: held-out ratings ``>= relevance_threshold``.
+    rows for test. Relevant: held-out ratings ``>= relevance_threshold``; with ``any_relevant``
+    also every held-out rating, logged as ``{stage}/ndcg_any@K`` etc.
     """
 
     def __init__(
@@ -34,10 +35,13 @@ class RankingEvaluation(pl.Callback):
         max_users: int | None = None,
         batch_pairs: int = 1_000_000,
         seed: int = 0,
+        any_relevant: bool = False,
     ) -> None:
         self.k, self.threshold = k, relevance_threshold
         self.every_n_epochs, self.max_users = every_n_epochs, max_users
         self.batch_pairs, self.seed = batch_pairs, seed
+        # Relevance definitions: (name suffix, threshold); "any" counts every held-out rating.
+        self.relevance = [("", relevance_threshold)] + ([(ANY_SUFFIX, -math.inf)] if any_relevant else [])
         self._cache: dict[str, tuple] = {}
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -55,8 +59,14 @@ class RankingEvaluation(pl.Callback):
         self.evaluate(trainer, pl_module, "test")
 
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> dict[str, float]:
-        """Compute and log the stage's ranking metrics; returns the means."""
-        known, relevant, users = self._data(trainer.datamodule, pl_module, stage)
+        """Compute and log the stage's ranking metrics (each relevance definition); returns the means."""
+        means = {}
+        for suffix, threshold in self.relevance:
+            means |= self._evaluate(trainer, pl_module, stage, suffix, threshold)
+        return means
+
+    def _evaluate(self, trainer, pl_module, stage: str, suffix: str, threshold: float) -> dict[str, float]:
+        known, relevant, users = self._data(trainer.datamodule, pl_module, stage, threshold)
         users = users[trainer.global_rank :: trainer.world_size]  # ranks split the users, then add up
         n_items = pl_module.hparams.n_items
         was_training = pl_module.training
@@ -84,10 +94,10 @@ class RankingEvaluation(pl.Callback):
         totals = trainer.strategy.reduce(totals, reduce_op="sum")
         counted = float(totals[-1])
         if counted == 0:
-            rank_zero_warn(f"{stage}: no user has a held-out rating >= {self.threshold}; ranking metrics skipped")
+            rank_zero_warn(f"{stage}: no user has a held-out rating >= {threshold}; ranking metrics skipped")
             return {}
-        means = {f"{stage}/{name}@{self.k}": totals[i] / counted for i, name in enumerate(RANKING_METRICS)}
-        means[f"{stage}/ranked_users"] = totals[-1]
+        means = {f"{stage}/{name}{suffix}@{self.k}": totals[i] / counted for i, name in enumerate(RANKING_METRICS)}
+        means[f"{stage}/ranked_users{suffix}"] = totals[-1]
         pl_module.log_dict(means, sync_dist=False)  # already summed over ranks
         return {key: float(value) for key, value in means.items()}
 
@@ -100,9 +110,9 @@ class RankingEvaluation(pl.Callback):
             return None
         return tqdm(total=n_users, desc=f"Ranking {stage} users", unit="user", leave=False, dynamic_ncols=True)
 
-    def _data(self, datamodule, pl_module, stage: str):
+    def _data(self, datamodule, pl_module, stage: str, threshold: float):
         """Known items, relevant items and the users to rank for ``stage`` (built once per run)."""
-        if stage not in self._cache:
+        if (stage, threshold) not in self._cache:
             n_users = pl_module.hparams.n_users
             if stage == "val":
                 known_rows, held_rows = datamodule.train_idx, datamodule.valid_idx
@@ -111,11 +121,11 @@ class RankingEvaluation(pl.Callback):
             known = datamodule.subset(known_rows)
             held = datamodule.subset(held_rows)
             known_items = UserItems.from_pairs(known.users, known.items, n_users)
-            good = held.ratings >= self.threshold
+            good = held.ratings >= threshold
             relevant = UserItems.from_pairs(held.users[good], held.items[good], n_users)
             users = relevant.users_with_items()
             if self.max_users is not None and len(users) > self.max_users:
                 generator = torch.Generator().manual_seed(self.seed)
                 users = users[torch.randperm(len(users), generator=generator)[: self.max_users]].sort().values
-            self._cache[stage] = (known_items, relevant, users)
-        return self._cache[stage]
+            self._cache[stage, threshold] = (known_items, relevant, users)
+        return self._cache[stage, threshold]

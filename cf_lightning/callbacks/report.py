@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 from cf_lightning.atomic import write_text
 from cf_lightning.callbacks.loss_plot import LOSS_PLOT_FILE, write_loss_plot
 from cf_lightning.config import METRICS_FILE
+from cf_lightning.metrics.ranking import higher_is_better
 
 EPOCHS_FILE = "epochs.csv"
 TABLE_COLUMNS = ("epoch", "train_loss", "valid_loss", "time")
@@ -22,10 +23,14 @@ TABLE_COLUMNS = ("epoch", "train_loss", "valid_loss", "time")
 class EpochReport(pl.Callback):
     """Collects ``epoch, train_loss, valid_loss, time`` each epoch and prints it as a row of fastai's
     table when the epoch ends; at the end writes ``epochs.csv``, ``metrics.json`` (last and best
-    validation values, wall times) and ``loss.png`` (train and valid loss per epoch)."""
+    validation values, wall times) and ``loss.png`` (train and valid loss per epoch).
 
-    def __init__(self, out_dir: str | Path) -> None:
+    ``best_epoch`` is the best by ``monitor`` (``evaluation.monitor``); ``val/loss_best`` is always
+    the lowest validation loss, and ``<monitor>_best`` is added for any other monitor."""
+
+    def __init__(self, out_dir: str | Path, monitor: str = "val/loss") -> None:
         self.out_dir = Path(out_dir)
+        self.monitor = monitor  # best_epoch and "<monitor>_best" follow it (maximised for ranking metrics)
         self.rows: list[dict] = []
         self.last: dict[str, float] = {}
         self.extra: dict = {}  # added to the summary after fitting (the test metrics)
@@ -72,11 +77,15 @@ class EpochReport(pl.Callback):
     def summary(self) -> dict:
         """The run's metrics: last epoch's values, the best validation values, and timings."""
         valid = [r["valid_loss"] for r in self.rows]
-        best_epoch = min(range(len(valid)), key=lambda i: (math.isnan(valid[i]), valid[i]))
+        lowest_loss = _best_index(valid, maximize=False)
         summary = {k: v for k, v in self.last.items() if k.startswith(("val/", "train/"))}
+        summary |= {"val/loss_best": valid[lowest_loss], "val/rmse_best": math.sqrt(valid[lowest_loss])}
+        best_epoch = lowest_loss
+        if self.monitor != "val/loss":
+            monitored = [r.get(self.monitor, math.nan) for r in self.rows]
+            best_epoch = _best_index(monitored, maximize=higher_is_better(self.monitor))
+            summary[f"{self.monitor}_best"] = monitored[best_epoch]
         summary |= {
-            "val/loss_best": valid[best_epoch],
-            "val/rmse_best": math.sqrt(valid[best_epoch]),
             "best_epoch": self.rows[best_epoch]["epoch"],
             "epochs": len(self.rows),
             "epoch_times": [r["time"] for r in self.rows],
@@ -95,6 +104,12 @@ class EpochReport(pl.Callback):
         write_text(self.out_dir / EPOCHS_FILE, table.getvalue())
         write_text(self.out_dir / METRICS_FILE, json.dumps(self.summary(), indent=2) + "\n")
         write_loss_plot(self.rows, self.out_dir / LOSS_PLOT_FILE)
+
+
+def _best_index(values: list[float], maximize: bool) -> int:
+    """Index of the best value (NaN, e.g. an epoch without ranking metrics, never wins; ties: the first)."""
+    sign = -1.0 if maximize else 1.0
+    return min(range(len(values)), key=lambda i: (math.isnan(values[i]), sign * values[i]))
 
 
 def format_table(rows: list[dict]) -> str:

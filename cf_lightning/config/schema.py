@@ -26,6 +26,8 @@ SPLITS = ("random", "predefined", "kfold", "temporal", "time_cut", "by_user")
 PREDEFINED_FOLDS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")  # MovieLens 100K's own fold files
 KFOLDS = ("k1", "k2", "k3", "k4", "k5")  # data.split=kfold: 5 random folds of any data set
 FOLDS = PREDEFINED_FOLDS + KFOLDS
+# Validation metrics where lower is better; every other one (val/ndcg@10, ...) is a ranking metric.
+RATING_METRICS = ("val/loss", "val/rmse", "val/mae")
 
 
 def _check(ok: bool, key: str, message: str) -> None:
@@ -190,9 +192,17 @@ class EvaluationConfig:
     every_n_epochs: int = MISSING  # 0 = only after the last epoch (and at test)
     max_users: int | None = MISSING  # a fixed random sample of users; null = all
     batch_pairs: int = MISSING  # scores held in memory at once
+    any_relevant: bool = MISSING  # also {stage}/ndcg_any@k etc.: every held-out rating relevant
+    monitor: str = MISSING  # the validation metric that picks the best epoch and is the sweep objective
 
     def __post_init__(self) -> None:
         _check(self.k > 0, "evaluation.k", f"must be > 0, got {self.k}")
+        _check(self.monitor.startswith("val/"), "evaluation.monitor", f"must be a val/ metric, got {self.monitor!r}")
+        _check(
+            self.ranking or self.monitor in RATING_METRICS,
+            "evaluation.monitor",
+            f"{self.monitor} is a ranking metric but evaluation.ranking=false; turn ranking on or monitor val/loss",
+        )
         _check(self.every_n_epochs >= 0, "evaluation.every_n_epochs", f"must be >= 0, got {self.every_n_epochs}")
         _check(self.max_users is None or self.max_users > 0, "evaluation.max_users", "must be > 0 or null")
         _check(self.batch_pairs > 0, "evaluation.batch_pairs", f"must be > 0, got {self.batch_pairs}")
@@ -212,11 +222,48 @@ class TrainConfig:
     logger: Any = MISSING  # a Lightning logger as a `_target_` mapping (conf/logger), or null for none
     callbacks: CallbacksConfig = MISSING
     evaluation: EvaluationConfig = MISSING
+    loss: Any = MISSING  # one of LOSS_SCHEMAS, chosen by loss=NAME
 
     def __post_init__(self) -> None:
         _check(self.epochs > 0, "epochs", f"must be > 0, got {self.epochs}")
         _check_seed("seed", self.seed)
         _check(self.threads is None or self.threads > 0, "threads", f"must be > 0 or null, got {self.threads}")
+
+
+@dataclass
+class LossConfig:
+    """The training objective (``conf/loss``, cf_lightning/models/losses.py): ``mse`` on ratings, or a
+    ranking loss over rated (= interacted) items and sampled unrated ones, which adds its keys."""
+
+    name: str = MISSING
+
+    def __post_init__(self) -> None:
+        _check(self.name in LOSS_SCHEMAS, "loss.name", f"must be one of {list(LOSS_SCHEMAS)}, got {self.name!r}")
+
+
+@dataclass
+class RankingLossConfig(LossConfig):
+    n_negatives: int = MISSING  # unrated items sampled per rated (user, item)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.n_negatives > 0, "loss.n_negatives", f"must be > 0, got {self.n_negatives}")
+
+
+@dataclass
+class SampledSoftmaxConfig(RankingLossConfig):
+    temperature: float = MISSING  # scores are divided by it before the softmax
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.temperature > 0, "loss.temperature", f"must be > 0, got {self.temperature}")
+
+
+LOSS_SCHEMAS: dict[str, type[LossConfig]] = {
+    "mse": LossConfig,
+    "bpr": RankingLossConfig,
+    "sampled_softmax": SampledSoftmaxConfig,
+}
 
 
 def register_configs() -> None:
@@ -229,6 +276,8 @@ def register_configs() -> None:
     cs.store(group="callbacks", name="callbacks_schema", node=CallbacksConfig)
     cs.store(group="evaluation", name="evaluation_schema", node=EvaluationConfig)
     # Model schemas are stored by the model registry as each model registers (cf_lightning/models/zoo.py).
+    for name, schema in LOSS_SCHEMAS.items():
+        cs.store(group="loss", name=f"{name}_schema", node=schema)
 
 
 def validate(cfg: DictConfig) -> TrainConfig:
@@ -243,6 +292,13 @@ def validate(cfg: DictConfig) -> TrainConfig:
         "model.name",
         f"{name!r} does not fit the selected model's keys ({sorted(cfg.model)}); choose the model with "
         f"model={name}, not model.name={name}",
+    )
+    loss = cfg.loss.get("name")
+    _check(loss in LOSS_SCHEMAS, "loss.name", f"{loss!r} is not a loss; allowed values: {', '.join(LOSS_SCHEMAS)}")
+    _check(
+        OmegaConf.get_type(cfg.loss) is LOSS_SCHEMAS[loss],
+        "loss.name",
+        f"{loss!r} does not fit the selected loss's keys; choose the loss with loss={loss}, not loss.name={loss}",
     )
     _check_known_keys(cfg)
     return OmegaConf.to_object(cfg)

@@ -84,6 +84,9 @@ class CollabDataModule(pl.LightningDataModule):
         self.cfg = data
         self.seed = seed
         self.vocab: CollabVocab | None = None
+        # Wraps the training rows for the model's loss: train_view(rows, epoch_sampler) -> a Dataset
+        # (e.g. cf_lightning.data.negatives.NegativeSampling for ranking losses); None = the rating triples.
+        self.train_view = None
         self.tensors: RatingTensors | None = None
         self._ratings: pd.DataFrame | None = None
         self._frame_parts: RatingArrays | None = None  # what the ratings frame is built from, on demand
@@ -200,7 +203,9 @@ class CollabDataModule(pl.LightningDataModule):
     def train_dataloader(self):
         """Chunks of ``data.steps_per_call`` training batches; each batch is one optimizer step."""
         batches = self._sampler(self.train_idx, self.cfg.batch_size, train=True)
-        return batch_loader(self.subset(self.train_idx), StepChunks(batches, self.cfg.steps_per_call))
+        rows = self.subset(self.train_idx)
+        rows = rows if self.train_view is None else self.train_view(rows, batches)
+        return batch_loader(rows, StepChunks(batches, self.cfg.steps_per_call))
 
     def optimizer_steps_per_epoch(self) -> int:
         """Training batches (optimizer steps) per epoch on this rank: the one-cycle schedule's unit."""

@@ -82,12 +82,17 @@ def top_k(scores: ItemScores, exclude_rows: np.ndarray, k: int) -> tuple[np.ndar
 
 
 def ranked_frame(model: CollabModel, item_columns: dict[str, list], top: ItemScores) -> pd.DataFrame:
-    """The list as a table: the item columns, predicted ratings, and the ranking score if it differs from them."""
-    frame = pd.DataFrame({**item_columns, "predicted": top.predicted.numpy()})
+    """The list as a table: the item columns, predicted ratings (for a model that predicts ratings), and
+    the ranking score if it differs from them."""
+    frame = pd.DataFrame(item_columns)
+    if model.predicts_ratings:
+        frame["predicted"] = top.predicted.numpy()
     if _ranks_by_other(model):
         frame[model.ranked_by] = top.ranking.numpy()
     return frame
 
 
 def _ranks_by_other(model: CollabModel) -> bool:
-    return type(model).ranking_scores is not CollabModel.ranking_scores
+    """Whether the order comes from something other than the predicted rating (its own ranking_scores,
+    or a model trained with a ranking loss)."""
+    return type(model).ranking_scores is not CollabModel.ranking_scores or not model.predicts_ratings

@@ -25,6 +25,13 @@ from dataclasses import dataclass
 import torch
 
 RANKING_METRICS = ("ndcg", "precision", "recall", "hitrate")
+ANY_SUFFIX = "_any"  # {stage}/ndcg_any@10: the same metric with every held-out rating relevant
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a logged metric (``val/ndcg@10``, ``test/recall_any@5``, ``val/loss``) is to be maximised."""
+    name = metric.rsplit("/", 1)[-1].split("@", 1)[0].removesuffix("_best")
+    return name.removesuffix(ANY_SUFFIX) in RANKING_METRICS
 
 
 @dataclass(frozen=True)

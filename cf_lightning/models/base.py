@@ -13,6 +13,7 @@ from torchmetrics import MeanAbsoluteError, MeanSquaredError
 from cf_lightning.data.vocab import CollabVocab
 from cf_lightning.inference.ids import predict as predict_ids
 from cf_lightning.models.layers import sigmoid_range
+from cf_lightning.models.losses import RANKING_LOSSES, ranking_loss
 from cf_lightning.models.optim import one_cycle
 from cf_lightning.models.sparse_optim import require_sparse_all_reduce, use_sparse_gradients, wants_sparse_gradients
 from cf_lightning.models.vocab_match import require_same_vocab
@@ -20,6 +21,7 @@ from cf_lightning.models.vocab_match import require_same_vocab
 VOCAB_KEY = "cf_lightning_vocab"
 # The logged name of each evaluation stage's mean squared error: val/loss is what checkpoints and sweeps watch.
 MSE_NAME = {"val": "loss", "test": "mse"}
+LOSS_KEY = "cf_lightning_loss"  # the loss config the model was trained with (plain data)
 
 
 class CollabModel(pl.LightningModule):
@@ -33,7 +35,14 @@ class CollabModel(pl.LightningModule):
     Training uses manual optimization and no per-step ``self.log``: Lightning's automatic closure and
     per-step logging each cost a measurable share of a step this small (docs/benchmarks.md). The
     training loss is summed on the device and logged every ``log_every_n_steps`` optimizer steps.
+
+    ``loss_config`` (``conf/loss`` as a dict, set before training, saved in the checkpoint) chooses
+    the objective: squared error against ratings, or a ranking loss over batches that carry sampled
+    negatives (``cf_lightning.data.negatives``); ``ranked_by`` and ``predicts_ratings`` follow it.
+    Models fitted another way (closed form, ALS) set ``trained_by_loss = False``.
     """
+
+    trained_by_loss = True
 
     def __init__(self, n_users: int, n_items: int, optimizer: dict | None = None) -> None:
         super().__init__()
@@ -56,6 +65,7 @@ class CollabModel(pl.LightningModule):
         self._recent_from_count = 0
         self._recent_steps = 0
         self.recent_train_loss: float | None = None  # the last logged point, for the progress bar
+        self.loss_config: dict = {"name": "mse"}
 
     # --- the model ----------------------------------------------------------------------------
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -67,6 +77,11 @@ class CollabModel(pl.LightningModule):
         """The architecture's raw score of (user row, item row) pairs: what a subclass writes."""
         raise NotImplementedError(f"{type(self).__name__} must define score(users, items)")
 
+    def raw_score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``score`` (a model that writes ``forward`` itself instead: ``forward``): what ranking losses train,
+        without ``y_range`` or a rating model's fallbacks (cold start)."""
+        return self.score(users, items) if type(self).score is not CollabModel.score else self(users, items)
+
     # --- training -----------------------------------------------------------------------------
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         """``batch`` is a chunk of ``data.steps_per_call`` minibatches: one optimizer step each.
@@ -75,8 +90,8 @@ class CollabModel(pl.LightningModule):
         self._log_train_loss_after_last_chunk(batch_idx)
         return losses
 
-    def _optimizer_step(self, users, items, ratings) -> torch.Tensor:
-        loss = F.mse_loss(self(users, items), ratings)
+    def _optimizer_step(self, users, items, ratings, negatives=None) -> torch.Tensor:
+        loss = self.training_loss(users, items, ratings, negatives)
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)  # not loss.backward(): DDP and mixed precision hook in here
@@ -84,6 +99,18 @@ class CollabModel(pl.LightningModule):
         self.lr_schedulers().step()
         self._accumulate_train_loss(loss, len(ratings))
         return loss.detach()
+
+    def training_loss(self, users, items, ratings, negatives=None) -> torch.Tensor:
+        """The ``loss_config`` objective of one minibatch; ``negatives`` ``(B, N)`` for ranking losses."""
+        if self.loss_config["name"] not in RANKING_LOSSES:
+            return F.mse_loss(self(users, items), ratings)
+        if negatives is None:
+            raise RuntimeError(f"loss={self.loss_config['name']} needs batches with sampled negatives")
+        n = negatives.shape[1]
+        # One pass over positives and negatives together (BatchNorm sees them as one batch), on the raw
+        # scores: y_range's squashing would only flatten the gradients of a loss that needs no range.
+        scores = self.raw_score(torch.cat([users, users.repeat_interleave(n)]), torch.cat([items, negatives.flatten()]))
+        return ranking_loss(self.loss_config, scores[: len(users)], scores[len(users) :].view(-1, n))
 
     def _accumulate_train_loss(self, loss: torch.Tensor, n: int) -> None:
         # The sums stay on the device: no host sync per step, one per logged point.
@@ -198,13 +225,24 @@ class CollabModel(pl.LightningModule):
     # a model that gives every user the same predictions says uses_users = False.
     user_tables: tuple[str, ...] = ()
     uses_users: bool = True
-    # What ranking_scores orders a user's items by (recommend prints it beside the list).
-    ranked_by = "predicted rating"
+
+    @property
+    def predicts_ratings(self) -> bool:
+        """Whether ``forward`` gives ratings; a model trained with a ranking loss gives ranking scores only."""
+        return self.loss_config["name"] not in RANKING_LOSSES
+
+    @property
+    def ranked_by(self) -> str:
+        """What ``ranking_scores`` orders a user's items by, in words (recommend prints it beside the list)."""
+        if self.predicts_ratings:
+            return "predicted rating"
+        return f"{self.loss_config['name']} score"
 
     def ranking_scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """What orders a user's items in recommendations and the ranking metrics: the predicted rating,
-        unless a model ranks by something else (the popularity baseline ranks by how often an item was rated)."""
-        return self(users, items)
+        unless a model ranks by something else (the popularity baseline ranks by how often an item was
+        rated; a model trained with a ranking loss by the raw score that loss trained)."""
+        return self(users, items) if self.predicts_ratings else self.raw_score(users, items)
 
     def item_factor_weights(self) -> torch.Tensor | None:
         """The item embedding table (rows = item vocabulary), or None if the model has none."""
@@ -218,6 +256,7 @@ class CollabModel(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.vocab is not None:
             checkpoint[VOCAB_KEY] = self.vocab.to_dict()
+        checkpoint[LOSS_KEY] = dict(self.loss_config)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if VOCAB_KEY in checkpoint:
@@ -226,3 +265,4 @@ class CollabModel(pl.LightningModule):
                 trainer = self._trainer
                 require_same_vocab(saved, self.vocab, trainer.ckpt_path if trainer is not None else None)
             self.vocab = saved
+        self.loss_config = dict(checkpoint.get(LOSS_KEY, {"name": "mse"}))  # checkpoints before losses: mse

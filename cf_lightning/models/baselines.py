@@ -47,6 +47,8 @@ class ClosedFormBaseline(CollabModel):
     only), so ``train/loss``, validation and the run folder look like any other model's.
     """
 
+    trained_by_loss = False  # no loss=... applies; fitted from the training rows
+
     def __init__(self, n_users: int, n_items: int, optimizer: dict | None = None) -> None:
         super().__init__(n_users, n_items, optimizer)
         self.register_buffer("global_mean", torch.zeros(()))
@@ -63,9 +65,13 @@ class ClosedFormBaseline(CollabModel):
     def configure_optimizers(self):
         return None  # Lightning runs without an optimizer
 
+    def fit_loss(self, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor) -> torch.Tensor:
+        """What ``train/loss`` shows: the squared error of the ratings (implicit models: of "interacted")."""
+        return F.mse_loss(self(users, items), ratings)
+
     def training_step(self, batch, batch_idx: int):
         for users, items, ratings in batch:  # a chunk of minibatches; nothing to step
-            self._accumulate_train_loss(F.mse_loss(self(users, items), ratings), len(ratings))
+            self._accumulate_train_loss(self.fit_loss(users, items, ratings), len(ratings))
         self._log_train_loss_after_last_chunk(batch_idx)
         return None
 

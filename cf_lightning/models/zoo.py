@@ -191,3 +191,49 @@ class BlendConfig(ModelConfig):
 
 
 register_model("blend", schema=BlendConfig, model="cf_lightning.models.blend:Blend")
+
+
+# --- top-N models: ranking scores from who rated what (docs/results.md, "Top-N recommendation") -------
+
+
+@dataclass
+class EASEConfig(ModelConfig):
+    l2: float = MISSING  # ridge penalty on the item-item weights
+
+    def __post_init__(self) -> None:
+        check(self.l2 > 0, "model.l2", f"must be > 0, got {self.l2}")
+
+
+register_model("ease", schema=EASEConfig, model="cf_lightning.models.ease:EASE")
+
+
+@dataclass
+class ImplicitALSConfig(ModelConfig):
+    n_factors: int = MISSING
+    unobserved_weight: float = MISSING  # a0: weight of "not interacted" on every pair
+    l2: float = MISSING
+    l2_exponent: float = MISSING  # nu: a row's regulariser grows as (count + a0 * n)^nu
+    init_std: float = MISSING  # item factors start N(0, init_std / sqrt(n_factors))
+
+    def __post_init__(self) -> None:
+        check(self.n_factors > 0, "model.n_factors", f"must be > 0, got {self.n_factors}")
+        for key in ("unobserved_weight", "l2", "l2_exponent"):
+            check(getattr(self, key) >= 0, f"model.{key}", f"must be >= 0, got {getattr(self, key)}")
+        check(self.init_std > 0, "model.init_std", f"must be > 0, got {self.init_std}")
+
+
+register_model("ials", schema=ImplicitALSConfig, model="cf_lightning.models.ials:ImplicitALS")
+
+
+@dataclass
+class MatrixFactorizationConfig(ModelConfig):
+    n_factors: int = MISSING
+
+    def __post_init__(self) -> None:
+        check(self.n_factors > 0, "model.n_factors", f"must be > 0, got {self.n_factors}")
+
+
+# BPR-MF: conf/model/bpr_mf.yaml chooses loss=bpr.
+register_model(
+    "bpr_mf", schema=MatrixFactorizationConfig, model="cf_lightning.models.matrix_factorization:MatrixFactorization"
+)

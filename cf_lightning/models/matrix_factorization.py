@@ -1,0 +1,28 @@
+"""Matrix factorisation for ranking: BPR-MF (Rendle et al. 2009) when trained with ``loss=bpr``."""
+
+from __future__ import annotations
+
+from cf_lightning.models.base import CollabModel
+from cf_lightning.models.layers import embedding
+
+
+class MatrixFactorization(CollabModel):
+    """``user · item + item_bias``, unsquashed: a score to rank by, not a rating (a user bias would
+    not change any user's ranking, so there is none)."""
+
+    user_tables = ("user_factors.weight",)
+
+    def __init__(self, n_users: int, n_items: int, n_factors: int, optimizer: dict | None = None) -> None:
+        super().__init__(n_users, n_items, optimizer)
+        self.user_factors = embedding(n_users, n_factors)
+        self.item_factors = embedding(n_items, n_factors)
+        self.item_bias = embedding(n_items, 1)
+
+    def score(self, users, items):
+        return (self.user_factors(users) * self.item_factors(items)).sum(1) + self.item_bias(items)[:, 0]
+
+    def item_factor_weights(self):
+        return self.item_factors.weight
+
+    def item_bias_weights(self):
+        return self.item_bias.weight[:, 0]
