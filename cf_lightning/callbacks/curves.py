@@ -56,7 +56,8 @@ class TrainingCurves(pl.Callback):
             logger.log_metrics(best, step=trainer.global_step)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if not (self.lr_and_momentum and trainer.loggers and trainer.optimizers):
+        # Closed-form models run with Lightning's placeholder optimizer, which has no parameter groups.
+        if not (self.lr_and_momentum and trainer.loggers and trainer.optimizers and trainer.optimizers[0].param_groups):
             return
         step = trainer.global_step
         if self._lr_logged_at is not None and step - self._lr_logged_at < trainer.log_every_n_steps:
