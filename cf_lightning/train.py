@@ -81,7 +81,13 @@ def _fit(cfg: DictConfig, out_dir: Path) -> dict:
     trainer = lightning_trainer(
         max_epochs=cfg.epochs,
         default_root_dir=out_dir,
-        callbacks=[NonFiniteLossGuard(), report, *_callbacks(cfg, out_dir, logger), *_evaluation(cfg)],
+        callbacks=[
+            NonFiniteLossGuard(),
+            report,
+            *_callbacks(cfg, out_dir),
+            *_logger_callbacks(cfg, logger),
+            *_evaluation(cfg),
+        ],
         logger=logger if logger is not None else False,
         enable_progress_bar=cfg.callbacks.progress_bar_refresh_rate > 0,
         enable_checkpointing=cfg.callbacks.checkpoint,
@@ -134,13 +140,19 @@ def _evaluation(cfg: DictConfig) -> list[pl.Callback]:
     ]
 
 
-def _callbacks(cfg: DictConfig, out_dir: Path, logger: Logger | None) -> list[pl.Callback]:
+def _logger_callbacks(cfg: DictConfig, logger: Logger | None) -> list[pl.Callback]:
+    """What draws into the logger: the curves (any logger), the interpretation (TensorBoard only)."""
+    if logger is None:
+        return []
+    callbacks: list[pl.Callback] = [TrainingCurves(lr_and_momentum=cfg.callbacks.lr_monitor)]
+    if cfg.callbacks.interpretation and tensorboard_of([logger]) is not None:  # projector, images
+        callbacks.append(InterpretationLogger())
+    return callbacks
+
+
+def _callbacks(cfg: DictConfig, out_dir: Path) -> list[pl.Callback]:
     # Checkpoints name their model and data, so cf_lightning.inference.recommender loads them without Hydra.
     callbacks: list[pl.Callback] = [CheckpointInfo(cfg.model.name)]
-    if logger is not None:
-        callbacks.append(TrainingCurves(lr_and_momentum=cfg.callbacks.lr_monitor))
-    if cfg.callbacks.interpretation and tensorboard_of([logger]) is not None:  # projector, images: TensorBoard only
-        callbacks.append(InterpretationLogger())
     if cfg.callbacks.progress_bar_refresh_rate > 0:
         callbacks.append(LossProgressBar(refresh_rate=cfg.callbacks.progress_bar_refresh_rate))
     if cfg.callbacks.checkpoint:

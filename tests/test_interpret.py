@@ -3,8 +3,6 @@ as nearest neighbours, the PCA figure, the CLI and the TensorBoard projector/ima
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,7 +15,7 @@ from cf_lightning.inference.interpretation import bias_tables, describe, most_ra
 from cf_lightning.inference.recommender import Recommender
 from cf_lightning.interpret import main
 from cf_lightning.models import BiasOnly, CollabNN
-from cf_lightning.train import _callbacks
+from cf_lightning.train import _logger_callbacks
 from tests.conftest import make_cfg
 from tests.planted_model import title_id
 
@@ -127,13 +125,12 @@ def test_training_logs_the_projector_the_pca_image_and_bias_tables(trained):
 @pytest.mark.parametrize("enabled", [True, False])
 def test_the_tensorboard_interpretation_is_configurable(enabled, tmp_path):
     cfg = make_cfg(f"callbacks.interpretation={str(enabled).lower()}")
-    callbacks = _callbacks(cfg, Path(tmp_path), build_logger(cfg.logger, tmp_path))
+    callbacks = _logger_callbacks(cfg, build_logger(cfg.logger, tmp_path))
     assert any(isinstance(c, InterpretationLogger) for c in callbacks) is enabled
     # With another logger there is no TensorBoard to draw in: skipped, not an error.
     csv = make_cfg(f"callbacks.interpretation={str(enabled).lower()}", "logger=csv")
-    assert not any(
-        isinstance(c, InterpretationLogger) for c in _callbacks(csv, tmp_path, build_logger(csv.logger, tmp_path))
-    )
+    callbacks = _logger_callbacks(csv, build_logger(csv.logger, tmp_path))
+    assert not any(isinstance(c, InterpretationLogger) for c in callbacks)
 
 
 def test_networks_and_bias_only_models_say_what_their_tables_show(rec):
