@@ -20,7 +20,9 @@ def scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
     events = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
     events.Reload()
-    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    # By step, as a chart's x-axis orders them: the HPARAMS entry lies in a second events file (the writer
+    # is reopened after training), and a long process's file counter (.9, .10) can sort it first.
+    return {tag: sorted((e.step, e.value) for e in events.Scalars(tag)) for tag in events.Tags()["scalars"]}
 
 
 @pytest.fixture(scope="module")
