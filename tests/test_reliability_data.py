@@ -142,6 +142,8 @@ def test_titles_file_errors_name_the_line(tmp_path):
         read_items(write(tmp_path, "b.item", "1|A (1990)|\n1|B (1991)|\n"))
     with pytest.raises(DataFormatError, match="line 1: the movie id '²'"):
         read_items(write(tmp_path, "c.item", "²|A (1990)|\n"))
+    with pytest.raises(DataFormatError, match="line 2: the movie id 99999999999999999999 does not fit in 64 bits"):
+        read_items(write(tmp_path, "d.item", "1|A (1990)|\n99999999999999999999|B (1991)|\n"))
 
 
 # --- property: whatever the bytes, the parsers return a valid frame or raise our own error ------------------

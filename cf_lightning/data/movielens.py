@@ -133,6 +133,8 @@ def read_items(path: str | Path) -> pd.DataFrame:
         movie, title = fields[0].strip(), fields[1]
         if not (movie.isascii() and movie.isdigit()):
             raise DataFormatError(f"{path}, line {number}: the movie id {movie!r} is not a whole number.")
+        if int(movie) >= 2**63:  # the ids are stored as int64
+            raise DataFormatError(f"{path}, line {number}: the movie id {movie} does not fit in 64 bits.")
         if not title.strip():
             raise DataFormatError(f"{path}, line {number}: movie {movie} has an empty title; every movie needs one.")
         ids.append(int(movie))
