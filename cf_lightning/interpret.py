@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from cf_lightning.atomic import atomic_open
 from cf_lightning.config.cli import clean_errors
 from cf_lightning.errors import CFLightningError
 from cf_lightning.inference.interpretation import (
@@ -75,8 +76,8 @@ def _save_pca(rec: Recommender, args) -> None:
     if figure is None:
         return
     out = Path(args.pca_out) if args.pca_out else run_folder(Path(args.checkpoint)) / "pca.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out)
+    with atomic_open(out) as file:  # a failed write leaves the previous figure, never half a PNG
+        figure.savefig(file, format="png")
     print(f"\nPCA figure: {out}")
 
 
