@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cf_lightning.data.readers import is_number
 from cf_lightning.errors import DataFormatError
 
 log = logging.getLogger(__name__)
@@ -214,7 +215,7 @@ def _ratings_line_problem(fields: list[str]) -> str | None:
         )
     for name, value in zip(RATING_COLUMNS, fields):
         if name == "rating":
-            if not _is_float(value) and value.strip():  # an empty rating is reported as such later
+            if not is_number(value) and value.strip():  # an empty rating is reported as such later
                 return f"the rating {value!r} is not a number."
         elif not _INT.fullmatch(value):
             return f"the {name} {value!r} is not a whole number."
@@ -267,16 +268,6 @@ def _explain_duplicate(path: Path, frame: pd.DataFrame, row: int) -> str:
     )
 
 
-def _is_float(value: str) -> bool:
-    if "_" in value:  # Python's float() takes 1_000, pandas does not
-        return False
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
-
-
 def _finite_rating(value: str) -> bool:
     """Finite once stored as float32 (the ratings' dtype), as pandas stores it."""
-    return _is_float(value) and math.isfinite(float(value)) and abs(float(value)) <= _FLOAT32_MAX
+    return is_number(value) and math.isfinite(float(value)) and abs(float(value)) <= _FLOAT32_MAX

@@ -117,7 +117,7 @@ def ratings_line_problem(line: str, layout: Layout) -> str | None:
         if name == "rating":
             if not value.strip():
                 return "the rating is empty; every line needs a finite numeric rating."
-            if not _is_number(value):
+            if not is_number(value):
                 return f"the rating {value!r} is not a number."
         elif not _INT.fullmatch(value):
             return f"the {name} {value!r} is not a whole number."
@@ -150,8 +150,9 @@ def line_of_row(path: Path, layout: Layout, row: int) -> int | None:
     return None
 
 
-def _is_number(value: str) -> bool:
-    if "_" in value:
+def is_number(value: str) -> bool:
+    """Whether a text field is a number as the readers accept it (float() syntax without ``1_000``)."""
+    if "_" in value:  # Python's float() takes 1_000, pandas and polars do not
         return False
     try:
         float(value)
