@@ -170,7 +170,7 @@ def test_second_read_comes_from_the_cache_and_an_edit_is_noticed(tmp_path, monke
     first = datamodule(folder, "ml25m")
     assert len(list((isolated_cache / "arrays").glob("s-*.arrays"))) == 1
     parsed = []
-    monkeypatch.setattr(dataset, "parse_arrays", lambda *a, **k: parsed.append(1) or pytest.fail("parsed again"))
+    monkeypatch.setattr(dataset, "read_columns", lambda *a, **k: parsed.append(1) or pytest.fail("parsed again"))
     again = datamodule(folder, "ml25m")
     assert parsed == [] and again.ratings.equals(first.ratings) and again.vocab == first.vocab
     monkeypatch.undo()
@@ -228,3 +228,12 @@ def test_read_only_loading_uses_the_cache_but_writes_nothing(tmp_path, isolated_
     again = dataset.load_arrays(folder, LAYOUTS["csv"], write_cache=False)
     assert again.frame().equals(fresh.frame()) and again.frame().equals(first.ratings)
     assert {p: p.stat().st_mtime_ns for p in (isolated_cache / "arrays").iterdir()} == listing
+
+
+@pytest.mark.parametrize("layout", ["ml-10m", "csv"])
+def test_timestamps_are_int32_until_one_needs_64_bits(tmp_path, layout):
+    columns = dataset.read_columns(write_set(tmp_path / "small", layout), LAYOUTS[layout])
+    assert columns["timestamp"].dtype == np.int32 and columns["timestamp"].tolist() == [r[3] for r in RATINGS]
+    late = [*RATINGS[:-1], (7, 40, 3.5, 2**31 + 5)]  # a rating after January 2038
+    columns = dataset.read_columns(write_set(tmp_path / "late", layout, late), LAYOUTS[layout])
+    assert columns["timestamp"].dtype == np.int64 and columns["timestamp"].tolist()[-1] == 2**31 + 5

@@ -8,13 +8,11 @@ holds one Python object per rating, and the ratings frame a user may ask for is 
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from cf_lightning.data.layouts import Layout
 from cf_lightning.data.movielens import DUPLICATE_POLICIES
@@ -72,15 +70,14 @@ class RatingArrays:
 def encode_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(1-based int32 rows, sorted unique int64 ids) of ``ids``: Categorify's codes.
 
-    Ids in a moderate range go through a lookup table (scatter, cumulative sum, gather) in torch,
-    whose element-wise kernels use every core; others through a sort (``np.unique``).
+    Ids in a moderate range go through a lookup table (mark, cumulative sum, gather: three cheap
+    passes, about 0.2 s per 25M ids); others through a sort (``np.unique``).
     """
     if len(ids) and ids.min() >= 0 and ids.max() < _DENSE_ID_LIMIT:
-        index = _as_tensor(ids)
-        present = torch.zeros(int(ids.max()) + 1, dtype=torch.int32)
-        present[index] = 1
-        table = torch.cumsum(present, 0, dtype=torch.int32)  # id -> its rank among present ids, 1-based
-        return table[index].numpy(), torch.nonzero(present)[:, 0].numpy().astype(np.int64)
+        present = np.zeros(int(ids.max()) + 1, dtype=np.int32)
+        present[ids] = 1
+        table = np.cumsum(present, dtype=np.int32)  # id -> its rank among present ids, 1-based
+        return np.take(table, ids), np.flatnonzero(present).astype(np.int64)
     unique, rows = np.unique(ids, return_inverse=True)
     return (rows + 1).astype(np.int32), unique.astype(np.int64)
 
@@ -88,14 +85,11 @@ def encode_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def duplicate_rows(user_rows: np.ndarray, movie_rows: np.ndarray, n_movies: int) -> np.ndarray | None:
     """Positions of the (user, movie) pairs in sorted-key order, or None if no pair repeats.
 
-    GroupLens' files are sorted by user, then movie, so one pass (in torch, on every core) usually
-    proves there is none.
+    GroupLens' files are sorted by user, then movie, so one pass usually proves there is none.
     """
     if len(user_rows) < 2:
         return None
-    users, movies = _as_tensor(user_rows), _as_tensor(movie_rows)
-    user_step, movie_step = users[1:] - users[:-1], movies[1:] - movies[:-1]
-    if bool(((user_step > 0) | ((user_step == 0) & (movie_step > 0))).all()):
+    if _strictly_sorted(user_rows, movie_rows):
         return None
     keys = user_rows.astype(np.int64) * (n_movies + 1) + movie_rows
     order = np.argsort(keys, kind="stable")
@@ -105,14 +99,16 @@ def duplicate_rows(user_rows: np.ndarray, movie_rows: np.ndarray, n_movies: int)
     return order
 
 
-def _as_tensor(values: np.ndarray) -> torch.Tensor:
-    """A tensor sharing ``values``' memory (only read here: polars' buffers are read-only)."""
-    values = np.ascontiguousarray(values)
-    if values.dtype not in (np.int32, np.int64):
-        values = values.astype(np.int64)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        return torch.from_numpy(values)
+def _strictly_sorted(users: np.ndarray, movies: np.ndarray, chunk: int = 1 << 20) -> bool:
+    """Whether the (user, movie) pairs strictly increase; in chunks, so the temporaries stay in cache."""
+    last = len(users) - 1
+    for start in range(0, last, chunk):
+        stop = min(start + chunk, last)
+        user_step = users[start + 1 : stop + 1] - users[start:stop]
+        movie_step = movies[start + 1 : stop + 1] - movies[start:stop]
+        if not np.all((user_step > 0) | ((user_step == 0) & (movie_step > 0))):
+            return False
+    return True
 
 
 def apply_duplicates(columns: dict[str, np.ndarray], path: Path, layout: Layout, duplicates: str) -> np.ndarray | None:

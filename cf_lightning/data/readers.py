@@ -1,11 +1,11 @@
 """Fast readers of the big MovieLens layouts (``.dat`` and ``.csv``) into compact numpy columns.
 
 polars' multithreaded CSV reader parses the ratings straight into int32 ids, float32 ratings and
-int64 timestamps (no per-row Python object; docs/benchmarks.md "Reading the data" compares it with
-pyarrow and pandas). ``::`` is two characters and polars splits on one, so a ``.dat`` line is read
-as seven ``:``-separated fields whose three even ones must be empty. polars gives every line a row
-(a blank line is a row of nulls, dropped here); when it refuses a file, a line-by-line scan finds
-the first bad line so the error can name it, as for ML-100K.
+int32 timestamps (int64 when one does not fit), with no per-row Python object (docs/benchmarks.md
+"Reading the data" compares it with pyarrow and pandas). ``::`` is two characters and polars splits
+on one, so a ``.dat`` line is read as seven ``:``-separated fields whose three even ones must be
+empty. polars gives every line a row (a blank line is a row of nulls, dropped here); when it refuses
+a file, a line-by-line scan finds the first bad line so the error can name it, as for ML-100K.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ _INT_LIMITS = {"user": 2**31, "movie": 2**31, "timestamp": 2**63}  # ids are int
 
 
 def read_ratings_columns(path: str | Path, layout: Layout) -> dict[str, np.ndarray]:
-    """``user``/``movie`` (int32), ``rating`` (float32) and ``timestamp`` (int64) of a ``.dat``/``.csv`` file.
+    """``user``/``movie`` (int32), ``rating`` (float32), ``timestamp`` (int32, else int64) of a ``.dat``/``.csv``.
 
     Rows keep the file's order; blank lines are skipped. Raises ``DataFormatError`` naming the file
     and line of the first malformed line (field count, separator, a non-numeric or empty field).
@@ -37,14 +37,21 @@ def read_ratings_columns(path: str | Path, layout: Layout) -> dict[str, np.ndarr
     path = Path(path)
     require_text_file(path, f"lines '{layout.ratings_line()}'")
     skip = _check_header(path, layout)
-    types = {"user": pl.Int32, "movie": pl.Int32, "rating": pl.Float32, "timestamp": pl.Int64}
     if layout.separator == "::":
         names, separator = ["user", "_a", "movie", "_b", "rating", "_c", "timestamp"], ":"
     else:
         names, separator = list(COLUMNS), layout.separator
-    schema = {name: types.get(name, pl.String) for name in names}  # the empty middles of "::" are strings
+
+    def parse(timestamp_type):
+        types = {"user": pl.Int32, "movie": pl.Int32, "rating": pl.Float32, "timestamp": timestamp_type}
+        schema = {name: types.get(name, pl.String) for name in names}  # the empty middles of "::" are strings
+        return pl.read_csv(path, has_header=False, skip_rows=skip, separator=separator, schema=schema, quote_char=None)
+
     try:
-        frame = pl.read_csv(path, has_header=False, skip_rows=skip, separator=separator, schema=schema, quote_char=None)
+        try:  # seconds fit in int32 until 2038: half the memory, and no cast afterwards
+            frame = parse(pl.Int32)
+        except pl.exceptions.PolarsError:
+            frame = parse(pl.Int64)
     except (pl.exceptions.PolarsError, OSError) as err:
         raise explain_ratings_error(path, layout, str(err).splitlines()[0]) from None
     # Null counts are kept with each column, so these checks cost no pass over the data.
@@ -58,9 +65,6 @@ def read_ratings_columns(path: str | Path, layout: Layout) -> dict[str, np.ndarr
     if missing or any(frame.get_column(c).null_count() < frame.height for c in names if c not in COLUMNS):
         raise explain_ratings_error(path, layout, "a missing or misplaced field")
     frame = frame.select(COLUMNS)
-    low, high = frame.select(pl.col("timestamp").min().alias("low"), pl.col("timestamp").max().alias("high")).row(0)
-    if low >= -(2**31) and high < 2**31:  # seconds fit in int32 until 2038: half the memory
-        frame = frame.with_columns(pl.col("timestamp").cast(pl.Int32))
     columns = {name: frame.get_column(name).to_numpy() for name in COLUMNS}  # views of polars' buffers
     columns["rating"] = columns["rating"].copy()  # owned and writable: it becomes the ratings tensor
     return columns
