@@ -139,3 +139,24 @@ def test_ranking_can_be_switched_off_and_k_changed(movielens_dir, tmp_path):
     assert not any("@" in name for name in off)
     five = train(make_cfg(*quick_overrides(movielens_dir, "evaluation.k=5", "logger=none")), tmp_path / "b")
     assert "val/ndcg@5" in five and "val/ndcg@10" not in five
+
+
+def test_a_user_sample_keeps_each_sampled_users_known_and_relevant_items(movielens_dir):
+    """``max_users`` reads only the sampled users' known rows; their relations must be the full ones."""
+    from types import SimpleNamespace
+
+    from cf_lightning.callbacks.ranking_evaluation import RankingEvaluation
+    from cf_lightning.data.datamodule import CollabDataModule
+
+    cfg = make_cfg(*quick_overrides(movielens_dir, "data.split=temporal"))
+    dm = CollabDataModule(cfg.data)
+    dm.prepare_data()
+    dm.setup("fit")
+    module = SimpleNamespace(hparams=SimpleNamespace(n_users=dm.n_users))
+    for stage in ("val", "test"):
+        all_known, all_relevant, all_users = RankingEvaluation()._data(dm, module, stage, 4.0)
+        known, relevant, users = RankingEvaluation(max_users=5, seed=1)._data(dm, module, stage, 4.0)
+        assert len(users) == 5 and set(users.tolist()) < set(all_users.tolist())
+        assert torch.equal(known.dense(users, dm.n_items), all_known.dense(users, dm.n_items))
+        assert torch.equal(relevant.dense(users, dm.n_items), all_relevant.dense(users, dm.n_items))
+        assert int(known.indptr[-1]) < int(all_known.indptr[-1])  # the other users' rows were left out

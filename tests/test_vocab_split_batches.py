@@ -65,6 +65,15 @@ def test_sampler_drop_last_and_fixed_order():
     assert torch.equal(torch.cat(batches), torch.arange(100))
 
 
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_sampler_over_a_split_yields_its_rows_in_the_order_of_positions(shuffle):
+    """With ``rows`` (a split's rows of all ratings) the batches are those rows, in the same order and cuts."""
+    rows = torch.tensor([5, 9, 2, 40, 7, 11, 3])
+    plain = EpochBatchSampler(7, 3, shuffle=shuffle, drop_last=False, seed=4)
+    mapped = EpochBatchSampler(7, 3, shuffle=shuffle, drop_last=False, seed=4, rows=rows)
+    assert [rows[b].tolist() for b in plain] == [b.tolist() for b in mapped]
+
+
 def test_loader_yields_whole_batches_of_tensors():
     data = RatingTensors(torch.arange(20), torch.arange(20) * 2, torch.arange(20, dtype=torch.float32))
     loader = batch_loader(data, EpochBatchSampler(20, 8, shuffle=True, drop_last=False, seed=0))

@@ -43,6 +43,9 @@ class EpochBatchSampler(Sampler[torch.Tensor]):
     same rows, with the same learning-rate schedule as a run on one. Without ``drop_last`` every row
     is in exactly one batch of the epoch: a final partial batch too small to give each rank
     ``MIN_ROWS_PER_RANK`` rows joins the batch before it. With one process this is plain slicing.
+
+    ``rows`` (optional) maps the ``n`` positions to rows of a bigger table: the batches are then rows of
+    that table, so a split is served from the one set of rating tensors without a copy of its part.
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class EpochBatchSampler(Sampler[torch.Tensor]):
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        rows: torch.Tensor | None = None,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -69,6 +73,7 @@ class EpochBatchSampler(Sampler[torch.Tensor]):
         self.n, self.batch_size = n, batch_size
         self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed
         self.rank, self.world_size = rank, world_size
+        self.rows = rows
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -78,8 +83,9 @@ class EpochBatchSampler(Sampler[torch.Tensor]):
     def _order(self) -> torch.Tensor:
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed + self.epoch)
-            return torch.randperm(self.n, generator=generator)
-        return torch.arange(self.n)
+            order = torch.randperm(self.n, generator=generator)
+            return order if self.rows is None else self.rows[order]
+        return torch.arange(self.n) if self.rows is None else self.rows
 
     def _piece(self, start: int, stop: int) -> tuple[int, int]:
         """This rank's part of the global batch ``[start, stop)``, cut as ``torch.tensor_split`` cuts."""

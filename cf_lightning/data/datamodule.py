@@ -183,7 +183,10 @@ class CollabDataModule(pl.LightningDataModule):
         t = self.tensors
         return RatingTensors(t.users[rows], t.items[rows], t.ratings[rows])
 
-    def _sampler(self, rows: torch.Tensor, batch_size: int, *, train: bool) -> EpochBatchSampler:
+    def _sampler(
+        self, rows: torch.Tensor, batch_size: int, *, train: bool, of_all_rows: bool = True
+    ) -> EpochBatchSampler:
+        """Batches of ``rows``: as rows of all the ratings (``of_all_rows``), or as positions in ``rows``."""
         world_size = self.trainer.world_size if self.trainer else 1
         return EpochBatchSampler(
             len(rows),
@@ -195,16 +198,21 @@ class CollabDataModule(pl.LightningDataModule):
             seed=self.seed,
             rank=self.trainer.global_rank if self.trainer else 0,
             world_size=world_size,
+            rows=rows if of_all_rows else None,
         )
 
     def _loader(self, rows: torch.Tensor, batch_size: int, *, train: bool):
-        return batch_loader(self.subset(rows), self._sampler(rows, batch_size, train=train))
+        # Batches are looked up in the one set of tensors: no copy of the split's part (400 MB at 25M).
+        return batch_loader(self.tensors, self._sampler(rows, batch_size, train=train))
 
     def train_dataloader(self):
         """Chunks of ``data.steps_per_call`` training batches; each batch is one optimizer step."""
-        batches = self._sampler(self.train_idx, self.cfg.batch_size, train=True)
-        rows = self.subset(self.train_idx)
-        rows = rows if self.train_view is None else self.train_view(rows, batches)
+        if self.train_view is None:
+            batches = self._sampler(self.train_idx, self.cfg.batch_size, train=True)
+            return batch_loader(self.tensors, StepChunks(batches, self.cfg.steps_per_call))
+        # A view (e.g. negative sampling) draws from the training rows alone, by position.
+        batches = self._sampler(self.train_idx, self.cfg.batch_size, train=True, of_all_rows=False)
+        rows = self.train_view(self.subset(self.train_idx), batches)
         return batch_loader(rows, StepChunks(batches, self.cfg.steps_per_call))
 
     def optimizer_steps_per_epoch(self) -> int:
