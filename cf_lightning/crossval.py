@@ -24,7 +24,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from cf_lightning.atomic import write_text
 from cf_lightning.callbacks.report import METRICS_FILE
 from cf_lightning.config import CONFIG_DIR
-from cf_lightning.config.cli import clean_errors
+from cf_lightning.config.cli import clean_errors, drop_plus_of_listed_groups
 from cf_lightning.config.run_folder import run_folder
 from cf_lightning.config.schema import PREDEFINED_FOLDS
 from cf_lightning.train import objective, train
@@ -84,7 +84,7 @@ def _hydra_main(cfg: DictConfig) -> float:
 
 
 def main() -> None:
-    sys.argv = bracket_list_overrides(sys.argv)
+    sys.argv = drop_plus_of_listed_groups(bracket_list_overrides(sys.argv))
     _hydra_main()
 
 

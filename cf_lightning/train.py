@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import sys
 from functools import partial
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from cf_lightning.callbacks.ranking_evaluation import RankingEvaluation
 from cf_lightning.callbacks.report import EpochReport
 from cf_lightning.callbacks.tensorboard_extras import InterpretationLogger
 from cf_lightning.config import CONFIG_DIR, validate
-from cf_lightning.config.cli import clean_errors
+from cf_lightning.config.cli import clean_errors, drop_plus_of_listed_groups
 from cf_lightning.config.distributed import hydra_ddp_job
 from cf_lightning.config.loggers import build_logger, tensorboard_of
 from cf_lightning.config.preflight import check_accelerator, check_batch_size, lightning_trainer
@@ -172,9 +173,14 @@ def _callbacks(cfg: DictConfig, out_dir: Path) -> list[pl.Callback]:
 
 @clean_errors
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def main(cfg: DictConfig) -> float:
+def _hydra_main(cfg: DictConfig) -> float:
     with hydra_ddp_job("cf_lightning.train"):  # DDP's child ranks run this job alone
         return train(cfg)[objective(cfg)]
+
+
+def main() -> None:
+    sys.argv = drop_plus_of_listed_groups(sys.argv)
+    _hydra_main()
 
 
 if __name__ == "__main__":

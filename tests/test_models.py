@@ -147,7 +147,7 @@ def test_a_bad_embedding_nn_setting_names_its_key(embnn_cfg, key, value):
 def test_each_chapter_row_is_an_experiment_with_the_chapters_recipe():
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         for experiment, (model, wd) in CHAPTER_ROWS.items():
-            cfg = compose(config_name="train", overrides=[f"+experiment={experiment}"])
+            cfg = compose(config_name="train", overrides=[f"experiment={experiment}"])
             validate(cfg)
             assert (cfg.model.name, cfg.optimizer.wd) == (model, wd), experiment
             recipe = (cfg.epochs, cfg.optimizer.lr_max, cfg.data.batch_size, cfg.data.item_name)

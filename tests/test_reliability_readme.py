@@ -29,6 +29,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from cf_lightning.config import CONFIG_DIR, validate
+from cf_lightning.config.cli import drop_plus_of_listed_groups
 from cf_lightning.crossval import bracket_list_overrides
 from cf_lightning.data.synthetic import generate_movielens
 from cf_lightning.lr_find import LRFindRunConfig  # noqa: F401  (registers the lr_find schema)
@@ -135,6 +136,7 @@ def test_readme_command_is_valid(command, monkeypatch):
     if module in HYDRA_COMMANDS:
         if missing := needs_plugin(args):
             pytest.skip(f"the optional plugin is not installed ({missing})")
+        args = drop_plus_of_listed_groups(args)  # as the commands' main() does before Hydra parses
         if module == "crossval":
             args = bracket_list_overrides(args)
         for job in hydra_jobs(HYDRA_COMMANDS[module], args):
@@ -207,3 +209,18 @@ def test_readme_print_config_command_runs(monkeypatch, capsys, tmp_path):
     assert run_main("train", readme_command("train", "--cfg job"), monkeypatch) == 0
     assert "n_factors: 50" in capsys.readouterr().out
     assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("spelling", ["experiment=u1_best", "+experiment=u1_best"])
+def test_an_experiment_is_chosen_with_or_without_plus(spelling, monkeypatch, capsys, tmp_path):
+    """train.yaml lists the experiment group, so ``experiment=x`` (the issue's spelling) works; the README's
+    ``+experiment=x`` is rewritten to it, since Hydra refuses ``+`` for a group in the defaults list."""
+    monkeypatch.chdir(tmp_path)
+    assert run_main("train", [spelling, "--cfg", "job"], monkeypatch) == 0
+    printed = OmegaConf.create(capsys.readouterr().out)
+    assert (printed.model.name, printed.data.fold, printed.data.valid_pct) == ("blend", "u1", 0.05)
+
+
+def test_only_a_listed_group_loses_its_plus():
+    argv = ["+experiment=glob(chapter_*)", "+optimizer.foo=1", "++experiment=x", "experiment=y", "+experiment"]
+    assert drop_plus_of_listed_groups(argv) == ["experiment=glob(chapter_*)", *argv[1:]]

@@ -39,6 +39,22 @@ class AbortRun(BaseException):  # noqa: N818 - not an error of its own: it carri
         self.error = error
 
 
+# Groups that train.yaml lists with a null default, so ``group=x`` chooses one; Hydra refuses ``+group=x`` for a
+# group already in the defaults list, and the README long wrote ``+experiment=...``: both spellings work.
+LISTED_OPTIONAL_GROUPS = ("experiment",)
+
+
+def drop_plus_of_listed_groups(argv: list[str]) -> list[str]:
+    """``+experiment=u1_best`` -> ``experiment=u1_best`` (also inside a sweep: ``+experiment=glob(chapter_*)``)."""
+    fixed = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and key.startswith("+") and not key.startswith("++") and key[1:] in LISTED_OPTIONAL_GROUPS:
+            arg = f"{key[1:]}={value}"
+        fixed.append(arg)
+    return fixed
+
+
 def full_traceback_wanted() -> bool:
     return os.environ.get("HYDRA_FULL_ERROR", "") == "1"
 
