@@ -127,6 +127,11 @@ def _check_loss_applies(model_name: str, loss_name: str) -> None:
             f"loss={loss_name}: model={model_name} is fitted from the training rows (closed form or least "
             "squares), not by a loss; drop the loss= override (it ranks by its own scores already)"
         )
+    if loss_name in RANKING_LOSSES and model_cls is not None and getattr(model_cls, "view", "triples") != "triples":
+        raise ConfigError(
+            f"loss={loss_name}: model={model_name} trains on rows of the rating matrix (an autoencoder's masked "
+            "squared error), not on sampled negatives; drop the loss= override"
+        )
 
 
 def _evaluation(cfg: DictConfig) -> list[pl.Callback]:

@@ -21,8 +21,10 @@ from cf_lightning.data.layouts import Layout, layout_of
 from cf_lightning.data.locate import DatasetSource, cache_dir, locate
 from cf_lightning.data.movielens import ITEMS_FILE, RATINGS_FILE
 from cf_lightning.data.protocols import predefined_fold, split_rows
+from cf_lightning.data.rating_matrix import ItemRows, RatingMatrix, check_dense_rows
 from cf_lightning.data.synthetic import generate_movielens
 from cf_lightning.data.vocab import UNKNOWN, CollabVocab, Vocab
+from cf_lightning.errors import ConfigError
 
 
 def read_options(data) -> dict:
@@ -87,6 +89,10 @@ class CollabDataModule(pl.LightningDataModule):
         # Wraps the training rows for the model's loss: train_view(rows, epoch_sampler) -> a Dataset
         # (e.g. cf_lightning.data.negatives.NegativeSampling for ranking losses); None = the rating triples.
         self.train_view = None
+        # What the model trains on (its ``view`` attribute): "triples" = (user, item, rating) rows;
+        # "item_rows" = rows of the training rating matrix (autoencoders). None = the attached model's.
+        self.view: str | None = None
+        self._training_matrix: RatingMatrix | None = None
         self.tensors: RatingTensors | None = None
         self._ratings: pd.DataFrame | None = None
         self._frame_parts: RatingArrays | None = None  # what the ratings frame is built from, on demand
@@ -205,8 +211,40 @@ class CollabDataModule(pl.LightningDataModule):
         # Batches are looked up in the one set of tensors: no copy of the split's part (400 MB at 25M).
         return batch_loader(self.tensors, self._sampler(rows, batch_size, train=train))
 
+    def training_view(self) -> str:
+        """The view the training loader serves: ``self.view`` if set, else the attached model's ``view``."""
+        model = self.trainer.lightning_module if self.trainer is not None else None
+        view = self.view if self.view is not None else getattr(model, "view", "triples")
+        if view not in ("triples", "item_rows"):
+            raise ValueError(f"unknown training view {view!r}; the DataModule serves 'triples' and 'item_rows'")
+        return view
+
+    def training_matrix(self) -> RatingMatrix:
+        """The items × users matrix of the TRAINING rows only (never a validation or test rating); built once."""
+        if self._training_matrix is None:
+            train = self.subset(self.train_idx)
+            self._training_matrix = RatingMatrix.from_triples(
+                train.users, train.items, train.ratings, self.n_users, self.n_items
+            )
+        return self._training_matrix
+
+    def _item_rows(self) -> torch.Tensor:
+        """The item rows an epoch of the rating-matrix view visits: those with a training rating."""
+        check_dense_rows(self.cfg.batch_size, self.n_users)
+        items = self.training_matrix().rated_items()
+        if self.cfg.batch_size > len(items):
+            raise ConfigError(
+                f"data.batch_size={self.cfg.batch_size}: the rating-matrix view has {len(items)} item rows with "
+                f"training ratings, so an epoch would have no full batch; use data.batch_size={len(items)} or less"
+            )
+        return items
+
     def train_dataloader(self):
         """Chunks of ``data.steps_per_call`` training batches; each batch is one optimizer step."""
+        if self.training_view() == "item_rows":  # rows of the training rating matrix (autoencoders)
+            items = self._item_rows()
+            batches = self._sampler(torch.arange(len(items)), self.cfg.batch_size, train=True, of_all_rows=False)
+            return batch_loader(ItemRows(self.training_matrix(), items), StepChunks(batches, self.cfg.steps_per_call))
         if self.train_view is None:
             batches = self._sampler(self.train_idx, self.cfg.batch_size, train=True)
             return batch_loader(self.tensors, StepChunks(batches, self.cfg.steps_per_call))
@@ -217,6 +255,8 @@ class CollabDataModule(pl.LightningDataModule):
 
     def optimizer_steps_per_epoch(self) -> int:
         """Training batches (optimizer steps) per epoch on this rank: the one-cycle schedule's unit."""
+        if self.training_view() == "item_rows":
+            return len(self._sampler(self._item_rows(), self.cfg.batch_size, train=True, of_all_rows=False))
         return len(self._sampler(self.train_idx, self.cfg.batch_size, train=True))
 
     def val_dataloader(self):

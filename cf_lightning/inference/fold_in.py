@@ -60,6 +60,12 @@ def fold_in(
     frozen = {name: p.detach() for name, p in model.named_parameters()}
     if not model.uses_users:
         return frozen
+    if getattr(model, "view", "triples") == "item_rows":
+        raise FoldInError(
+            f"{type(model).__name__} is an item-based autoencoder: each user is one of its input columns and "
+            "output units, trained for the training users only, so a new user cannot be folded in; use --user "
+            "with a user id of the training data, or a model with user rows (e.g. dotbias) for --ratings"
+        )
     if not model.user_tables:
         raise FoldInError(
             f"{type(model).__name__} names no user tables (its user_tables attribute), so a new user cannot be "

@@ -237,3 +237,27 @@ class MatrixFactorizationConfig(ModelConfig):
 register_model(
     "bpr_mf", schema=MatrixFactorizationConfig, model="cf_lightning.models.matrix_factorization:MatrixFactorization"
 )
+
+
+# --- item-based autoencoders: train on the rating-matrix view (cf_lightning/models/autoencoder.py) -----
+
+
+def _check_clip(clip: list[float] | None) -> None:
+    if clip is not None:
+        ok = len(clip) == 2 and clip[0] < clip[1]
+        check(ok, "model.clip", f"must be [low, high] with low < high, or null; got {list(clip)}")
+
+
+@dataclass
+class AutoRecConfig(ModelConfig):
+    hidden: int = MISSING  # sigmoid units of the one hidden layer
+    l2: float = MISSING  # penalty l2 * (||W||^2 + ||V||^2) on the summed squared error (the paper's lambda / 2)
+    clip: list[float] | None = MISSING  # [low, high] clamp of predictions; null = none
+
+    def __post_init__(self) -> None:
+        check(self.hidden > 0, "model.hidden", f"must be > 0, got {self.hidden}")
+        check(self.l2 >= 0, "model.l2", f"must be >= 0, got {self.l2}")
+        _check_clip(self.clip)
+
+
+register_model("autorec", schema=AutoRecConfig, model="cf_lightning.models.autoencoder:AutoRec")

@@ -1,0 +1,178 @@
+"""Item-based autoencoders: what ``autorec`` and ``kernel_ae`` share.
+
+They train on the DataModule's rating-matrix view (``view = "item_rows"``): a batch is a set of items,
+each its row of TRAINING ratings over every user (0 where unrated) with a mask of the observed entries.
+The loss is the squared error on observed entries only, plus the architecture's penalty:
+
+    objective = sum over observed (r - r_hat)^2 + penalty(weights)
+
+A minibatch minimises an unbiased share of it divided by the number of training ratings N: the batch's
+mean squared error over its observed entries plus ``penalty / N``, so the penalty weights mean what the
+papers' do whatever the batch size.
+
+A prediction ``r(u, i)`` is entry ``u`` of the reconstruction of item ``i``'s training row, clamped to
+``clip`` (the data set's rating range). The training matrix travels in the checkpoint as buffers, so a
+loaded model predicts alone, and no validation or test rating is ever an input.
+
+Cold start: a user or item without training ratings (its input column or row is all zeros, its output
+unit never trained) gets the global mean plus the other side's known bias (``ColdStartFallback``), and
+so do unknown ids (row 0, ``#na#``): a new user cannot be folded into an input column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from cf_lightning.data.rating_matrix import MAX_DENSE_CELLS, RatingMatrix
+from cf_lightning.models.base import CollabModel
+from cf_lightning.models.cold_start import ColdStartFallback
+
+
+class TrainingMatrix(nn.Module):
+    """The training rating matrix (CSR by item) as buffers, so it is saved and moved with the model."""
+
+    def __init__(self, n_users: int, n_items: int) -> None:
+        super().__init__()
+        self.n_users = n_users
+        self.register_buffer("crow", torch.zeros(n_items + 1, dtype=torch.long))
+        self.register_buffer("users", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("ratings", torch.zeros(0))
+
+    def set(self, matrix: RatingMatrix) -> None:
+        device = self.crow.device
+        self.crow = matrix.crow.to(device)
+        self.users = matrix.users.to(device)
+        self.ratings = matrix.ratings.to(device)
+
+    def matrix(self) -> RatingMatrix:
+        return RatingMatrix(self.crow, self.users, self.ratings, self.n_users)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The number of ratings is only known from the data: take the saved shapes before loading the values.
+        for name in ("users", "ratings"):
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name], device=self.crow.device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+class ItemAutoencoder(CollabModel):
+    """Base of the item-based autoencoders: a subclass writes ``reconstruct(items, values)`` and ``penalty()``."""
+
+    view = "item_rows"
+    user_tables: tuple[str, ...] = ()  # users are input columns: no row to fold a new user into
+
+    def __init__(self, n_users: int, n_items: int, clip: Sequence[float] | None, optimizer: dict | None = None):
+        super().__init__(n_users, n_items, optimizer)
+        self.clip = None if clip is None else tuple(clip)
+        self.training_matrix = TrainingMatrix(n_users, n_items)
+        self.cold_start = ColdStartFallback(n_users, n_items)
+        self.register_buffer("n_training_ratings", torch.ones((), dtype=torch.long))
+        self.register_buffer("started", torch.zeros((), dtype=torch.bool))  # initialised from the data once
+
+    # --- what a subclass writes -----------------------------------------------------------------
+    def reconstruct(self, items: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """The reconstruction ``(B, n_users)`` of the training rows ``values`` of ``items``."""
+        raise NotImplementedError
+
+    def penalty(self) -> torch.Tensor:
+        """The regulariser added to the summed squared error (the papers' L2 and kernel terms)."""
+        raise NotImplementedError
+
+    def initialise_from_data(self, mean: float) -> None:
+        """Called once, before the first step, with the training mean (e.g. the output bias starts there)."""
+
+    # --- fitting ------------------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        dm = self.trainer.datamodule
+        matrix = dm.training_matrix()
+        self.training_matrix.set(matrix)
+        users, items, ratings = matrix.triples()
+        self.cold_start.fit(users, items, ratings)
+        # Unknown ids land on row 0 (#na#), whose input column or row is empty: the fallback, not an untrained unit.
+        self.cold_start.seen_users[0] = self.cold_start.seen_items[0] = False
+        self.n_training_ratings.fill_(max(matrix.nnz, 1))
+        if not bool(self.started):  # not on resume: the checkpoint holds the trained values
+            self.initialise_from_data(float(ratings.double().mean()) if matrix.nnz else 0.0)
+            self.started.fill_(True)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        """``batch``: a chunk of ``(items, values, mask)`` minibatches of item rows, one optimizer step each."""
+        losses = torch.stack([self._row_step(*minibatch) for minibatch in batch])
+        self._log_train_loss_after_last_chunk(batch_idx)
+        return losses
+
+    def _row_step(self, items: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        mse, n_observed = masked_mse(self.reconstruct(items, values), values, mask)
+        loss = mse + self.penalty() / self.n_training_ratings
+        optimizer = self.optimizers()
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        optimizer.step()
+        self.lr_schedulers().step()
+        self._accumulate_train_loss(mse, n_observed)  # train/loss: the squared error on observed entries
+        return loss.detach()
+
+    # --- predicting ---------------------------------------------------------------------------
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Entry ``u`` of item ``i``'s reconstructed training row, clamped to ``clip``; cold start falls back."""
+        unique, inverse = torch.unique(items, return_inverse=True)
+        predictions = torch.empty(len(users), device=users.device)
+        matrix = self.training_matrix.matrix()
+        rows_per_pass = max(1, MAX_DENSE_CELLS // (8 * max(self.hparams.n_users, 1)))  # input, output, hidden
+        for start in range(0, len(unique), rows_per_pass):
+            chunk = unique[start : start + rows_per_pass]
+            values, _ = matrix.dense_rows(chunk)
+            reconstructed = self.reconstruct(chunk, values)
+            here = (inverse >= start) & (inverse < start + len(chunk))
+            predictions[here] = reconstructed[inverse[here] - start, users[here]]
+        if self.clip is not None:
+            predictions = predictions.clamp(*self.clip)
+        return self.cold_start(users, items, predictions)
+
+    def raw_score(self, users, items):
+        return self(users, items)
+
+
+def masked_mse(reconstructed: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """The mean squared error over the observed entries (``mask``) only, and their number."""
+    n_observed = int(mask.sum())
+    squared = torch.where(mask, (reconstructed - values) ** 2, torch.zeros((), device=values.device))
+    return squared.sum() / max(n_observed, 1), n_observed
+
+
+def squared_norm(*tensors: torch.Tensor) -> torch.Tensor:
+    return sum((t**2).sum() for t in tensors)
+
+
+class AutoRec(ItemAutoencoder):
+    """I-AutoRec (Sedhain et al. 2015): ``r_hat = V sigmoid(W r + b) + c`` over an item's ratings ``r``.
+
+    ``penalty = l2 * (||W||^2 + ||V||^2)``: the paper's ``lambda / 2`` is ``l2``.
+    """
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        hidden: int,
+        l2: float,
+        clip: Sequence[float] | None,
+        optimizer: dict | None = None,
+    ) -> None:
+        super().__init__(n_users, n_items, clip, optimizer)
+        self.l2 = l2
+        self.encoder = nn.Linear(n_users, hidden)
+        self.decoder = nn.Linear(hidden, n_users)
+
+    def initialise_from_data(self, mean: float) -> None:
+        with torch.no_grad():
+            self.decoder.bias.fill_(mean)  # an empty code reconstructs the training mean, not 0
+
+    def reconstruct(self, items, values):
+        return self.decoder(torch.sigmoid(self.encoder(values)))
+
+    def penalty(self):
+        return self.l2 * squared_norm(self.encoder.weight, self.decoder.weight)

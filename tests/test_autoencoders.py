@@ -1,0 +1,109 @@
+"""The rating-matrix view and the item-based autoencoders (autorec, kernel_ae)."""
+
+import pytest
+import torch
+
+from cf_lightning.data.datamodule import CollabDataModule
+from cf_lightning.data.rating_matrix import RatingMatrix, check_dense_rows
+from cf_lightning.data.synthetic import generate_movielens
+from cf_lightning.errors import ConfigError
+from cf_lightning.models import MODELS
+from cf_lightning.models.autoencoder import masked_mse
+from cf_lightning.train import train
+from tests.conftest import make_cfg, quick_overrides
+
+
+def _triples(users, items, ratings) -> set[tuple[int, int, float]]:
+    return set(zip(users.tolist(), items.tolist(), ratings.tolist()))
+
+
+def test_dense_rows_place_each_rating_at_its_user():
+    users, items = torch.tensor([2, 0, 1, 2]), torch.tensor([1, 3, 3, 0])
+    matrix = RatingMatrix.from_triples(users, items, torch.tensor([5.0, 1.0, 4.0, 2.0]), n_users=3, n_items=4)
+    values, mask = matrix.dense_rows(torch.tensor([3, 2, 1]))
+    assert values.tolist() == [[1.0, 4.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 5.0]]
+    assert mask.tolist() == [[True, True, False], [False, False, False], [False, False, True]]
+    assert matrix.rated_items().tolist() == [0, 1, 3]
+    assert _triples(*matrix.triples()) == {(2, 1, 5.0), (0, 3, 1.0), (1, 3, 4.0), (2, 0, 2.0)}
+
+
+def test_a_dense_batch_too_big_is_refused_with_the_fix():
+    with pytest.raises(ConfigError, match=r"data.batch_size=1000: .* use data.batch_size=825 or less"):
+        check_dense_rows(1000, 162_541)  # ML-25M's users
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("planted")
+    generate_movielens(data_dir, n_users=150, n_items=80, n_ratings=6000, n_factors=3, noise=0.3, seed=5)
+    return data_dir
+
+
+def test_the_matrix_view_holds_exactly_the_training_ratings(planted):
+    cfg = make_cfg(*quick_overrides(planted, "data.split=time_cut", "data.valid_pct=0.2", "data.batch_size=16"))
+    dm = CollabDataModule(cfg.data)
+    dm.setup("fit")
+    train_rows, held_out = dm.subset(dm.train_idx), [dm.subset(dm.valid_idx), dm.subset(dm.test_idx)]
+    assert _triples(*dm.training_matrix().triples()) == _triples(train_rows.users, train_rows.items, train_rows.ratings)
+    dm.view = "item_rows"
+    served: set[tuple[int, int, float]] = set()
+    for chunk in dm.train_dataloader():
+        for items, values, mask in chunk:
+            rows, users = torch.nonzero(mask, as_tuple=True)
+            served |= _triples(users, items[rows], values[rows, users])
+            assert (values[~mask] == 0).all()  # unobserved inputs are 0
+    assert served <= _triples(train_rows.users, train_rows.items, train_rows.ratings)
+    assert len(served) > 0.8 * len(train_rows)  # every batch but the dropped partial one
+    for rows in held_out:  # not one validation or test pair is an input
+        assert not {(u, i) for u, i, _ in served} & set(zip(rows.users.tolist(), rows.items.tolist()))
+
+
+def test_masked_loss_ignores_unobserved_entries():
+    values = torch.tensor([[4.0, 0.0, 2.0], [0.0, 5.0, 0.0]])
+    mask = values > 0
+    reconstructed = torch.tensor([[3.0, 9.0, 2.0], [-7.0, 4.0, 100.0]], requires_grad=True)
+    loss, n = masked_mse(reconstructed, values, mask)
+    assert n == 3
+    assert loss.item() == pytest.approx((1 + 0 + 1) / 3)
+    loss.backward()
+    assert (reconstructed.grad[~mask] == 0).all()
+    assert (reconstructed.grad[mask] != 0).any()
+
+
+def _fit(data_dir, out, *overrides):
+    common = ("threads=1", "logger=none", "evaluation.ranking=false", "data.valid_pct=0.2")
+    cfg = make_cfg(*quick_overrides(data_dir, *common, *overrides))
+    return cfg, train(cfg, out)
+
+
+@pytest.fixture(scope="module")
+def bias_only(planted, tmp_path_factory):
+    return _fit(planted, tmp_path_factory.mktemp("bias"), "model=bias_only", "epochs=5", "optimizer.lr_max=0.02")[1]
+
+
+def test_autorec_beats_bias_only_and_predicts_from_training_ratings_only(planted, bias_only, tmp_path):
+    cfg, metrics = _fit(
+        planted, tmp_path, "model=autorec", "model.hidden=64", "model.l2=0.5", "epochs=40", "data.batch_size=8",
+        "optimizer.lr_max=0.01", "optimizer.wd=0",
+    )  # fmt: skip
+    assert metrics["val/loss_best"] < 0.8 * bias_only["val/loss_best"]
+
+    model = MODELS["autorec"].load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt").eval()
+    dm = CollabDataModule(cfg.data)
+    dm.setup("fit")
+    train_rows, valid = dm.subset(dm.train_idx), dm.subset(dm.valid_idx)
+    stored = _triples(*model.training_matrix.matrix().triples())
+    assert stored == _triples(train_rows.users, train_rows.items, train_rows.ratings)
+    before = model(valid.users, valid.items)
+    assert before.min() >= 1 and before.max() <= 5  # clipped to data.rating_range
+    assert torch.equal(model(valid.users[:50], valid.items[:50]), before[:50])  # batch-independent
+
+
+def test_an_item_without_training_ratings_gets_the_mean_plus_the_users_bias(planted, tmp_path):
+    _, _ = _fit(planted, tmp_path, "model=autorec", "model.hidden=8", "epochs=1")
+    model = MODELS["autorec"].load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt").eval()
+    cold = model.cold_start
+    users = torch.tensor([1, 2, 3])
+    new_item = torch.zeros(3, dtype=torch.long)  # row 0, #na#: what an unknown item maps to
+    expected = cold.global_mean + cold.user_offset[users]
+    assert torch.allclose(model(users, new_item), expected)
