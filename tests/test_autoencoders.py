@@ -107,3 +107,39 @@ def test_an_item_without_training_ratings_gets_the_mean_plus_the_users_bias(plan
     new_item = torch.zeros(3, dtype=torch.long)  # row 0, #na#: what an unknown item maps to
     expected = cold.global_mean + cold.user_offset[users]
     assert torch.allclose(model(users, new_item), expected)
+
+
+def test_the_kernel_is_one_at_equal_vectors_and_zero_beyond_distance_one():
+    from cf_lightning.models.kernel_ae import KernelLayer
+
+    layer = KernelLayer(n_in=2, n_out=3, kernel_dim=2)
+    with torch.no_grad():
+        layer.u.copy_(torch.tensor([[0.0, 0.0], [1.0, 1.0]]))
+        layer.v.copy_(torch.tensor([[0.0, 0.0], [0.5, 0.0], [2.0, 0.0]]))
+    assert torch.allclose(layer.kernel(), torch.tensor([[1.0, 0.75, 0.0], [0.0, 0.0, 0.0]]))
+    x = torch.randn(4, 2)
+    assert torch.allclose(layer(x), x @ (layer.weight * layer.kernel()) + layer.bias)
+
+
+def test_kernel_ae_beats_bias_only(planted, bias_only, tmp_path):
+    _, metrics = _fit(
+        planted, tmp_path, "model=kernel_ae", "model.hidden=[64]", "model.l2=5", "epochs=40",
+        "data.batch_size=8", "optimizer.lr_max=0.01", "optimizer.wd=0",
+    )  # fmt: skip
+    assert metrics["val/loss_best"] < 0.8 * bias_only["val/loss_best"]
+
+
+def test_glocal_k_switches_the_global_kernel_on_after_pretraining(planted, tmp_path):
+    _, metrics = _fit(
+        planted, tmp_path, "model=kernel_ae", "model.hidden=[16]", "model.global_kernel=true",
+        "model.pretrain_epochs=1", "epochs=3", "data.batch_size=8",
+    )  # fmt: skip
+    model = MODELS["kernel_ae"].load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt").eval()
+    assert bool(model.global_on)
+    assert (model.item_means[1:] != 0).all()  # pooled from the pre-trained local model
+    assert model.global_matrix.grad is None  # loaded, not trained further
+    users, items = torch.tensor([1, 2, 3]), torch.tensor([1, 1, 2])
+    global_on = model(users, items)
+    model.global_on.fill_(False)
+    assert not torch.allclose(model(users, items), global_on)  # the convolved input is what it reads
+    assert metrics["val/loss"] == pytest.approx(metrics["val/loss"])  # finite

@@ -219,7 +219,9 @@ def test_each_model_declares_its_user_tables_and_whether_it_uses_users(name, sma
     model = _built(name, datamodule)
     params = dict(model.named_parameters())
     # The declared tables are exactly the parameters with one row per user (no layer has that size here).
-    assert set(model.user_tables) == {n for n, p in params.items() if p.shape[0] == datamodule.n_users}
+    per_user = {n for n, p in params.items() if p.shape[0] == datamodule.n_users}
+    # An item-based autoencoder's per-user output units are no fold-in tables: users are its input columns.
+    assert set(model.user_tables) == (set() if model.view == "item_rows" else per_user)
     assert model.uses_users or not model.user_tables
     items = torch.arange(datamodule.n_items)
     with torch.no_grad():

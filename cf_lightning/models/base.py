@@ -225,6 +225,9 @@ class CollabModel(pl.LightningModule):
     # a model that gives every user the same predictions says uses_users = False.
     user_tables: tuple[str, ...] = ()
     uses_users: bool = True
+    # What the DataModule's training loader serves this model: "triples" = (user, item, rating) rows;
+    # "item_rows" = rows of the training rating matrix, one per item (autoencoders, models/autoencoder.py).
+    view: str = "triples"
 
     @property
     def predicts_ratings(self) -> bool:

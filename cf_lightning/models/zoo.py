@@ -261,3 +261,31 @@ class AutoRecConfig(ModelConfig):
 
 
 register_model("autorec", schema=AutoRecConfig, model="cf_lightning.models.autoencoder:AutoRec")
+
+
+@dataclass
+class KernelAEConfig(ModelConfig):
+    """Sparse FC / GLocal-K (cf_lightning/models/kernel_ae.py)."""
+
+    hidden: list[int] = MISSING  # sigmoid kernel layers between the users-wide input and output
+    kernel_dim: int = MISSING  # length of the vectors u_i, v_j the RBF kernel compares
+    l2: float = MISSING  # l2 * sum ||W||^2 (GLocal-K's lambda_2)
+    l2_kernel: float = MISSING  # l2_kernel * sum ||K||^2: sparsity of the kernels (GLocal-K's lambda_s)
+    global_kernel: bool = MISSING  # GLocal-K: fine-tune on rows convolved with the global kernel
+    global_kernel_size: int = MISSING  # its side (odd)
+    global_dot_scale: float = MISSING
+    pretrain_epochs: int = MISSING  # epochs of the local model before the global kernel is switched on
+    clip: list[float] | None = MISSING
+
+    def __post_init__(self) -> None:
+        ok = len(self.hidden) > 0 and all(n > 0 for n in self.hidden)
+        check(ok, "model.hidden", f"must be a non-empty list of sizes > 0, got {list(self.hidden)}")
+        check(self.kernel_dim > 0, "model.kernel_dim", f"must be > 0, got {self.kernel_dim}")
+        for key in ("l2", "l2_kernel", "pretrain_epochs"):
+            check(getattr(self, key) >= 0, f"model.{key}", f"must be >= 0, got {getattr(self, key)}")
+        size = self.global_kernel_size
+        check(size > 0 and size % 2 == 1, "model.global_kernel_size", f"must be odd and > 0, got {size}")
+        _check_clip(self.clip)
+
+
+register_model("kernel_ae", schema=KernelAEConfig, model="cf_lightning.models.kernel_ae:KernelAE")
