@@ -1,15 +1,17 @@
 """A 4-job sweep of the chapter's recipe (1 epoch each), idle and with one busy process beside it.
 
-    python bench/sweep_busy.py [--data-root ../shared/datasets/ml-100k] [--busy 1]
+    python bench/sweep_busy.py [--data-root ../shared/datasets/ml-100k] [--busy 1] [--repeats 3]
 
 Runs ``python -m cf_lightning.train -m optimizer.wd=0.01,0.03,0.1,0.3 epochs=1`` as a user would (default
-config, no threads=), first alone, then beside ``--busy`` CPU-bound processes (``python -c "while True:
-pass"``, stopped after); prints both wall times and last ``ratio: X`` (busy / idle).
+config, no threads=), alone and beside ``--busy`` CPU-bound processes (``python -c "while True:
+pass"``, stopped after), the two interleaved ``--repeats`` times; prints each wall time, the medians
+and last ``ratio: X`` (busy / idle, of the medians).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,18 +34,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "datasets" / "ml-100k"))
     parser.add_argument("--busy", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    idle = sweep(args.data_root)
-    print(f"idle: {idle:.1f} s", flush=True)
-    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
-    try:
-        loaded = sweep(args.data_root)
-    finally:
-        for process in busy:
-            process.kill()
-            process.wait()
-    print(f"beside {args.busy} busy process(es): {loaded:.1f} s")
-    print(f"ratio: {loaded / idle:.2f}")
+    idle, loaded = [], []
+    for repeat in range(args.repeats):
+        idle.append(sweep(args.data_root))
+        print(f"run {repeat}: idle {idle[-1]:.1f} s", flush=True)
+        busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+        try:
+            loaded.append(sweep(args.data_root))
+        finally:
+            for process in busy:
+                process.kill()
+                process.wait()
+        print(f"run {repeat}: beside {args.busy} busy process(es) {loaded[-1]:.1f} s", flush=True)
+    idle_median, loaded_median = statistics.median(idle), statistics.median(loaded)
+    print(f"median idle {idle_median:.1f} s, beside {args.busy} busy process(es) {loaded_median:.1f} s")
+    print(f"ratio: {loaded_median / idle_median:.2f}")
 
 
 if __name__ == "__main__":
