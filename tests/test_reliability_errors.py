@@ -142,11 +142,13 @@ def test_resuming_a_finished_run_with_more_epochs_is_refused_naming_both_ways(tm
     assert run_cli(train_module.main, overrides, monkeypatch, capsys)[0] == 0
     last = run / "checkpoints" / "last.ckpt"
     saved = torch.load(last, weights_only=True)
+    record = {path: path.read_bytes() for path in (run / ".hydra").glob("*.yaml")}
     code, _, err = run_cli(train_module.main, [*overrides, "epochs=5", f"ckpt_path={last}"], monkeypatch, capsys)
     steps = TRAINING_ROWS // 32
     assert_clean(code, err, f"ckpt_path={last}: its one-cycle schedule has {steps} steps (1 epoch of {steps} steps")
     assert "keep its epochs (epochs=1)" in err and "start a new run with the new epochs" in err
     assert torch.load(last, weights_only=True)["global_step"] == saved["global_step"]  # the checkpoint is untouched
+    assert len(record) == 3 and {path: path.read_bytes() for path in record} == record  # and so is the old config
     # The same epochs resume the finished run (nothing left to train); the results stay.
     assert run_cli(train_module.main, [*overrides, f"ckpt_path={last}"], monkeypatch, capsys)[0] == 0
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 1

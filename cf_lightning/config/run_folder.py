@@ -27,9 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
+from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from cf_lightning.atomic import write_bytes
 from cf_lightning.errors import RunFolderError
 
 log = logging.getLogger(__name__)
@@ -159,10 +161,15 @@ class RunFolderCallback(Callback):
     A refused single run stops at once, before anything is written (``AbortRun`` gets past Hydra's
     callback runner). A refused multirun job is left to ``train()``, which fails that job alone, so
     the sweep's other jobs go on; ``job_status.json`` writes only into folders this process holds.
+
+    A single run that resumes its folder's checkpoint gets Hydra's new ``.hydra/`` record of its
+    config; if it then fails (e.g. refused for other ``epochs``), the old run's record is put back,
+    so a refused resume changes nothing in the folder.
     """
 
     def __init__(self) -> None:
         self._jobs: set[str] = set()
+        self._old_record: dict[Path, bytes] = {}
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         from cf_lightning.config.cli import AbortRun
@@ -171,6 +178,9 @@ class RunFolderCallback(Callback):
             claim(config.hydra.run.dir, config.get("ckpt_path"), bool(config.get("overwrite", False)))
         except RunFolderError as error:
             raise AbortRun(error) from None
+        record = Path(config.hydra.run.dir) / str(config.hydra.output_subdir or ".hydra")
+        if config.get("ckpt_path") and record.is_dir():
+            self._old_record = {path: path.read_bytes() for path in record.glob("*.yaml")}
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         release(config.hydra.run.dir)
@@ -184,7 +194,11 @@ class RunFolderCallback(Callback):
             _refused.add(folder_key(folder))
             log.error("%s", error)  # the job itself fails with this error when it tries to claim the folder
 
-    def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
+    def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
+        if job_return is not None and job_return.status == JobStatus.FAILED:
+            for path, content in self._old_record.items():
+                write_bytes(path, content)
+        self._old_record = {}
         key = folder_key(config.hydra.runtime.output_dir)
         _refused.discard(key)
         if key in self._jobs:
