@@ -143,3 +143,44 @@ def test_glocal_k_switches_the_global_kernel_on_after_pretraining(planted, tmp_p
     model.global_on.fill_(False)
     assert not torch.allclose(model(users, items), global_on)  # the convolved input is what it reads
     assert metrics["val/loss"] == pytest.approx(metrics["val/loss"])  # finite
+
+
+class _Stopped(Exception):
+    pass
+
+
+def test_glocal_k_resumed_from_a_checkpoint_equals_the_uninterrupted_run(planted, tmp_path, monkeypatch):
+    import pytorch_lightning as pl
+
+    import cf_lightning.train as training
+
+    overrides = ("model=kernel_ae", "model.hidden=[16]", "model.global_kernel=true", "model.pretrain_epochs=1")
+    overrides += ("data.batch_size=8", "epochs=3")
+    whole = _fit(planted, tmp_path / "whole", *overrides)[1]
+
+    class StopAtEpoch2(pl.Callback):  # after epoch 2's checkpoint, as a crash would
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 2:
+                raise _Stopped
+
+    callbacks = training._callbacks
+    monkeypatch.setattr(training, "_callbacks", lambda cfg, out_dir: [*callbacks(cfg, out_dir), StopAtEpoch2()])
+    with pytest.raises(_Stopped):
+        _fit(planted, tmp_path / "cut", *overrides)
+    monkeypatch.setattr(training, "_callbacks", callbacks)
+    last = tmp_path / "cut" / "checkpoints" / "last.ckpt"
+    resumed = _fit(planted, tmp_path / "cut", *overrides, f"ckpt_path={last}")[1]
+    for key in ("val/loss", "val/loss_best", "train/loss", "test/rmse"):
+        if key in whole:
+            assert resumed[key] == pytest.approx(whole[key], rel=1e-6), key
+
+
+def test_crossval_runs_autorec_on_each_fold(movielens_dir, tmp_path):
+    from cf_lightning.crossval import crossval
+    from tests.test_splits import write_fold
+
+    write_fold(movielens_dir, "u1", every=5)
+    write_fold(movielens_dir, "u2", every=4)
+    extra = ("model=autorec", "model.hidden=8", "data.folds=[u1,u2]", "logger=none", "evaluation.ranking=false")
+    summary = crossval(make_cfg(*quick_overrides(movielens_dir, *extra)), out_dir=tmp_path)
+    assert summary["folds"] == ["u1", "u2"] and 0 < summary["test/rmse"] < 2
