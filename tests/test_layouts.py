@@ -143,6 +143,9 @@ def test_header_titles_and_encodings_errors_name_file_and_line(tmp_path):
     movies.write_text(movies.read_text().replace('121,"Unclosed, The (1999),Drama\n', "122,A,B (1999),Drama\n"))
     with pytest.raises(DataFormatError, match=r"movies.csv, line 9: expected 3 fields .*quote a title"):
         datamodule(folder, "ml25m")
+    movies.write_text(movies.read_text().replace("122,A,B (1999),Drama\n", "99999999999999999999,Big (1999),Drama\n"))
+    with pytest.raises(DataFormatError, match=r"movies.csv, line 9: the movie id 99999999999999999999 does not fit"):
+        datamodule(folder, "ml25m")
     dat = write_set(tmp_path / "dat", "ml-1m")
     (dat / "movies.dat").write_bytes((dat / "movies.dat").read_bytes() + b"130|Pipe (1990)|Drama\n")
     with pytest.raises(DataFormatError, match=r"movies.dat, line 8: expected 'movie id::title::genres'"):

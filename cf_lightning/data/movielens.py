@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cf_lightning.data.readers import is_number
+from cf_lightning.data.layouts import LAYOUTS
+from cf_lightning.data.readers import is_number, read_titles_file, require_text_file
 from cf_lightning.errors import DataFormatError
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,6 @@ ITEM_FIELDS = 24  # id | title | release | video release | IMDb URL | 19 genre f
 DUPLICATE_POLICIES = ("error", "keep_last")
 _INT = re.compile(r"\s*[+-]?\d+\s*")  # what pandas' C parser takes as an int64 field, ASCII digits only
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-_SAMPLE_BYTES = 1 << 16  # enough of a file to recognise UTF-16/32 by its NUL bytes
 
 
 def read_ratings(
@@ -44,8 +44,7 @@ def read_ratings(
     ``DataFormatError`` naming the file, the line and the fix.
     """
     path = Path(path)
-    _require_file(path)
-    _refuse_wide_encodings(path, "user<TAB>movie<TAB>rating<TAB>timestamp lines in ASCII/UTF-8")
+    require_text_file(path, "user<TAB>movie<TAB>rating<TAB>timestamp lines in ASCII/UTF-8")
     try:
         # A rating beyond float32 becomes inf, which the value check below reports with its line.
         with np.errstate(over="ignore", invalid="ignore"):
@@ -109,48 +108,10 @@ def apply_duplicate_policy(frame: pd.DataFrame, path: str | Path, duplicates: st
 
 
 def read_items(path: str | Path) -> pd.DataFrame:
-    """Read ``u.item`` (pipe-separated, Latin-1) into a frame of ``movie`` id and ``title``.
-
-    A copy re-saved as UTF-8 is recognised and decoded as such, so its titles equal the
-    official file's (decoding it as Latin-1 would silently turn "é" into "Ã©").
-    """
-    path = Path(path)
-    _require_file(path)
-    _refuse_wide_encodings(path, "Latin-1 text (the encoding of MovieLens' u.item)")
-    text = _decode_titles(path.read_bytes())
-    # Split on newlines only: str.splitlines would also split at Latin-1's \x85 and \x1c-\x1e.
-    lines = [line.rstrip("\r") for line in text.split("\n")]
-    if not any(line.strip() for line in lines):
-        raise DataFormatError(f"{path}: the file is empty; expected lines 'movie id|title|...'.")
-    ids, titles, numbers = [], [], []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        fields = line.split("|")
-        if len(fields) < 2:
-            raise DataFormatError(
-                f"{path}, line {number}: expected '|'-separated fields 'movie id|title|...', got {line[:80]!r}."
-            )
-        movie, title = fields[0].strip(), fields[1]
-        if not (movie.isascii() and movie.isdigit()):
-            raise DataFormatError(f"{path}, line {number}: the movie id {movie!r} is not a whole number.")
-        if int(movie) >= 2**63:  # the ids are stored as int64
-            raise DataFormatError(f"{path}, line {number}: the movie id {movie} does not fit in 64 bits.")
-        if not title.strip():
-            raise DataFormatError(f"{path}, line {number}: movie {movie} has an empty title; every movie needs one.")
-        ids.append(int(movie))
-        titles.append(title)
-        numbers.append(number)
-    items = pd.DataFrame({"movie": pd.Series(ids, dtype="int64"), "title": pd.Series(titles, dtype=object)})
-    duplicated = items["movie"].duplicated()
-    if duplicated.any():
-        row = int(np.flatnonzero(duplicated.to_numpy())[0])
-        first = numbers[int(np.flatnonzero((items["movie"] == items["movie"][row]).to_numpy())[0])]
-        raise DataFormatError(
-            f"{path}, line {numbers[row]}: movie id {items['movie'][row]} appears again (first on line {first}); "
-            f"each id needs one title."
-        )
-    return items
+    """Read ``u.item`` (pipe-separated, Latin-1, or UTF-8 if re-saved so) into a frame of ``movie`` id and
+    ``title``: the titles reader every layout shares."""
+    ids, titles = read_titles_file(path, LAYOUTS["ml-100k"])
+    return pd.DataFrame({"movie": pd.Series(ids, dtype="int64"), "title": pd.Series(titles, dtype=object)})
 
 
 def merge_titles(ratings: pd.DataFrame, items: pd.DataFrame, items_path: str | Path = ITEMS_FILE) -> pd.DataFrame:
@@ -164,33 +125,6 @@ def merge_titles(ratings: pd.DataFrame, items: pd.DataFrame, items_path: str | P
             f"the ratings and titles files come from different data sets?"
         )
     return merged
-
-
-def _require_file(path: Path) -> None:
-    if not path.is_file():
-        raise DataFormatError(f"{path}: file not found; point data.root at a MovieLens folder that has it.")
-
-
-def _refuse_wide_encodings(path: Path, expected: str) -> None:
-    """UTF-16/32 files are full of NUL bytes, which no MovieLens text holds: say so, not 'bad field'."""
-    with path.open("rb") as f:
-        head = f.read(_SAMPLE_BYTES)
-    if b"\x00" in head:
-        line = head[: head.index(b"\x00")].count(b"\n") + 1
-        raise DataFormatError(
-            f"{path}, line {line}: the file holds NUL bytes, so it is not plain text (saved as UTF-16?); "
-            f"expected {expected}. Save it again in that encoding (e.g. iconv -f utf-16 -t latin1)."
-        )
-
-
-def _decode_titles(raw: bytes) -> str:
-    """Latin-1, as MovieLens ships ``u.item``; UTF-8 when the bytes are valid UTF-8 beyond ASCII."""
-    if not raw.isascii():
-        try:
-            return raw.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            pass  # not UTF-8: the official Latin-1
-    return raw.decode(ITEMS_ENCODING)
 
 
 def _explain_ratings_error(path: Path, err: Exception) -> DataFormatError:

@@ -169,15 +169,21 @@ def is_number(value: str) -> bool:
 
 
 def read_titles_file(path: str | Path, layout: Layout) -> tuple[np.ndarray, list[str]]:
-    """Movie ids (int64) and titles of ``movies.dat`` (``id::title::genres``) or ``movies.csv``."""
+    """Movie ids (int64) and titles of ``u.item`` (``id|title|...``), ``movies.dat`` (``id::title::genres``)
+    or ``movies.csv``; every malformed line is a ``DataFormatError`` naming the file and the line."""
     path = Path(path)
     require_text_file(path, f"the {layout.items_file} of MovieLens ({layout.name} layout)")
     text = decode_titles(path.read_bytes())
-    rows = _csv_title_rows(path, text, layout) if layout.items_header else _dat_title_rows(path, text)
+    if layout.items_header:
+        rows = _csv_title_rows(path, text, layout)
+    else:
+        rows = _separated_title_rows(path, text, "|" if layout.name == "ml-100k" else "::")
     ids, titles, seen = [], [], {}
     for number, movie, title in rows:
         if not (movie.isascii() and movie.isdigit()):
             raise DataFormatError(f"{path}, line {number}: the movie id {movie!r} is not a whole number.")
+        if int(movie) >= 2**63:  # the ids are stored as int64
+            raise DataFormatError(f"{path}, line {number}: the movie id {movie} does not fit in 64 bits.")
         if not title.strip():
             raise DataFormatError(f"{path}, line {number}: movie {movie} has an empty title; every movie needs one.")
         if int(movie) in seen:
@@ -189,7 +195,7 @@ def read_titles_file(path: str | Path, layout: Layout) -> tuple[np.ndarray, list
         ids.append(int(movie))
         titles.append(title)
     if not ids:
-        raise DataFormatError(f"{path}: the file has no movies; expected lines of movie id and title.")
+        raise DataFormatError(f"{path}: the file is empty (no movies); expected lines of movie id and title.")
     return np.asarray(ids, dtype=np.int64), titles
 
 
@@ -203,17 +209,26 @@ def decode_titles(raw: bytes) -> str:
     return raw.decode("latin-1")
 
 
-def _dat_title_rows(path: Path, text: str) -> Iterator[tuple[int, str, str]]:
+def _separated_title_rows(path: Path, text: str, separator: str) -> Iterator[tuple[int, str, str]]:
+    """(line, id, title) of ``u.item`` (``id|title|date|...``) or ``movies.dat`` (``id::title::genres``)."""
+    # Split on newlines only: str.splitlines would also split at Latin-1's \x85 and \x1c-\x1e.
     for number, line in enumerate(text.split("\n"), start=1):
         line = line.rstrip("\r")
         if not line.strip():
             continue
-        fields = line.split("::")
-        if len(fields) < 3:
+        fields = line.split(separator)
+        if separator == "|":
+            if len(fields) < 2:
+                raise DataFormatError(
+                    f"{path}, line {number}: expected '|'-separated fields 'movie id|title|...', got {line[:80]!r}."
+                )
+            yield number, fields[0].strip(), fields[1]
+        elif len(fields) < 3:
             raise DataFormatError(
                 f"{path}, line {number}: expected 'movie id::title::genres', got {line[:80]!r}; is the separator '::'?"
             )
-        yield number, fields[0].strip(), "::".join(fields[1:-1])
+        else:  # the genres are the last field; everything between id and genres is the title
+            yield number, fields[0].strip(), "::".join(fields[1:-1])
 
 
 def _csv_title_rows(path: Path, text: str, layout: Layout) -> Iterator[tuple[int, str, str]]:
