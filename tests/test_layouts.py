@@ -206,7 +206,7 @@ def test_kfold_folds_partition_the_ratings_and_predefined_is_ml100ks(tmp_path):
     tests = [datamodule(folder, "ml25m", "data.split=kfold", f"data.fold=k{k}").test_idx for k in range(1, 6)]
     joined = np.sort(np.concatenate([t.numpy() for t in tests]))
     assert np.array_equal(joined, np.arange(1500))
-    with pytest.raises(ConfigError, match="data.split: predefined folds .* are MovieLens 100K's"):
+    with pytest.raises(ConfigError, match="data.split: predefined folds are MovieLens 100K's .* ml25m has none"):
         validate(make_cfg("data=ml25m", "data.split=predefined", "data.fold=u1"))
     with pytest.raises(ConfigError, match="data.fold: data.split=kfold takes one of"):
         validate(make_cfg("data=ml25m", "data.split=kfold", "data.fold=u1"))

@@ -11,7 +11,7 @@ from cf_lightning.config.schema import validate
 from cf_lightning.data.datamodule import CollabDataModule, load_ratings
 from cf_lightning.data.movielens import read_ratings
 from cf_lightning.data.protocols import split_rows
-from cf_lightning.data.split import by_user_split, temporal_split, time_cut_split
+from cf_lightning.data.split import allbut_split, block_fold, by_user_split, temporal_split, time_cut_split
 from cf_lightning.errors import ConfigError, DataFormatError
 from tests.conftest import make_cfg, quick_overrides
 from tests.real_data import REAL_DATA, requires_real_data
@@ -141,3 +141,40 @@ def test_real_predefined_folds_have_their_published_sizes(fold):
     n_test = 20_000 if fold.startswith("u") and fold[1].isdigit() else 9_430
     assert len(dm.test_idx) == n_test == len(read_ratings(REAL_DATA / f"{fold}.test"))
     assert len(dm.train_idx) + len(dm.valid_idx) == 100_000 - n_test
+
+
+@requires_real_data("u.data", "u1.test", "u5.test", "ua.test", "ub.test")
+@pytest.mark.parametrize("fold", ["u1", "u3", "u5", "ua", "ub"])
+def test_grouplens_fold_rules_remake_ml100k_s_own_fold_files(fold):
+    """The rules ML-10M's folds are computed by (GroupLens' scripts) give ML-100K's shipped files from u.data."""
+    data = pd.read_csv(REAL_DATA / "u.data", sep="\t", header=None).to_numpy()
+    if fold[1].isdigit():
+        _, held = block_fold(len(data), int(fold[1]))
+    else:
+        _, held = allbut_split(data[:, 0], *{"ua": (1, 10), "ub": (11, 20)}[fold])
+    shipped = pd.read_csv(REAL_DATA / f"{fold}.test", sep="\t", header=None).to_numpy()
+    assert sorted(map(tuple, data[held.numpy()].tolist())) == sorted(map(tuple, shipped.tolist()))
+
+
+def test_ml10m_predefined_folds_follow_split_ratings_sh(tmp_path):
+    """r1..r5: consecutive fifths of ratings.dat (r5 also takes the remainder); ra/rb: each user's ratings 1-10
+    and 11-20 in file order; validation comes from the rest, never from the test fold."""
+    from cf_lightning.data.synthetic import generate_movielens_fast
+
+    folder = tmp_path / "ml-10M100K"
+    generate_movielens_fast(folder, n_users=40, n_items=30, n_ratings=1003, layout="ml-10m")
+    lines = (folder / "ratings.dat").read_text().splitlines()
+    users = np.array([int(line.split("::")[0]) for line in lines])
+    for fold, expected in [("r1", range(0, 200)), ("r5", range(800, 1003))]:
+        dm = datamodule(folder, "data=ml10m", "data.split=predefined", f"data.fold={fold}")
+        assert dm.test_idx.tolist() == list(expected)
+        assert_disjoint_and_complete(len(lines), dm.train_idx, dm.valid_idx, dm.test_idx)
+    dm = datamodule(folder, "data=ml10m", "data.split=predefined", "data.fold=rb")
+    held = dm.test_idx.numpy()
+    for user in np.unique(users):
+        rows = np.flatnonzero(users == user)
+        assert set(held[np.isin(held, rows)]) == set(rows[10:20])
+    with pytest.raises(ConfigError, match=r"data.fold: data.split=predefined on ml10m takes one of \('r1'"):
+        validate(make_cfg(*quick_overrides(folder, "data=ml10m", "data.split=predefined", "data.fold=u1")))
+    with pytest.raises(ConfigError, match=r"data.split: predefined folds are MovieLens 100K's .* ml1m has none"):
+        validate(make_cfg(*quick_overrides(folder, "data=ml1m", "data.split=predefined", "data.fold=u1")))

@@ -23,7 +23,8 @@ from cf_lightning.models.registry import MODEL_SCHEMAS
 
 ITEM_NAMES = ("title", "movie")
 SPLITS = ("random", "predefined", "kfold", "temporal", "time_cut", "by_user")
-PREDEFINED_FOLDS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")  # MovieLens 100K's own fold files
+# GroupLens' own folds: ML-100K's files u1..u5, ua, ub; ML-10M's r1..r5, ra, rb (its split_ratings.sh rule).
+PREDEFINED_FOLDS = tuple(fold for layout in LAYOUTS.values() for fold in layout.folds)
 KFOLDS = ("k1", "k2", "k3", "k4", "k5")  # data.split=kfold: 5 random folds of any data set
 FOLDS = PREDEFINED_FOLDS + KFOLDS
 # Validation metrics where lower is better; every other one (val/ndcg@10, ...) is a ranking metric.
@@ -97,10 +98,10 @@ class DataConfig:
         )
         _check(self.layout in LAYOUTS, "data.layout", f"must be one of {tuple(LAYOUTS)}, got {self.layout!r}")
         _check(
-            self.split != "predefined" or self.layout == "ml-100k",
+            self.split != "predefined" or bool(LAYOUTS[self.layout].folds),
             "data.split",
-            f"predefined folds (u1..u5, ua, ub) are MovieLens 100K's files; {self.name} has none: use "
-            f"data.split=kfold (data.fold=k1..k5) or random, temporal, time_cut, by_user",
+            f"predefined folds are MovieLens 100K's (u1..u5, ua, ub) and 10M's (r1..r5, ra, rb); {self.name} has "
+            f"none: use data.split=kfold (data.fold=k1..k5) or random, temporal, time_cut, by_user",
         )
         _check(self.max_unpacked_mb > 0, "data.max_unpacked_mb", f"must be > 0, got {self.max_unpacked_mb}")
         if self.y_range is not None:
@@ -119,8 +120,9 @@ class DataConfig:
         _check(self.holdout_n > 0, "data.holdout_n", f"must be > 0, got {self.holdout_n}")
         _check(self.fold in FOLDS, "data.fold", f"must be one of {FOLDS}, got {self.fold!r}")
         if self.split in ("predefined", "kfold"):
-            names = PREDEFINED_FOLDS if self.split == "predefined" else KFOLDS
-            _check(self.fold in names, "data.fold", f"data.split={self.split} takes one of {names}, got {self.fold!r}")
+            names = LAYOUTS[self.layout].folds if self.split == "predefined" else KFOLDS
+            split = f"data.split={self.split}" + (f" on {self.name}" if self.split == "predefined" else "")
+            _check(self.fold in names, "data.fold", f"{split} takes one of {names}, got {self.fold!r}")
         bad = [f for f in self.folds if f not in FOLDS]
         _check(
             bool(self.folds) and not bad, "data.folds", f"must be a non-empty list of {FOLDS}, got {list(self.folds)}"

@@ -125,9 +125,13 @@ class CollabDataModule(pl.LightningDataModule):
     def prepare_data(self) -> None:
         """Find the files and fill the binary cache once (one process at a time; the others then load it)."""
         folder = self.data_folder()
-        if self.cfg.split != "predefined" and self.tensors is None:
+        if not self._reads_fold_files() and self.tensors is None:
             with FileLock(cache_dir() / f".{folder.name}-arrays.lock"):
                 self._prepared = self._load_arrays(folder)  # setup() in this process uses them
+
+    def _reads_fold_files(self) -> bool:
+        """ML-100K's predefined folds are files; every other split is computed from the ratings."""
+        return self.cfg.split == "predefined" and self.layout.fold_files
 
     def _load_arrays(self, folder: Path) -> RatingArrays:
         options = read_options(self.cfg)
@@ -136,7 +140,7 @@ class CollabDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.tensors is not None:  # train() sets up before building the model; Lightning calls again
             return
-        if self.cfg.split == "predefined":
+        if self._reads_fold_files():
             frame, rows = predefined_fold(self.data_folder(), self.cfg)
             arrays = arrays_of_frame(frame)
         else:

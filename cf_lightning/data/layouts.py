@@ -11,6 +11,11 @@
 
 Titles files are read as UTF-8 when their bytes are valid UTF-8 and as Latin-1 otherwise (GroupLens
 shipped both over the years), so either gives the same titles.
+
+Predefined folds (``data.split=predefined``): ML-100K ships ``u1..u5`` and ``ua``/``ub`` as files;
+ML-10M ships only the script that makes ``r1..r5`` and ``ra``/``rb`` from ``ratings.dat``
+(``split_ratings.sh``), so they are computed by its rule from the file order
+(``cf_lightning.data.split.block_fold`` and ``allbut_split``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ class Layout:
     items_header: tuple[str, ...] | None
     items_encoding: str  # what GroupLens wrote the titles in (the reader also takes UTF-8)
     rating_step: float  # 1 = whole stars, 0.5 = half stars
+    folds: tuple[str, ...] = ()  # the predefined folds GroupLens gives this size
+    fold_files: bool = False  # whether they are files (``<fold>.base``/``.test``) or computed from the order
 
     @property
     def files(self) -> tuple[str, str]:
@@ -41,9 +48,30 @@ class Layout:
 
 
 LAYOUTS = {
-    "ml-100k": Layout("ml-100k", "u.data", "u.item", "\t", None, None, "latin-1", 1.0),
+    "ml-100k": Layout(
+        "ml-100k",
+        "u.data",
+        "u.item",
+        "\t",
+        None,
+        None,
+        "latin-1",
+        1.0,
+        ("u1", "u2", "u3", "u4", "u5", "ua", "ub"),
+        fold_files=True,
+    ),
     "ml-1m": Layout("ml-1m", "ratings.dat", "movies.dat", "::", None, None, "latin-1", 1.0),
-    "ml-10m": Layout("ml-10m", "ratings.dat", "movies.dat", "::", None, None, "utf-8", 0.5),
+    "ml-10m": Layout(
+        "ml-10m",
+        "ratings.dat",
+        "movies.dat",
+        "::",
+        None,
+        None,
+        "utf-8",
+        0.5,
+        folds=("r1", "r2", "r3", "r4", "r5", "ra", "rb"),
+    ),
     "csv": Layout(
         "csv",
         "ratings.csv",

@@ -15,13 +15,22 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cf_lightning.data.layouts import LAYOUTS
 from cf_lightning.data.movielens import ITEMS_FILE, merge_titles, read_items, read_ratings
-from cf_lightning.data.split import by_user_split, random_split, temporal_split, time_cut_split
+from cf_lightning.data.split import (
+    allbut_split,
+    block_fold,
+    by_user_split,
+    random_split,
+    temporal_split,
+    time_cut_split,
+)
 from cf_lightning.errors import DataFormatError
 
-# MovieLens 100K's own splits: u1..u5 are the 5 disjoint 20% test folds; ua/ub hold out 10 ratings per user.
-PREDEFINED_FOLDS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
 KFOLD_COUNT = 5  # data.split=kfold: folds k1..k5, each a random 20% of the ratings
+# ML-10M's split_ratings.sh: r1..r5 are 5 consecutive blocks of ratings.dat; ra/rb hold out each user's
+# ratings number 1-10 / 11-20 (allbut.pl), as ML-100K's mku.sh made u1..u5 and ua/ub from u.data.
+COMPUTED_FOLDS = {"ra": (1, 10), "rb": (11, 20)}
 
 
 @dataclass(frozen=True)
@@ -34,7 +43,7 @@ class SplitRows:
 
 
 def split_rows(ratings, cfg) -> SplitRows:
-    """Split the rows of ``ratings`` by ``cfg.split`` (every protocol but ``predefined``).
+    """Split the rows of ``ratings`` (in file order) by ``cfg.split`` (all but ML-100K's fold files).
 
     ``ratings`` is the ratings frame (``user`` and ``timestamp`` columns) or ``RatingArrays``; users
     may be raw ids or their vocabulary rows (the rows keep the ids' order, so the split is the same).
@@ -44,12 +53,17 @@ def split_rows(ratings, cfg) -> SplitRows:
     if cfg.split == "random":
         train, valid = random_split(n, cfg.valid_pct, cfg.split_seed)
         return SplitRows(train, valid, None)
-    if cfg.split == "kfold":
-        fold = int(str(cfg.fold).lstrip("k")) - 1
-        generator = torch.Generator().manual_seed(cfg.split_seed)
-        held = np.zeros(n, dtype=bool)
-        held[np.array_split(torch.randperm(n, generator=generator).numpy(), KFOLD_COUNT)[fold]] = True
-        kept, test = torch.from_numpy(np.flatnonzero(~held)), torch.from_numpy(np.flatnonzero(held))
+    if cfg.split in ("kfold", "predefined"):  # a test fold, then a random validation share of the rest
+        if cfg.split == "kfold":
+            fold = int(str(cfg.fold).lstrip("k")) - 1
+            generator = torch.Generator().manual_seed(cfg.split_seed)
+            held = np.zeros(n, dtype=bool)
+            held[np.array_split(torch.randperm(n, generator=generator).numpy(), KFOLD_COUNT)[fold]] = True
+            kept, test = torch.from_numpy(np.flatnonzero(~held)), torch.from_numpy(np.flatnonzero(held))
+        elif cfg.fold in COMPUTED_FOLDS:
+            kept, test = allbut_split(users, *COMPUTED_FOLDS[cfg.fold])
+        else:  # r1..r5
+            kept, test = block_fold(n, int(str(cfg.fold).lstrip("r")))
         train, valid = random_split(len(kept), cfg.valid_pct, cfg.split_seed)
         return SplitRows(kept[train].sort().values, kept[valid].sort().values, test)
     if cfg.split == "temporal":
@@ -59,7 +73,7 @@ def split_rows(ratings, cfg) -> SplitRows:
     elif cfg.split == "by_user":
         rule = lambda rows, pct: by_user_split(users[rows], pct, cfg.split_seed)  # noqa: E731
     else:
-        raise ValueError(f"data.split={cfg.split!r}: no rule for it here (predefined folds use predefined_fold)")
+        raise ValueError(f"data.split={cfg.split!r}: no rule for it here (ML-100K's fold files: predefined_fold)")
     everything = torch.arange(n)
     kept, test = rule(everything.numpy(), cfg.test_pct)
     train, valid = rule(kept.numpy(), cfg.valid_pct)
@@ -84,7 +98,7 @@ def predefined_fold(folder: str | Path, cfg) -> tuple[pd.DataFrame, SplitRows]:
         if not path.is_file():
             raise DataFormatError(
                 f"{path}: file not found; data.split=predefined needs MovieLens 100K's fold files "
-                f"({', '.join(PREDEFINED_FOLDS)}: .base and .test) next to u.data. Use data.split=random "
+                f"({', '.join(LAYOUTS['ml-100k'].folds)}: .base and .test) next to u.data. Use data.split=random "
                 f"(or temporal, time_cut, by_user) for a data set without them."
             )
     base, test = read_ratings(base_path), read_ratings(test_path)

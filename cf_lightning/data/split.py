@@ -70,5 +70,29 @@ def by_user_split(users: np.ndarray, held_pct: float, seed: int | None = None) -
     return _as_index(np.flatnonzero(~held)), _as_index(np.flatnonzero(held))
 
 
+def block_fold(n: int, fold: int, n_folds: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold ``fold`` (1-based) of GroupLens' ``mku.sh``/``split_ratings.sh``: the ``fold``-th block of
+    ``n // n_folds`` consecutive rows in file order is held out, the last fold also takes the remainder."""
+    size = n // n_folds
+    start, stop = (fold - 1) * size, (n if fold == n_folds else fold * size)
+    held = np.zeros(n, dtype=bool)
+    held[start:stop] = True
+    return _as_index(np.flatnonzero(~held)), _as_index(np.flatnonzero(held))
+
+
+def allbut_split(users: np.ndarray, first: int, last: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """GroupLens' ``allbut.pl``: each user's ratings number ``first``..``last`` (1-based, in file order)
+    are held out (``ua``: 1-10, ``ub``: 11-20: exactly 10 per user with at least 20 ratings)."""
+    users = np.asarray(users)
+    order = np.argsort(users, kind="stable")  # by user, file order within a user
+    sorted_users = users[order]
+    starts = np.r_[0, np.flatnonzero(sorted_users[1:] != sorted_users[:-1]) + 1]
+    counts = np.diff(np.r_[starts, len(users)])
+    number = np.arange(len(users)) - np.repeat(starts, counts) + 1  # the rating's number within its user
+    held = np.zeros(len(users), dtype=bool)
+    held[order] = (number >= first) & (number <= last)
+    return _as_index(np.flatnonzero(~held)), _as_index(np.flatnonzero(held))
+
+
 def _as_index(positions: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.sort(positions).astype(np.int64))
