@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from cf_lightning.config import CONFIG_DIR
@@ -42,6 +46,24 @@ def make_cfg(*overrides: str) -> DictConfig:
     """The config ``python -m cf_lightning.train <overrides>`` would get."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(config_name="train", overrides=list(overrides))
+
+
+def run_command(main: Callable, argv: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    """``python -m <command> ARGV`` run in this process: its exit status, stdout and stderr. The command's
+    own entry (``main``, with Hydra parsing ``sys.argv``) runs as from a shell; a subprocess would add
+    seconds of importing torch and Lightning to each test, and the real processes are tested elsewhere
+    (DDP runs, concurrent runs, a killed run, the wheel check's ``cf-train``)."""
+    monkeypatch.setattr(sys, "argv", ["cf_lightning", *argv])
+    try:
+        main()
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+    finally:
+        GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = None
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def quick_overrides(data_dir: Path, *extra: str) -> list[str]:

@@ -177,20 +177,20 @@ def test_a_model_trained_with_a_ranking_loss_ranks_by_its_score_not_a_rating():
     torch.testing.assert_close(model.ranking_scores(users, items), model.score(users, items))
 
 
-def test_optuna_ranking_search_maximises_validation_ndcg(planted_groups, tmp_path):
+def test_optuna_ranking_search_maximises_validation_ndcg(planted_groups, tmp_path, monkeypatch, capsys):
     pytest.importorskip(
         "hydra_plugins.hydra_optuna_sweeper", reason='the optional extra is not installed: pip install -e ".[sweeps]"'
     )
     import yaml
 
     from cf_lightning.sweep_summary import summarise
-    from tests.test_sweeps import job_dirs, metrics_of, run_cli
+    from tests.test_sweeps import job_dirs, metrics_of, run_train
 
     sweep = tmp_path / "sweep"
     overrides = quick_overrides(planted_groups, "model=bpr_mf", "logger=none", "epochs=2", f"hydra.sweep.dir={sweep}")
     search = ("-m", "hparams_search=optuna_ranking", "hydra.sweeper.n_trials=2")
-    result = run_cli("cf_lightning.train", *search, *overrides)
-    assert result.returncode == 0, result.stderr[-3000:]
+    code, _, err = run_train([*search, *overrides], tmp_path, monkeypatch, capsys)
+    assert code == 0, err[-3000:]
     best = max(metrics_of(job)["val/ndcg@10_best"] for job in job_dirs(sweep))
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert results["best_value"] == pytest.approx(best)

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 
 import cf_lightning.crossval as crossval_module
 import cf_lightning.lr_find as lr_find_module
@@ -18,7 +16,7 @@ from cf_lightning.config.cli import EXIT_STATUS, FULL_TRACEBACK_HINT, clean_erro
 from cf_lightning.config.job_status import STATUS_FILE
 from cf_lightning.data.synthetic import generate_movielens
 from cf_lightning.errors import ConfigError, DataFormatError
-from tests.conftest import SMALL, quick_overrides
+from tests.conftest import SMALL, quick_overrides, run_command
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ("logger=none", "evaluation.ranking=false", "callbacks.interpretation=false")
@@ -30,21 +28,6 @@ def data(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("data")
     generate_movielens(folder, **SMALL)
     return folder
-
-
-def run_cli(main, argv: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
-    """A Hydra command run in this process (a subprocess would spend most of its time importing torch)."""
-    monkeypatch.setattr(sys, "argv", ["cf_lightning", *argv])
-    try:
-        main()
-        code = 0
-    except SystemExit as stop:
-        code = stop.code
-    finally:
-        GlobalHydra.instance().clear()
-        HydraConfig.instance().cfg = None
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def first_line(text: str) -> str:
@@ -78,7 +61,7 @@ def test_a_data_error_from_the_command_line_is_one_message_in_a_real_process(tmp
 def test_hydra_full_error_shows_the_traceback(tmp_path, data, monkeypatch, capsys):
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     with pytest.raises(ConfigError, match=r"seed: must be in \[0, 4294967295\], got -1"):
-        run_cli(
+        run_command(
             train_module.main, [*quick_overrides(data), "seed=-1", f"hydra.run.dir={tmp_path}"], monkeypatch, capsys
         )
 
@@ -96,7 +79,7 @@ def test_argparse_commands_end_the_same_way(monkeypatch, capsys):
 def test_under_multirun_the_failed_job_is_recorded_and_the_others_go_on(tmp_path, data, monkeypatch, capsys):
     sweep = tmp_path / "sweep"
     argv = ["-m", *quick_overrides(data, *FAST), "seed=-1,1", f"hydra.sweep.dir={sweep}"]
-    code, _, err = run_cli(train_module.main, argv, monkeypatch, capsys)
+    code, _, err = run_command(train_module.main, argv, monkeypatch, capsys)
     # Hydra's line naming the failed job comes first (in a sweep it says which job), then our message.
     hydra_line, _, ours = err.partition("\n")
     assert hydra_line.startswith("Error executing job with overrides: [") and "'seed=-1'" in hydra_line
@@ -113,7 +96,7 @@ def test_under_multirun_the_failed_job_is_recorded_and_the_others_go_on(tmp_path
 
 
 def test_batch_size_larger_than_the_training_rows(tmp_path, data, monkeypatch, capsys):
-    code, _, err = run_cli(
+    code, _, err = run_command(
         train_module.main, [*quick_overrides(data, *FAST), "data.batch_size=100000", f"hydra.run.dir={tmp_path}"],
         monkeypatch, capsys,
     )  # fmt: skip
@@ -132,46 +115,46 @@ def test_batch_size_equal_to_the_training_rows_trains(tmp_path, data):
 @pytest.mark.parametrize("value", [-1, 2**32])
 def test_seeds_out_of_numpys_range(tmp_path, data, monkeypatch, capsys, key, value):
     argv = [*quick_overrides(data, *FAST), f"{key}={value}", f"hydra.run.dir={tmp_path}"]
-    code, _, err = run_cli(train_module.main, argv, monkeypatch, capsys)
+    code, _, err = run_command(train_module.main, argv, monkeypatch, capsys)
     assert_clean(code, err, f"{key}: must be in [0, 4294967295], got {value}")
 
 
 def test_resuming_a_finished_run_with_more_epochs_is_refused_naming_both_ways(tmp_path, data, monkeypatch, capsys):
     run = tmp_path / "run"
     overrides = [*quick_overrides(data, *FAST), f"hydra.run.dir={run}"]
-    assert run_cli(train_module.main, overrides, monkeypatch, capsys)[0] == 0
+    assert run_command(train_module.main, overrides, monkeypatch, capsys)[0] == 0
     last = run / "checkpoints" / "last.ckpt"
     saved = torch.load(last, weights_only=True)
     record = {path: path.read_bytes() for path in (run / ".hydra").glob("*.yaml")}
-    code, _, err = run_cli(train_module.main, [*overrides, "epochs=5", f"ckpt_path={last}"], monkeypatch, capsys)
+    code, _, err = run_command(train_module.main, [*overrides, "epochs=5", f"ckpt_path={last}"], monkeypatch, capsys)
     steps = TRAINING_ROWS // 32
     assert_clean(code, err, f"ckpt_path={last}: its one-cycle schedule has {steps} steps (1 epoch of {steps} steps")
     assert "keep its epochs (epochs=1)" in err and "start a new run with the new epochs" in err
     assert torch.load(last, weights_only=True)["global_step"] == saved["global_step"]  # the checkpoint is untouched
     assert len(record) == 3 and {path: path.read_bytes() for path in record} == record  # and so is the old config
     # The same epochs resume the finished run (nothing left to train); the results stay.
-    assert run_cli(train_module.main, [*overrides, f"ckpt_path={last}"], monkeypatch, capsys)[0] == 0
+    assert run_command(train_module.main, [*overrides, f"ckpt_path={last}"], monkeypatch, capsys)[0] == 0
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 1
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_accelerator_gpu_without_a_gpu_names_accelerator_cpu(tmp_path, data, monkeypatch, capsys):
     argv = [*quick_overrides(data, *FAST), "accelerator=gpu", f"hydra.run.dir={tmp_path}"]
-    code, _, err = run_cli(train_module.main, argv, monkeypatch, capsys)
+    code, _, err = run_command(train_module.main, argv, monkeypatch, capsys)
     assert_clean(code, err, "accelerator.accelerator=gpu: torch sees no GPU on this machine")
     assert "use accelerator=cpu" in err
 
 
 def test_lightning_refusing_the_accelerator_settings_is_a_config_error(tmp_path, data, monkeypatch, capsys):
     argv = [*quick_overrides(data, *FAST), "accelerator.strategy=no_such_strategy", f"hydra.run.dir={tmp_path}"]
-    code, _, err = run_cli(train_module.main, argv, monkeypatch, capsys)
+    code, _, err = run_command(train_module.main, argv, monkeypatch, capsys)
     assert_clean(code, err, "accelerator: Lightning refuses these settings")
 
 
 def test_other_commands_exit_cleanly_too(tmp_path, data, monkeypatch, capsys):
     argv = [*quick_overrides(data, *FAST), "data.batch_size=100000"]
-    code, _, err = run_cli(lr_find_module.main, [*argv, f"hydra.run.dir={tmp_path / 'lr'}"], monkeypatch, capsys)
+    code, _, err = run_command(lr_find_module.main, [*argv, f"hydra.run.dir={tmp_path / 'lr'}"], monkeypatch, capsys)
     assert_clean(code, err, "data.batch_size=100000 is larger than")
     argv = [*argv[:1], "seed=-1", f"hydra.run.dir={tmp_path / 'cv'}"]
-    code, _, err = run_cli(crossval_module.main, argv, monkeypatch, capsys)
+    code, _, err = run_command(crossval_module.main, argv, monkeypatch, capsys)
     assert_clean(code, err, "seed: must be in")

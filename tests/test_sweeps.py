@@ -5,29 +5,26 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
+import cf_lightning.train as train_module
 from cf_lightning import sweep_summary
 from cf_lightning.callbacks.hparams_log import hparam_metrics, hparams_of
 from cf_lightning.config.job_status import COMPLETED, FAILED, RUNNING, STATUS_FILE
 from cf_lightning.config.run_names import job_name, short_keys
 from cf_lightning.config.threads import job_threads, parallel_jobs
 from cf_lightning.sweep_summary import UNFINISHED, heatmap_axes, summarise
-from tests.conftest import make_cfg, quick_overrides
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import make_cfg, quick_overrides, run_command
 
 
-def run_cli(module: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
-    )
+def run_train(argv: list[str], cwd: Path, monkeypatch, capsys) -> tuple[int, str, str]:
+    """``python -m cf_lightning.train ARGV`` started in ``cwd``, run in this process (``run_command``)."""
+    monkeypatch.chdir(cwd)
+    return run_command(train_module.main, argv, monkeypatch, capsys)
 
 
 def metrics_of(job_dir: Path) -> dict:
@@ -172,20 +169,22 @@ def test_summary_cli_names_a_folder_that_is_not_a_sweep(tmp_path, capsys):
     assert "no job folders" in capsys.readouterr().err
 
 
-# --- real sweeps, in a subprocess as a user runs them ---------------------------------------------
+# --- real sweeps, started as from the command line (in this process) ---------------------------------------------
 
 
-def test_grid_sweep_gives_every_job_a_readable_folder_metrics_and_hparams_and_ranks_them(movielens_dir, tmp_path):
+def test_grid_sweep_gives_every_job_a_readable_folder_metrics_and_hparams_and_ranks_them(
+    movielens_dir, tmp_path, monkeypatch, capsys
+):
     sweep = tmp_path / "sweep"
-    result = run_cli(
-        "cf_lightning.train",
+    argv = [
         "-m",
         *quick_overrides(movielens_dir),
         "optimizer.wd=0.01,1.0",
         "model.n_factors=4,8",
         f"hydra.sweep.dir={sweep}",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    ]
+    code, _, err = run_train(argv, tmp_path, monkeypatch, capsys)
+    assert code == 0, err[-3000:]
     jobs = job_dirs(sweep)
     assert [j.name for j in jobs] == [
         "0_epochs=1,batch_size=32,wd=0.01,n_factors=4",
@@ -204,8 +203,8 @@ def test_grid_sweep_gives_every_job_a_readable_folder_metrics_and_hparams_and_ra
         assert shown["val/loss_best"] == pytest.approx(metrics["val/loss_best"])
         assert shown["val/loss"] == pytest.approx(metrics["val/loss"])
 
-    summary = run_cli("cf_lightning.sweep_summary", str(sweep))
-    assert summary.returncode == 0, summary.stderr
+    assert sweep_summary.main([str(sweep)]) == 0
+    printed = capsys.readouterr().out
     table = pd.read_csv(sweep / "summary.csv")
     expected = sorted(jobs, key=lambda j: metrics_of(j)["val/loss_best"])
     assert list(table["job"]) == [j.name for j in expected]
@@ -213,18 +212,17 @@ def test_grid_sweep_gives_every_job_a_readable_folder_metrics_and_hparams_and_ra
     assert table["val/loss_best"].is_monotonic_increasing
     assert list(table.columns[2:4]) == ["wd", "n_factors"]
     assert (sweep / "heatmap.png").read_bytes().startswith(b"\x89PNG")
-    assert expected[0].name in summary.stdout
+    assert expected[0].name in printed
 
 
-def test_a_failing_job_does_not_stop_the_sweep_and_is_marked_failed(movielens_dir, tmp_path):
+def test_a_failing_job_does_not_stop_the_sweep_and_is_marked_failed(movielens_dir, tmp_path, monkeypatch, capsys):
     sweep = tmp_path / "sweep"
     # model.n_factors=0 composes (it is an int) but the range check rejects it when the job starts.
-    result = run_cli(
-        "cf_lightning.train", "-m", *quick_overrides(movielens_dir), "model.n_factors=0,4", f"hydra.sweep.dir={sweep}"
-    )
+    argv = ["-m", *quick_overrides(movielens_dir), "model.n_factors=0,4", f"hydra.sweep.dir={sweep}"]
+    code, _, err = run_train(argv, tmp_path, monkeypatch, capsys)
     # Hydra's basic launcher runs every job of the batch, then reports the failure with a non-zero exit.
-    assert result.returncode != 0
-    assert "model.n_factors" in result.stderr
+    assert code != 0
+    assert "model.n_factors" in err
     failed, completed = job_dirs(sweep)
     assert not (failed / "metrics.json").exists() and (completed / "metrics.json").is_file()
 
@@ -235,20 +233,16 @@ def test_a_failing_job_does_not_stop_the_sweep_and_is_marked_failed(movielens_di
     assert math.isnan(table["val/loss_best"].iloc[1])
 
 
-def test_optuna_search_runs_its_trials_and_minimises_the_best_validation_loss(movielens_dir, tmp_path):
+def test_optuna_search_runs_its_trials_and_minimises_the_best_validation_loss(
+    movielens_dir, tmp_path, monkeypatch, capsys
+):
     pytest.importorskip(
         "hydra_plugins.hydra_optuna_sweeper", reason='the optional extra is not installed: pip install -e ".[sweeps]"'
     )
     sweep = tmp_path / "sweep"
-    result = run_cli(
-        "cf_lightning.train",
-        "-m",
-        "hparams_search=optuna",
-        "hydra.sweeper.n_trials=3",
-        *quick_overrides(movielens_dir),
-        f"hydra.sweep.dir={sweep}",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    argv = ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=3", *quick_overrides(movielens_dir)]
+    code, _, err = run_train([*argv, f"hydra.sweep.dir={sweep}"], tmp_path, monkeypatch, capsys)
+    assert code == 0, err[-3000:]
     jobs = job_dirs(sweep)
     assert len(jobs) == 3
     best = min(metrics_of(j)["val/loss_best"] for j in jobs)
@@ -261,21 +255,16 @@ def test_optuna_search_runs_its_trials_and_minimises_the_best_validation_loss(mo
 
 
 @pytest.mark.slow  # joblib starts fresh worker processes, each importing torch and Lightning
-def test_parallel_launcher_runs_jobs_in_processes_with_a_share_of_the_cores(movielens_dir, tmp_path):
+def test_parallel_launcher_runs_jobs_in_processes_with_a_share_of_the_cores(
+    movielens_dir, tmp_path, monkeypatch, capsys
+):
     pytest.importorskip(
         "hydra_plugins.hydra_joblib_launcher", reason='the optional extra is not installed: pip install -e ".[sweeps]"'
     )
     sweep = tmp_path / "sweep"
-    result = run_cli(
-        "cf_lightning.train",
-        "-m",
-        "hydra/launcher=parallel",
-        "hydra.launcher.n_jobs=2",
-        *quick_overrides(movielens_dir),
-        "model.n_factors=4,8",
-        f"hydra.sweep.dir={sweep}",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    argv = ["-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", *quick_overrides(movielens_dir)]
+    code, _, err = run_train([*argv, "model.n_factors=4,8", f"hydra.sweep.dir={sweep}"], tmp_path, monkeypatch, capsys)
+    assert code == 0, err[-3000:]
     jobs = job_dirs(sweep)
     assert len(jobs) == 2
     for job in jobs:

@@ -2,21 +2,17 @@
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
+import cf_lightning.train as train_module
 from cf_lightning.data.datamodule import load_ratings
 from cf_lightning.errors import ConfigError
 from cf_lightning.models import DotProductBias
 from cf_lightning.train import train
-from tests.conftest import make_cfg, quick_overrides
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import make_cfg, quick_overrides, run_command
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +70,12 @@ def test_checkpoint_reloads_without_hydra_and_predicts_the_same(trained):
     assert torch.allclose(unknown, expected) and 10**9 not in users and "No Such Movie (2099)" not in items
 
 
-def test_cli_with_overrides_writes_metrics(tmp_path, movielens_dir):
+def test_cli_with_overrides_writes_metrics(tmp_path, movielens_dir, monkeypatch, capsys):
     run_dir = tmp_path / "run"
     overrides = quick_overrides(movielens_dir, "model.n_factors=8", "optimizer.wd=0.01", f"hydra.run.dir={run_dir}")
-    result = subprocess.run(
-        [sys.executable, "-m", "cf_lightning.train", *overrides], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "epoch  train_loss  valid_loss  time" in result.stdout
+    code, out, err = run_command(train_module.main, overrides, monkeypatch, capsys)
+    assert code == 0, err[-3000:]
+    assert "epoch  train_loss  valid_loss  time" in out
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert math.isfinite(metrics["val/loss_best"])
     saved = (run_dir / ".hydra" / "config.yaml").read_text()
