@@ -104,7 +104,8 @@ def _fit(cfg: DictConfig, out_dir: Path) -> dict:
     if datamodule.has_test:  # the protocol has a test set: score it once, with the best weights by the monitor
         # Closed-form baselines take no optimizer step, so ModelCheckpoint saves no "best" for them.
         saved_best = trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_path
-        weights = "best" if saved_best else None
+        # Trained on the validation rows too (a refit): "best" by them would be chosen on training rows.
+        weights = "best" if saved_best and not cfg.data.train_on_validation else None
         results = trainer.test(model, datamodule=datamodule, ckpt_path=weights, verbose=False, weights_only=True)
         scores = {k: v for k, v in results[0].items() if k != "step"}  # "step": the x-axis (callbacks/curves.py)
         report.extra |= {**scores, "test_weights": weights or "last"}

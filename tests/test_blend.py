@@ -56,3 +56,40 @@ def _metrics(folder):
     import json
 
     return json.loads((folder / "metrics.json").read_text())
+
+
+def test_train_on_validation_adds_the_validation_rows_to_training_and_keeps_them_for_metrics(movielens_dir):
+    cfg = make_cfg(f"data.root={movielens_dir}", "data.split=by_user", "data.valid_pct=0.1")
+    plain = CollabDataModule(cfg.data)
+    plain.setup("fit")
+    cfg.data.train_on_validation = True
+    refit = CollabDataModule(cfg.data)
+    refit.setup("fit")
+    assert sorted(refit.train_idx.tolist()) == sorted(plain.train_idx.tolist() + plain.valid_idx.tolist())
+    assert torch.equal(refit.valid_idx, plain.valid_idx) and torch.equal(refit.test_idx, plain.test_idx)
+
+
+def test_refit_blends_members_retrained_on_validation_rows_with_the_held_out_weights(movielens_dir, tmp_path):
+    import json
+
+    bayes = "model=bayesian_mf model.n_factors=3 model.burn_in=5 model.sweeps_per_epoch=10"
+    members = f"['model=bias_only epochs=2','{bayes}']"
+    overrides = ("model=blend", f"model.members={members}", "model.refit=true", "data.split=by_user", "logger=none")
+    cfg = make_cfg(*quick_overrides(movielens_dir, *overrides, "threads=1", "evaluation.ranking=false"))
+    train(cfg, out_dir=tmp_path)
+    record = json.loads((tmp_path / "members" / "blend.json").read_text())
+    # Both fit in closed form (no best checkpoint): the refit runs all their epochs (train.yaml's 5 for bayesian_mf).
+    assert record["refit_epochs"] == [2, 5]
+    for name in ("0_bias_only", "1_bayesian_mf"):  # each member trained twice: held out, then on every row
+        assert (tmp_path / "members" / name / "metrics.json").is_file()
+        refit = _metrics(tmp_path / "members" / "refit" / name)
+        assert refit["test_weights"] == "last"  # nothing chosen on rows it trained on
+    model = Blend.load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert list(record["weights"].values()) == pytest.approx(model.weights.tolist())
+    dm = CollabDataModule(cfg.data)
+    dm.setup("fit")
+    valid = dm.subset(dm.valid_idx)
+    # The blend's tables are the refit members': the held-out weights no longer solve least squares on them.
+    assert not torch.allclose(fit_weights(model.tables[:, valid.users, valid.items].T, valid.ratings), model.weights)
+    held_out = record["val_rmse_held_out"]
+    assert held_out["blend"] <= min(held_out[m] for m in record["members"]) + 1e-6

@@ -73,6 +73,7 @@ class DataConfig:
     split: str = MISSING
     valid_pct: float = MISSING
     split_seed: int = MISSING
+    train_on_validation: bool = MISSING  # true: train on the validation rows too (val/* no longer held out)
     test_pct: float = MISSING  # time_cut, by_user: the share held out for the test set
     holdout_n: int = MISSING  # temporal: each user's latest N ratings are the test set (the N before, validation)
     fold: str = MISSING  # predefined: which of FOLDS

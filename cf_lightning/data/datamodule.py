@@ -154,6 +154,8 @@ class CollabDataModule(pl.LightningDataModule):
             torch.from_numpy(arrays.rating),
         )
         self.train_idx, self.valid_idx, self.test_idx = rows.train, rows.valid, rows.test
+        if getattr(self.cfg, "train_on_validation", False):  # a refit: every choice was made on these rows before
+            self.train_idx = torch.cat([rows.train, rows.valid])
         # Keep only what the ratings frame needs beyond the tensors (the rows are the tensors' already).
         keep_movies = self.cfg.item_name != "movie"
         arrays.user_rows = None

@@ -182,6 +182,7 @@ class BlendConfig(ModelConfig):
 
     members: list[str] = MISSING
     clip: list[float] | None = MISSING
+    refit: bool = MISSING  # true: the members are trained again on training + validation rows, weights kept
 
     def __post_init__(self) -> None:
         check(len(self.members) > 0, "model.members", "must list at least one member (training overrides)")
