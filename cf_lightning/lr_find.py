@@ -155,6 +155,11 @@ def lr_find(cfg: DictConfig, out_dir: str | Path) -> LRFindResult:
     model = build_model(
         OmegaConf.to_container(cfg.model, resolve=True), datamodule.n_users, datamodule.n_items, optimizer=None
     )
+    if model.view != "triples":
+        raise ConfigError(
+            f"model={cfg.model.name}: trains on rows of the rating matrix ({model.view}), which the range test's "
+            "(user, item, rating) loop does not feed; choose optimizer.lr_max by validation runs of cf_lightning.train"
+        )
     opt = cfg.optimizer
     groups = param_groups(model, opt.wd, opt.wd_bn_bias)
     if not any(p.requires_grad for group in groups for p in group["params"]):

@@ -70,6 +70,12 @@ def test_range_test_stops_when_the_loss_diverges(movielens_dir, tmp_path):
     assert math.isnan(last) or last > cfg.lr_find.early_stop_threshold * min(result.losses[:-1])
 
 
+def test_a_model_trained_on_matrix_rows_is_refused_with_the_reason(movielens_dir, tmp_path):
+    cfg = lr_find_cfg(*quick_overrides(movielens_dir, "model=autorec"))
+    with pytest.raises(ConfigError, match="model=autorec: trains on rows of the rating matrix"):
+        lr_find(cfg, tmp_path)
+
+
 def test_range_test_settings_are_checked():
     cfg = lr_find_cfg("lr_find.min_lr=1.0", "lr_find.max_lr=0.1")
     with pytest.raises(ConfigError, match="lr_find.min_lr"):
