@@ -16,6 +16,7 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from cf_lightning.config.schema import validate
+from cf_lightning.crossval import bracket_list_overrides
 from cf_lightning.data import locate as locate_module
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.data.layouts import LAYOUTS
@@ -190,9 +191,11 @@ def readme_section(title: str) -> str:
 def test_readme_data_commands_parse_and_compose(title, monkeypatch):
     """Each ``python -m cf_lightning.train`` line of these README sections, as a shell would pass it."""
     monkeypatch.setenv("HOME", "/home/someone")
-    commands = re.findall(r"^python -m cf_lightning\.(?:train|crossval) (.+?)(?:\s+#.*)?$", readme_section(title), re.M)
+    commands = re.findall(r"^python -m cf_lightning\.(train|crossval) (.+?)(?:\s+#.*)?$", readme_section(title), re.M)
     assert commands, f"no commands found in README section {title!r}"
-    for command in commands:
+    for name, command in commands:
         args = [os.path.expandvars(a) for a in shlex.split(command)]
+        if name == "crossval":  # crossval's main brackets data.folds=u1,u2 before Hydra sees it
+            args = bracket_list_overrides(args)
         OverridesParser.create().parse_overrides(args)  # Hydra's parser: '~' unquoted would fail here
         validate(make_cfg(*(a for a in args if not a.startswith("-"))))

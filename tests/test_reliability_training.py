@@ -215,7 +215,10 @@ def test_split_seed_changes_the_split_and_nothing_else(tmp_path, data, monkeypat
             dm = trainer.datamodule
             seen["valid"] = dm.valid_idx.clone()
             seen["vocab"] = dm.vocab.to_dict()
-            seen["order"] = [b.clone() for b in dm.train_dataloader().sampler.batches]
+            # The batches are rows of all ratings; their positions within the training rows are the order.
+            position = torch.full((len(dm.tensors),), -1, dtype=torch.long)
+            position[dm.train_idx] = torch.arange(len(dm.train_idx))
+            seen["order"] = [position[b] for b in dm.train_dataloader().sampler.batches]
             raise Recorded  # all that could differ is known before the first step
 
     monkeypatch.setattr(train_module, "build_model", recording_build)
