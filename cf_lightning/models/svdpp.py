@@ -54,8 +54,6 @@ class ImplicitSets(nn.Module):
 class SVDpp(CollabModel):
     """SVD++: the user vector plus the normalised sum of the implicit factors of the user's training items."""
 
-    user_tables = ("user_factors.weight", "user_bias.weight")
-
     user_tables = ("user_factors.weight", "user_bias.weight")  # a folded-in user has no implicit set
 
     def __init__(
