@@ -21,7 +21,8 @@ from cf_lightning.models import MODELS
 from cf_lightning.models.blend import dense_predictions, fit_weights
 
 
-def main(root: str, fold: str, *members: str) -> None:
+def fold_and_members(root: str, fold: str, members: tuple[str, ...]) -> tuple[CollabDataModule, torch.Tensor]:
+    """The fold's DataModule (the runs' split) and each ``name=checkpoint`` member's dense prediction table."""
     torch.set_num_threads(1)
     overrides = [f"data.root={root}", "data.split=predefined", f"data.fold={fold}", "data.item_name=movie"]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
@@ -33,7 +34,11 @@ def main(root: str, fold: str, *members: str) -> None:
         name, _, path = member.partition("=")
         model = MODELS[name].load_from_checkpoint(path, map_location="cpu", weights_only=True)
         tables.append(dense_predictions(model, dm.n_users, dm.n_items))
-    tables = torch.stack(tables)
+    return dm, torch.stack(tables)
+
+
+def main(root: str, fold: str, *members: str) -> None:
+    dm, tables = fold_and_members(root, fold, members)
     valid, test = dm.subset(dm.valid_idx), dm.subset(dm.test_idx)
     weights = fit_weights(tables[:, valid.users, valid.items].T, valid.ratings)
 

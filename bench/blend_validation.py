@@ -14,12 +14,9 @@ from __future__ import annotations
 import sys
 
 import torch
-from hydra import compose, initialize_config_dir
 
-from cf_lightning.config import CONFIG_DIR
-from cf_lightning.data.datamodule import CollabDataModule
-from cf_lightning.models import MODELS
-from cf_lightning.models.blend import dense_predictions, fit_weights
+from bench.blend_from_runs import fold_and_members
+from cf_lightning.models.blend import fit_weights
 
 
 def rmse(predicted: torch.Tensor, ratings: torch.Tensor) -> float:
@@ -27,19 +24,9 @@ def rmse(predicted: torch.Tensor, ratings: torch.Tensor) -> float:
 
 
 def main(root: str, fold: str, *members: str) -> None:
-    torch.set_num_threads(1)
-    overrides = [f"data.root={root}", "data.split=predefined", f"data.fold={fold}", "data.item_name=movie"]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[*overrides, "data.valid_pct=0.05"])
-    dm = CollabDataModule(cfg.data)
-    dm.setup()
+    dm, tables = fold_and_members(root, fold, members)
     valid = dm.subset(dm.valid_idx)
-    columns = []
-    for member in members:
-        name, _, path = member.partition("=")
-        model = MODELS[name].load_from_checkpoint(path, map_location="cpu", weights_only=True)
-        columns.append(dense_predictions(model, dm.n_users, dm.n_items)[valid.users, valid.items].double())
-    x, y = torch.stack(columns, 1), valid.ratings.double()
+    x, y = tables[:, valid.users, valid.items].T.double(), valid.ratings.double()
     for k, member in enumerate(members):
         print(f"{member.partition('=')[0]}: validation RMSE {rmse(x[:, k], y):.4f}")
     weights = fit_weights(x, y)

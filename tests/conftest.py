@@ -19,6 +19,18 @@ from cf_lightning.data.synthetic import generate_movielens
 SMALL = {"n_users": 60, "n_items": 80, "n_ratings": 2400, "n_factors": 3, "seed": 0}
 
 
+# Overrides that leave out what a test of run mechanics does not look at (loggers, ranking, the figure).
+FAST = ("logger=none", "evaluation.ranking=false", "callbacks.interpretation=false")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """A small synthetic ML-100K-format set, written once per test module."""
+    folder = tmp_path_factory.mktemp("data")
+    generate_movielens(folder, **SMALL)
+    return folder
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory, monkeypatch) -> Path:
     """No test reads or writes the user's cache or data folders."""

@@ -14,20 +14,11 @@ import cf_lightning.lr_find as lr_find_module
 import cf_lightning.train as train_module
 from cf_lightning.config.cli import EXIT_STATUS, FULL_TRACEBACK_HINT, clean_errors
 from cf_lightning.config.job_status import STATUS_FILE
-from cf_lightning.data.synthetic import generate_movielens
 from cf_lightning.errors import ConfigError, DataFormatError
-from tests.conftest import SMALL, quick_overrides, run_command
+from tests.conftest import FAST, SMALL, quick_overrides, run_command
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST = ("logger=none", "evaluation.ranking=false", "callbacks.interpretation=false")
 TRAINING_ROWS = int(0.8 * SMALL["n_ratings"])  # the random split's training part
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("data")
-    generate_movielens(folder, **SMALL)
-    return folder
 
 
 def first_line(text: str) -> str:

@@ -20,20 +20,10 @@ import cf_lightning.train as train_module
 from cf_lightning.callbacks.checkpoint_io import AtomicCheckpointIO
 from cf_lightning.callbacks.report import EPOCHS_FILE, METRICS_FILE
 from cf_lightning.config.job_status import STATUS_FILE
-from cf_lightning.data.synthetic import generate_movielens
 from cf_lightning.errors import ResultWriteError
 from cf_lightning.sweep_summary import summarise
 from cf_lightning.train import train
-from tests.conftest import SMALL, make_cfg, quick_overrides
-
-FAST = ("logger=none", "evaluation.ranking=false", "callbacks.interpretation=false")
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("data")
-    generate_movielens(folder, **SMALL)
-    return folder
+from tests.conftest import FAST, make_cfg, quick_overrides
 
 
 def stray_temporaries(folder: Path) -> list[Path]:

@@ -11,20 +11,11 @@ import torch
 
 from cf_lightning.callbacks.report import METRICS_FILE
 from cf_lightning.config import run_folder
-from cf_lightning.data.synthetic import generate_movielens
 from cf_lightning.errors import RunFolderError
 from cf_lightning.train import train
-from tests.conftest import SMALL, make_cfg, quick_overrides
+from tests.conftest import FAST, make_cfg, quick_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST = ("logger=none", "evaluation.ranking=false", "callbacks.interpretation=false")
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("data")
-    generate_movielens(folder, **SMALL)
-    return folder
 
 
 def checkpoint_names(run: Path) -> list[str]:

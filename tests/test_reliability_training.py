@@ -18,11 +18,10 @@ from cf_lightning.callbacks.report import METRICS_FILE
 from cf_lightning.data.synthetic import generate_movielens
 from cf_lightning.errors import CheckpointMismatchError, NonFiniteLossError
 from cf_lightning.train import train
-from tests.conftest import SMALL, make_cfg, quick_overrides
+from tests.conftest import FAST, SMALL, make_cfg, quick_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMING_KEYS = {"epoch_times", "wall_time"}  # the only values in metrics.json that may differ between runs
-FAST = ("logger=none", "evaluation.ranking=false", "callbacks.interpretation=false")
 
 # Runs train() in a fresh process that SIGKILLs itself as epoch 3 starts, i.e. after epoch 2's checkpoint.
 KILLED_AFTER_EPOCH_2 = """
@@ -76,13 +75,6 @@ class PoisonWeights(pl.Callback):
         if (trainer.current_epoch, batch_idx) == (self.epoch, self.batch):
             with torch.no_grad():
                 pl_module.user_factors.weight.fill_(math.nan)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("data")
-    generate_movielens(folder, **SMALL)
-    return folder
 
 
 @pytest.fixture(scope="module")
