@@ -113,6 +113,27 @@ def run_ours(data: Path, overrides: list[str]) -> dict:
     return {"seconds": seconds, "read_s": sum(reading), "train_rows": rows, "val_mse": metrics["val/loss"]}
 
 
+def torch_one_cycle(model, opt, total_steps: int):
+    """fastai's fit_one_cycle with torch's own classes and defaults (no fused kernel, no wd exemptions:
+    dotbias has no norm layers or Linear biases)."""
+    import torch
+
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=opt.lr_max, betas=(opt.moms[0], opt.beta2), eps=opt.eps, weight_decay=opt.wd
+    )
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=opt.lr_max,
+        total_steps=total_steps,
+        pct_start=opt.pct_start,
+        div_factor=opt.div,
+        final_div_factor=opt.div_final / opt.div,
+        base_momentum=opt.moms[1],
+        max_momentum=opt.moms[0],
+    )
+    return optimizer, scheduler
+
+
 def run_plain(data: Path) -> dict:
     import torch
     import torch.nn.functional as F
@@ -142,20 +163,7 @@ def run_plain(data: Path) -> dict:
     model = DotProductBias(datamodule.n_users, datamodule.n_items, cfg.model.n_factors)
     train_set, valid_set = datamodule.subset(datamodule.train_idx), datamodule.subset(datamodule.valid_idx)
     sampler = EpochBatchSampler(len(train_set), cfg.data.batch_size, shuffle=True, drop_last=True, seed=cfg.seed)
-    opt = cfg.optimizer
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=opt.lr_max, betas=(opt.moms[0], opt.beta2), eps=opt.eps, weight_decay=opt.wd
-    )
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer,
-        max_lr=opt.lr_max,
-        total_steps=len(sampler),
-        pct_start=opt.pct_start,
-        div_factor=opt.div,
-        final_div_factor=opt.div_final / opt.div,
-        base_momentum=opt.moms[1],
-        max_momentum=opt.moms[0],
-    )
+    optimizer, scheduler = torch_one_cycle(model, cfg.optimizer, len(sampler))
     sampler.set_epoch(0)
     for rows in sampler:
         users, items, ratings = train_set[rows]

@@ -31,31 +31,13 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.throughput import torch_one_cycle  # noqa: E402  (the plain recipe both benchmarks share)
 from cf_lightning.config.threads import job_threads  # noqa: E402
 from cf_lightning.data.batches import EpochBatchSampler  # noqa: E402
 from cf_lightning.data.datamodule import CollabDataModule  # noqa: E402
 from cf_lightning.models import build_model  # noqa: E402
 from cf_lightning.train import train  # noqa: E402
 from tests.conftest import make_cfg  # noqa: E402
-
-
-def torch_one_cycle(model, opt, total_steps: int):
-    """fastai's fit_one_cycle with torch's own classes and defaults (no fused kernel, no wd exemptions:
-    dotbias has no norm layers or Linear biases)."""
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=opt.lr_max, betas=(opt.moms[0], opt.beta2), eps=opt.eps, weight_decay=opt.wd
-    )
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer,
-        max_lr=opt.lr_max,
-        total_steps=total_steps,
-        pct_start=opt.pct_start,
-        div_factor=opt.div,
-        final_div_factor=opt.div_final / opt.div,
-        base_momentum=opt.moms[1],
-        max_momentum=opt.moms[0],
-    )
-    return optimizer, scheduler
 
 
 def plain_loop(cfg) -> float:
