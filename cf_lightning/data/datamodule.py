@@ -249,7 +249,7 @@ class CollabDataModule(pl.LightningDataModule):
         """Chunks of ``data.steps_per_call`` training batches; each batch is one optimizer step."""
         if self.training_view() == "item_rows":  # rows of the training rating matrix (autoencoders)
             items = self._item_rows()
-            batches = self._sampler(torch.arange(len(items)), self.cfg.batch_size, train=True, of_all_rows=False)
+            batches = self._sampler(items, self.cfg.batch_size, train=True, of_all_rows=False)
             return batch_loader(ItemRows(self.training_matrix(), items), StepChunks(batches, self.cfg.steps_per_call))
         if self.train_view is None:
             batches = self._sampler(self.train_idx, self.cfg.batch_size, train=True)

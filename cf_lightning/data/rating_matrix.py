@@ -15,8 +15,9 @@ from torch.utils.data import Dataset
 
 from cf_lightning.errors import ConfigError
 
-# The most cells a dense batch of rows may hold (512 MiB of float32 values): ML-25M's 162,541 users
-# allow 825 rows a batch. A bigger request is refused with the fix, rather than exhausting memory.
+# The most cells a dense table may hold (512 MiB of float32 values): a batch of the rating-matrix view
+# (ML-25M's 162,541 users allow 825 rows a batch), and the dense prediction tables of bayesian_mf and
+# blend (MovieLens 100K and 1M fit, 10M does not). A bigger request is refused with the fix.
 MAX_DENSE_CELLS = 1 << 27
 
 

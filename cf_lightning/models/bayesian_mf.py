@@ -15,12 +15,10 @@ from collections.abc import Sequence
 
 import torch
 
+from cf_lightning.data.rating_matrix import MAX_DENSE_CELLS  # the dense prediction sum must fit (100K/1M do)
 from cf_lightning.errors import ConfigError
 from cf_lightning.models.baselines import ClosedFormBaseline
 from cf_lightning.models.gibbs import GibbsState, TrainingRatings, gibbs_sweep
-
-# The dense prediction sum must fit in memory: MovieLens 100K/1M are far below, 25M is far above.
-MAX_DENSE_CELLS = 100_000_000
 
 
 class BayesianMF(ClosedFormBaseline):

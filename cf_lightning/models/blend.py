@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 
 from cf_lightning.atomic import write_text
+from cf_lightning.data.rating_matrix import MAX_DENSE_CELLS
 from cf_lightning.errors import ConfigError
 from cf_lightning.models.baselines import ClosedFormBaseline
-from cf_lightning.models.bayesian_mf import MAX_DENSE_CELLS
 
 # Ridge on the blend weights, relative to the number of validation rows: keeps them finite when two
 # members predict almost the same thing, without pulling them measurably otherwise.
