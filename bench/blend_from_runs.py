@@ -18,7 +18,7 @@ from hydra import compose, initialize_config_dir
 from cf_lightning.config import CONFIG_DIR
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.models import MODELS
-from cf_lightning.models.blend import dense_predictions, fit_weights
+from cf_lightning.models.rating.blend import dense_predictions, fit_weights
 
 
 def fold_and_members(root: str, fold: str, members: tuple[str, ...]) -> tuple[CollabDataModule, torch.Tensor]:

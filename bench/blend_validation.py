@@ -16,7 +16,7 @@ import sys
 import torch
 
 from bench.blend_from_runs import fold_and_members
-from cf_lightning.models.blend import fit_weights
+from cf_lightning.models.rating.blend import fit_weights
 
 
 def rmse(predicted: torch.Tensor, ratings: torch.Tensor) -> float:

@@ -3,7 +3,7 @@
     python -m bench.gibbs_validation ../shared/datasets/ml-100k k=20 sweeps=120 burn=20 [fold=u1] [tol=1e-4]
         [drop=0.05] [seed=42] [iu=1] [ii=1]
 
-Runs ``cf_lightning/models/gibbs.py`` directly (no Lightning) on the training rows the DataModule gives
+Runs ``cf_lightning/models/rating/gibbs.py`` directly (no Lightning) on the training rows the DataModule gives
 with ``data.valid_pct=0.05`` (``drop`` removes that share of them at random first) and prints, every 20
 sweeps, the RMSE on the validation rows of the mean of the samples kept after ``burn`` (clipped to 1-5).
 """
@@ -16,7 +16,7 @@ import time
 import torch
 from hydra import compose, initialize_config_dir
 
-import cf_lightning.models.gibbs as gibbs
+import cf_lightning.models.rating.gibbs as gibbs
 from cf_lightning.config import CONFIG_DIR
 from cf_lightning.data.batches import RatingTensors
 from cf_lightning.data.datamodule import CollabDataModule

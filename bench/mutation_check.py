@@ -98,7 +98,7 @@ MUTATIONS = (
     Mutation(
         "dotbias_drops_item_bias",
         "DotProductBias leaves the item bias out of its score",
-        "cf_lightning/models/dot_bias.py",
+        "cf_lightning/models/chapter/dot_bias.py",
         (("dot + self.user_bias(users)[:, 0] + self.item_bias(items)[:, 0]", "dot + self.user_bias(users)[:, 0]"),),
         MODEL_TESTS,
     ),

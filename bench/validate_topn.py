@@ -20,9 +20,9 @@ from omegaconf import OmegaConf
 from cf_lightning.config import CONFIG_DIR
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.metrics.ranking import UserItems, ranking_metrics, score_all_items
-from cf_lightning.models.baselines import Popularity
-from cf_lightning.models.ease import EASE
-from cf_lightning.models.ials import ImplicitALS
+from cf_lightning.models.topn.ease import EASE
+from cf_lightning.models.topn.ials import ImplicitALS
+from cf_lightning.models.topn.popularity import Popularity
 
 IALS_DEFAULTS = {"l2_exponent": 1.0, "init_std": 0.1}
 SWEEPS_SHOWN = (2, 4, 6, 8, 10)

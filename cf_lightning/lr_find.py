@@ -36,7 +36,7 @@ from cf_lightning.config.threads import apply_threads
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.errors import ConfigError
 from cf_lightning.models import build_model
-from cf_lightning.models.optim import param_groups
+from cf_lightning.optim.one_cycle import param_groups
 
 PLOT_FILE, RESULT_FILE = "lr_find.png", "lr_find.json"
 

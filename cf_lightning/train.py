@@ -38,7 +38,7 @@ from cf_lightning.data.negatives import NegativeSampling
 from cf_lightning.errors import ConfigError
 from cf_lightning.metrics.ranking import higher_is_better
 from cf_lightning.models import MODELS, build_model
-from cf_lightning.models.losses import RANKING_LOSSES
+from cf_lightning.models.topn.losses import RANKING_LOSSES
 
 # train/loss, lr and momentum: a point every this many optimizer steps (a device sync each, no more).
 LOG_EVERY_N_STEPS = 50

@@ -8,7 +8,7 @@ from cf_lightning.data.rating_matrix import RatingMatrix, check_dense_rows
 from cf_lightning.data.synthetic import generate_movielens
 from cf_lightning.errors import ConfigError
 from cf_lightning.models import MODELS
-from cf_lightning.models.autoencoder import masked_mse
+from cf_lightning.models.rating.autoencoder import masked_mse
 from cf_lightning.train import train
 from tests.conftest import make_cfg, quick_overrides
 
@@ -110,7 +110,7 @@ def test_an_item_without_training_ratings_gets_the_mean_plus_the_users_bias(plan
 
 
 def test_the_kernel_is_one_at_equal_vectors_and_zero_beyond_distance_one():
-    from cf_lightning.models.kernel_ae import KernelLayer
+    from cf_lightning.models.rating.kernel_ae import KernelLayer
 
     layer = KernelLayer(n_in=2, n_out=3, kernel_dim=2)
     with torch.no_grad():

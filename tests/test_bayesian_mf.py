@@ -6,8 +6,8 @@ import torch
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.data.synthetic import generate_movielens
 from cf_lightning.errors import ConfigError
-from cf_lightning.models.bayesian_mf import BayesianMF
-from cf_lightning.models.gibbs import (
+from cf_lightning.models.rating.bayesian_mf import BayesianMF
+from cf_lightning.models.rating.gibbs import (
     MU_PRIOR_PRECISION,
     GibbsState,
     TrainingRatings,

@@ -5,7 +5,7 @@ import torch
 
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.errors import ConfigError
-from cf_lightning.models.blend import Blend, fit_weights, member_config
+from cf_lightning.models.rating.blend import Blend, fit_weights, member_config
 from cf_lightning.train import train
 from tests.conftest import make_cfg, quick_overrides
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from cf_lightning.data.datamodule import CollabDataModule
+from cf_lightning.models.chapter.dot_bias import DotProductBias
 from cf_lightning.models.cold_start import SHRINKAGE, ColdStartFallback, rows_with_training_ratings
-from cf_lightning.models.dot_bias import DotProductBias
 from cf_lightning.train import train
 from tests.conftest import make_cfg, quick_overrides
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from cf_lightning.models.optim import one_cycle, param_groups
+from cf_lightning.optim.one_cycle import one_cycle, param_groups
 from tests.conftest import make_cfg
 
 RECIPE = dict(make_cfg().optimizer)

@@ -7,7 +7,7 @@ import torch
 
 from cf_lightning.data.batches import RatingTensors
 from cf_lightning.data.negatives import NegativeSampling, pair_keys, sample_negatives
-from cf_lightning.models.losses import bpr_loss, ranking_loss, sampled_softmax_loss
+from cf_lightning.models.topn.losses import bpr_loss, ranking_loss, sampled_softmax_loss
 
 
 def softplus(x: float) -> float:

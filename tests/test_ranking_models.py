@@ -10,8 +10,8 @@ import torch
 from cf_lightning.data.synthetic import generate_movielens
 from cf_lightning.errors import ConfigError
 from cf_lightning.metrics.ranking import UserItems
-from cf_lightning.models.ease import EASE, ease_weights, interaction_matrix
-from cf_lightning.models.ials import ImplicitALS, solve_side
+from cf_lightning.models.topn.ease import EASE, ease_weights, interaction_matrix
+from cf_lightning.models.topn.ials import ImplicitALS, solve_side
 from cf_lightning.train import train
 from tests.conftest import make_cfg, quick_overrides
 
@@ -165,7 +165,7 @@ def test_recommend_ranks_by_the_models_scores_and_says_which_model_and_objective
 
 
 def test_a_model_trained_with_a_ranking_loss_ranks_by_its_score_not_a_rating():
-    from cf_lightning.models.dot_bias import DotProductBias
+    from cf_lightning.models.chapter.dot_bias import DotProductBias
 
     model = DotProductBias(5, 6, n_factors=2, y_range=[0.0, 5.5])
     assert model.predicts_ratings and model.ranked_by == "predicted rating"

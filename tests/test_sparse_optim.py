@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from cf_lightning.errors import ConfigError
-from cf_lightning.models.dot_bias import DotProductBias
-from cf_lightning.models.optim import one_cycle
-from cf_lightning.models.sparse_optim import SparseAdamW, use_sparse_gradients
+from cf_lightning.models.chapter.dot_bias import DotProductBias
+from cf_lightning.optim.one_cycle import one_cycle
+from cf_lightning.optim.sparse import SparseAdamW, use_sparse_gradients
 from cf_lightning.train import train
 from tests.conftest import make_cfg, quick_overrides
 

@@ -4,7 +4,7 @@ import torch
 
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.data.synthetic import generate_movielens
-from cf_lightning.models.svdpp import ImplicitSets, SVDpp
+from cf_lightning.models.rating.svdpp import ImplicitSets, SVDpp
 from cf_lightning.train import train
 from tests.conftest import make_cfg, quick_overrides
 

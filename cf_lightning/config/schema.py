@@ -147,7 +147,7 @@ class OptimizerConfig:
     moms: list[float] = MISSING
     beta2: float = MISSING
     eps: float = MISSING
-    sparse: bool = MISSING  # embedding tables send sparse gradients (cf_lightning/models/sparse_optim.py)
+    sparse: bool = MISSING  # embedding tables send sparse gradients (cf_lightning/optim/sparse.py)
     lazy: bool = MISSING  # with sparse: update only the rows in the batch (row-wise "lazy" AdamW)
 
     def __post_init__(self) -> None:
@@ -235,7 +235,7 @@ class TrainConfig:
 
 @dataclass
 class LossConfig:
-    """The training objective (``conf/loss``, cf_lightning/models/losses.py): ``mse`` on ratings, or a
+    """The training objective (``conf/loss``, cf_lightning/models/topn/losses.py): ``mse`` on ratings, or a
     ranking loss over rated (= interacted) items and sampled unrated ones, which adds its keys."""
 
     name: str = MISSING

@@ -13,10 +13,10 @@ from torchmetrics import MeanAbsoluteError, MeanSquaredError
 from cf_lightning.data.vocab import CollabVocab
 from cf_lightning.inference.ids import predict as predict_ids
 from cf_lightning.models.layers import sigmoid_range
-from cf_lightning.models.losses import RANKING_LOSSES, ranking_loss
-from cf_lightning.models.optim import one_cycle
-from cf_lightning.models.sparse_optim import require_sparse_all_reduce, use_sparse_gradients, wants_sparse_gradients
+from cf_lightning.models.topn.losses import RANKING_LOSSES, ranking_loss
 from cf_lightning.models.vocab_match import require_same_vocab
+from cf_lightning.optim.one_cycle import one_cycle
+from cf_lightning.optim.sparse import require_sparse_all_reduce, use_sparse_gradients, wants_sparse_gradients
 
 VOCAB_KEY = "cf_lightning_vocab"
 # The logged name of each evaluation stage's mean squared error: val/loss is what checkpoints and sweeps watch.
@@ -226,7 +226,7 @@ class CollabModel(pl.LightningModule):
     user_tables: tuple[str, ...] = ()
     uses_users: bool = True
     # What the DataModule's training loader serves this model: "triples" = (user, item, rating) rows;
-    # "item_rows" = rows of the training rating matrix, one per item (autoencoders, models/autoencoder.py).
+    # "item_rows" = rows of the training rating matrix, one per item (autoencoders, models/rating/autoencoder.py).
     view: str = "triples"
 
     @property

@@ -41,7 +41,7 @@ class DotProductConfig(ModelConfig):
 
 
 # `dot` and `dot_range` are one class: y_range null or set.
-register_model("dot", "dot_range", schema=DotProductConfig, model="cf_lightning.models.dot:DotProduct")
+register_model("dot", "dot_range", schema=DotProductConfig, model="cf_lightning.models.chapter.dot:DotProduct")
 
 
 @dataclass
@@ -54,9 +54,13 @@ class DotBiasConfig(ModelConfig):
         _check_y_range(self.y_range)
 
 
-register_model("dotbias", schema=DotBiasConfig, model="cf_lightning.models.dot_bias:DotProductBias")
-register_model("dotbias_params", schema=DotBiasConfig, model="cf_lightning.models.dot_bias_params:DotProductBiasParams")
-register_model("embdotbias", schema=DotProductConfig, model="cf_lightning.models.embedding_dot_bias:EmbeddingDotBias")
+register_model("dotbias", schema=DotBiasConfig, model="cf_lightning.models.chapter.dot_bias:DotProductBias")
+register_model(
+    "dotbias_params", schema=DotBiasConfig, model="cf_lightning.models.chapter.dot_bias_params:DotProductBiasParams"
+)
+register_model(
+    "embdotbias", schema=DotProductConfig, model="cf_lightning.models.chapter.embedding_dot_bias:EmbeddingDotBias"
+)
 
 
 @dataclass
@@ -73,7 +77,7 @@ class CollabNNConfig(ModelConfig):
         _check_y_range(self.y_range)
 
 
-register_model("collabnn", schema=CollabNNConfig, model="cf_lightning.models.collab_nn:CollabNN")
+register_model("collabnn", schema=CollabNNConfig, model="cf_lightning.models.chapter.collab_nn:CollabNN")
 
 
 @dataclass
@@ -97,12 +101,12 @@ class EmbeddingNNConfig(ModelConfig):
         _check_y_range(self.y_range)
 
 
-register_model("embnn", schema=EmbeddingNNConfig, model="cf_lightning.models.embedding_nn:EmbeddingNN")
+register_model("embnn", schema=EmbeddingNNConfig, model="cf_lightning.models.chapter.embedding_nn:EmbeddingNN")
 
 
-# --- baselines (cf_lightning/models/baselines.py) ---------------------------------------------------
+# --- baselines (cf_lightning/models/rating/baselines.py) ---------------------------------------------------
 
-register_model("global_mean", schema=ModelConfig, model="cf_lightning.models.baselines:GlobalMean")
+register_model("global_mean", schema=ModelConfig, model="cf_lightning.models.rating.baselines:GlobalMean")
 
 
 @dataclass
@@ -113,7 +117,7 @@ class BiasOnlyConfig(ModelConfig):
         _check_y_range(self.y_range)
 
 
-register_model("bias_only", schema=BiasOnlyConfig, model="cf_lightning.models.baselines:BiasOnly")
+register_model("bias_only", schema=BiasOnlyConfig, model="cf_lightning.models.rating.baselines:BiasOnly")
 
 
 @dataclass
@@ -124,7 +128,7 @@ class PopularityConfig(ModelConfig):
         check(self.shrinkage >= 0, "model.shrinkage", f"must be >= 0, got {self.shrinkage}")
 
 
-register_model("popularity", schema=PopularityConfig, model="cf_lightning.models.baselines:Popularity")
+register_model("popularity", schema=PopularityConfig, model="cf_lightning.models.topn.popularity:Popularity")
 
 
 # --- beyond the chapter: accuracy (issue 13) ----------------------------------------------------------
@@ -132,7 +136,7 @@ register_model("popularity", schema=PopularityConfig, model="cf_lightning.models
 
 @dataclass
 class BayesianMFConfig(ModelConfig):
-    """Bayesian MF by Gibbs sampling (cf_lightning/models/bayesian_mf.py)."""
+    """Bayesian MF by Gibbs sampling (cf_lightning/models/rating/bayesian_mf.py)."""
 
     n_factors: int = MISSING  # 0 = biases only
     implicit_users: bool = MISSING  # SVD++'s y block: the items the user rated in training
@@ -158,12 +162,12 @@ class BayesianMFConfig(ModelConfig):
             check(ok, "model.clip", f"must be [low, high] with low < high, or null; got {list(self.clip)}")
 
 
-register_model("bayesian_mf", schema=BayesianMFConfig, model="cf_lightning.models.bayesian_mf:BayesianMF")
+register_model("bayesian_mf", schema=BayesianMFConfig, model="cf_lightning.models.rating.bayesian_mf:BayesianMF")
 
 
 @dataclass
 class SVDppConfig(ModelConfig):
-    """SVD++ by gradient steps (cf_lightning/models/svdpp.py)."""
+    """SVD++ by gradient steps (cf_lightning/models/rating/svdpp.py)."""
 
     n_factors: int = MISSING
     y_range: list[float] | None = MISSING
@@ -173,12 +177,12 @@ class SVDppConfig(ModelConfig):
         _check_y_range(self.y_range)
 
 
-register_model("svdpp", schema=SVDppConfig, model="cf_lightning.models.svdpp:SVDpp")
+register_model("svdpp", schema=SVDppConfig, model="cf_lightning.models.rating.svdpp:SVDpp")
 
 
 @dataclass
 class BlendConfig(ModelConfig):
-    """A linear blend of members, each a string of training overrides (cf_lightning/models/blend.py)."""
+    """A linear blend of members, each a string of training overrides (cf_lightning/models/rating/blend.py)."""
 
     members: list[str] = MISSING
     clip: list[float] | None = MISSING
@@ -191,7 +195,7 @@ class BlendConfig(ModelConfig):
             check(ok, "model.clip", f"must be [low, high] with low < high, or null; got {list(self.clip)}")
 
 
-register_model("blend", schema=BlendConfig, model="cf_lightning.models.blend:Blend")
+register_model("blend", schema=BlendConfig, model="cf_lightning.models.rating.blend:Blend")
 
 
 # --- top-N models: ranking scores from who rated what (docs/results.md, "Top-N recommendation") -------
@@ -205,7 +209,7 @@ class EASEConfig(ModelConfig):
         check(self.l2 > 0, "model.l2", f"must be > 0, got {self.l2}")
 
 
-register_model("ease", schema=EASEConfig, model="cf_lightning.models.ease:EASE")
+register_model("ease", schema=EASEConfig, model="cf_lightning.models.topn.ease:EASE")
 
 
 @dataclass
@@ -223,7 +227,7 @@ class ImplicitALSConfig(ModelConfig):
         check(self.init_std > 0, "model.init_std", f"must be > 0, got {self.init_std}")
 
 
-register_model("ials", schema=ImplicitALSConfig, model="cf_lightning.models.ials:ImplicitALS")
+register_model("ials", schema=ImplicitALSConfig, model="cf_lightning.models.topn.ials:ImplicitALS")
 
 
 @dataclass
@@ -236,11 +240,13 @@ class MatrixFactorizationConfig(ModelConfig):
 
 # BPR-MF: conf/model/bpr_mf.yaml chooses loss=bpr.
 register_model(
-    "bpr_mf", schema=MatrixFactorizationConfig, model="cf_lightning.models.matrix_factorization:MatrixFactorization"
+    "bpr_mf",
+    schema=MatrixFactorizationConfig,
+    model="cf_lightning.models.topn.matrix_factorization:MatrixFactorization",
 )
 
 
-# --- item-based autoencoders: train on the rating-matrix view (cf_lightning/models/autoencoder.py) -----
+# --- item-based autoencoders: train on the rating-matrix view (cf_lightning/models/rating/autoencoder.py) -----
 
 
 def _check_clip(clip: list[float] | None) -> None:
@@ -261,12 +267,12 @@ class AutoRecConfig(ModelConfig):
         _check_clip(self.clip)
 
 
-register_model("autorec", schema=AutoRecConfig, model="cf_lightning.models.autoencoder:AutoRec")
+register_model("autorec", schema=AutoRecConfig, model="cf_lightning.models.rating.autoencoder:AutoRec")
 
 
 @dataclass
 class KernelAEConfig(ModelConfig):
-    """Sparse FC / GLocal-K (cf_lightning/models/kernel_ae.py)."""
+    """Sparse FC / GLocal-K (cf_lightning/models/rating/kernel_ae.py)."""
 
     hidden: list[int] = MISSING  # sigmoid kernel layers between the users-wide input and output
     kernel_dim: int = MISSING  # length of the vectors u_i, v_j the RBF kernel compares
@@ -289,4 +295,4 @@ class KernelAEConfig(ModelConfig):
         _check_clip(self.clip)
 
 
-register_model("kernel_ae", schema=KernelAEConfig, model="cf_lightning.models.kernel_ae:KernelAE")
+register_model("kernel_ae", schema=KernelAEConfig, model="cf_lightning.models.rating.kernel_ae:KernelAE")

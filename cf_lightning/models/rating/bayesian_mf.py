@@ -1,7 +1,7 @@
 """Bayesian matrix factorisation by Gibbs sampling (BPMF), with optional SVD++-style implicit blocks.
 
 No gradient optimizer: like the closed-form baselines, the model fits itself from the training rows.
-Each training epoch runs ``sweeps_per_epoch`` Gibbs sweeps (``cf_lightning/models/gibbs.py``); the
+Each training epoch runs ``sweeps_per_epoch`` Gibbs sweeps (``cf_lightning/models/rating/gibbs.py``); the
 epoch's batches only measure the training loss. After ``burn_in`` sweeps every sample is kept and the
 prediction is the mean of the kept samples' predictions, held as a dense (users x items) sum, so a
 prediction for any pair (a validation, test or unseen pair) is one lookup. Users and items without
@@ -17,11 +17,11 @@ import torch
 
 from cf_lightning.data.rating_matrix import MAX_DENSE_CELLS  # the dense prediction sum must fit (100K/1M do)
 from cf_lightning.errors import ConfigError
-from cf_lightning.models.baselines import ClosedFormBaseline
-from cf_lightning.models.gibbs import GibbsState, TrainingRatings, gibbs_sweep
+from cf_lightning.models.fitted import FittedModel
+from cf_lightning.models.rating.gibbs import GibbsState, TrainingRatings, gibbs_sweep
 
 
-class BayesianMF(ClosedFormBaseline):
+class BayesianMF(FittedModel):
     """``mu + b_u + b_i + (p_u + |N(u)|^-1/2 sum y_j) . (q_i + |M(i)|^-1/2 sum z_v)``, averaged over Gibbs samples.
 
     ``implicit_users`` adds the ``y`` block (items the user rated in training), ``implicit_items`` the

@@ -20,8 +20,8 @@ import math
 import torch
 
 from cf_lightning.metrics.ranking import UserItems
-from cf_lightning.models.baselines import ClosedFormBaseline
-from cf_lightning.models.ease import implicit_fit_loss
+from cf_lightning.models.fitted import FittedModel
+from cf_lightning.models.topn.ease import implicit_fit_loss
 
 # Floats held by one block of rows in the batched solve: bounds the memory.
 SOLVE_BLOCK_FLOATS = 1 << 24
@@ -52,7 +52,7 @@ def solve_side(
     return out
 
 
-class ImplicitALS(ClosedFormBaseline):
+class ImplicitALS(FittedModel):
     """``w_u · h_i`` with factors fitted by alternating least squares, one sweep an epoch."""
 
     predicts_ratings = False  # scores to rank by, not ratings

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from cf_lightning.models.sparse_optim import SparseAdamW, wants_sparse_gradients
+from cf_lightning.optim.sparse import SparseAdamW, wants_sparse_gradients
 
 NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
 

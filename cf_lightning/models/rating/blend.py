@@ -28,14 +28,14 @@ import torch
 from cf_lightning.atomic import write_text
 from cf_lightning.data.rating_matrix import MAX_DENSE_CELLS
 from cf_lightning.errors import ConfigError
-from cf_lightning.models.baselines import ClosedFormBaseline
+from cf_lightning.models.fitted import FittedModel
 
 # Ridge on the blend weights, relative to the number of validation rows: keeps them finite when two
 # members predict almost the same thing, without pulling them measurably otherwise.
 RIDGE = 1e-4
 
 
-class Blend(ClosedFormBaseline):
+class Blend(FittedModel):
     """``clip(w0 + sum_k w_k member_k(u, i))``; the members' predictions are held as dense tables."""
 
     def __init__(

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cf_lightning.models.autoencoder import ItemAutoencoder, squared_norm
 from cf_lightning.models.layers import trunc_normal_
+from cf_lightning.models.rating.autoencoder import ItemAutoencoder, squared_norm
 
 KERNEL_INIT_STD = 1e-3  # GLocal-K's: every kernel entry starts near 1 (dense), and learns its sparsity
 GLOBAL_INIT_STD = 0.1  # GLocal-K's initial spread of the global kernel's matrix C

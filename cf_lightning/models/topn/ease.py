@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from cf_lightning.models.baselines import ClosedFormBaseline
+from cf_lightning.models.fitted import FittedModel
 
 
 def interaction_matrix(users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int) -> torch.Tensor:
@@ -30,7 +30,7 @@ def ease_weights(interactions: torch.Tensor, l2: float) -> torch.Tensor:
     return weights
 
 
-class EASE(ClosedFormBaseline):
+class EASE(FittedModel):
     """Scores ``X_u · B_{:, i}``: the items a user rated, weighted by EASE's item-item matrix."""
 
     predicts_ratings = False  # scores to rank by, not ratings

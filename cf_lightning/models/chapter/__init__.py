@@ -1,0 +1,2 @@
+"""The chapter's architectures: DotProduct, DotProductBias (embeddings and hand-made parameters),
+EmbeddingDotBias, CollabNN, EmbeddingNN."""

@@ -1,0 +1,1 @@
+"""Top-N models: popularity, EASE, iALS, BPR-MF, and the ranking losses."""

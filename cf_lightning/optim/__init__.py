@@ -1,0 +1,1 @@
+"""Optimizers: fastai's one-cycle recipe (AdamW + OneCycleLR) and the sparse-gradient AdamW."""
