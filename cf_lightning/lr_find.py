@@ -19,6 +19,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import hydra
 import pytorch_lightning as pl
@@ -33,6 +34,7 @@ from cf_lightning.config.cli import clean_errors
 from cf_lightning.config.preflight import check_batch_size
 from cf_lightning.config.schema import TrainConfig, _check
 from cf_lightning.config.threads import apply_threads
+from cf_lightning.constraints import Gt, check_fields
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.errors import ConfigError
 from cf_lightning.models import build_model
@@ -43,14 +45,13 @@ PLOT_FILE, RESULT_FILE = "lr_find.png", "lr_find.json"
 
 @dataclass
 class LRFindConfig:
-    min_lr: float = MISSING
+    min_lr: Annotated[float, Gt(0)] = MISSING
     max_lr: float = MISSING
-    num_training: int = MISSING  # batches (one lr each)
+    num_training: Annotated[int, Gt(1)] = MISSING  # batches (one lr each)
     early_stop_threshold: float | None = MISSING  # stop when loss > this x best loss; null = never
 
-    def __post_init__(self) -> None:
-        _check(0 < self.min_lr < self.max_lr, "lr_find.min_lr", f"must be in (0, max_lr), got {self.min_lr}")
-        _check(self.num_training > 1, "lr_find.num_training", f"must be > 1, got {self.num_training}")
+    def check_together(self) -> None:
+        _check(self.min_lr < self.max_lr, "lr_find.min_lr", f"must be in (0, max_lr), got {self.min_lr}")
 
 
 @dataclass
@@ -143,7 +144,8 @@ def range_test(model: torch.nn.Module, batches, optimizer: torch.optim.Optimizer
 
 def lr_find(cfg: DictConfig, out_dir: str | Path) -> LRFindResult:
     """Run the range test for ``cfg.model`` on ``cfg.data``; write the plot and numbers into ``out_dir``."""
-    OmegaConf.to_object(cfg)  # range checks, as train() does, naming the key
+    typed = OmegaConf.to_object(cfg)
+    check_fields(typed)  # range checks, as train() does, naming the key
     apply_threads(cfg.threads, cfg.data.batch_size)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -152,9 +154,7 @@ def lr_find(cfg: DictConfig, out_dir: str | Path) -> LRFindResult:
     datamodule.prepare_data()
     datamodule.setup("fit")
     check_batch_size(cfg.data.batch_size, len(datamodule.train_idx))
-    model = build_model(
-        OmegaConf.to_container(cfg.model, resolve=True), datamodule.n_users, datamodule.n_items, optimizer=None
-    )
+    model = build_model(typed.model, datamodule.n_users, datamodule.n_items, optimizer=None)
     if model.view != "triples":
         raise ConfigError(
             f"model={cfg.model.name}: trains on rows of the rating matrix ({model.view}), which the range test's "

@@ -1,8 +1,10 @@
 """Typed schemas of the Hydra config, registered in Hydra's ConfigStore.
 
 The values (defaults included) live in the YAML files under ``conf/``; these dataclasses give
-every key its type, reject unknown keys, and check ranges before any data is read (Hydra
-catches wrong types and misspelt keys at composition, ``validate`` the ranges).
+every key its type, reject unknown keys, and declare ranges and choices on the fields
+(``Annotated[int, Gt(0)]``, cf_lightning/constraints.py), checked before any data is read (Hydra
+catches wrong types and misspelt keys at composition, ``validate`` the ranges). ``validate`` returns the
+typed config object the run then uses.
 """
 
 from __future__ import annotations
@@ -10,16 +12,16 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from cf_lightning.constraints import Ge, Gt, Interval, LowHigh, OneOf, check_fields
 from cf_lightning.data.layouts import LAYOUTS
 from cf_lightning.data.movielens import DUPLICATE_POLICIES
 from cf_lightning.errors import ConfigError
-from cf_lightning.models import zoo  # noqa: F401  (registers the built-in models and their schemas)
-from cf_lightning.models.registry import MODEL_SCHEMAS
+from cf_lightning.models.registry import MODEL_SCHEMAS, discover
 
 ITEM_NAMES = ("title", "movie")
 SPLITS = ("random", "predefined", "kfold", "temporal", "time_cut", "by_user")
@@ -32,31 +34,26 @@ RATING_METRICS = ("val/loss", "val/rmse", "val/mae")
 
 
 def _check(ok: bool, key: str, message: str) -> None:
+    """A rule that joins several keys (``check_together``); single-key ranges are declared on the fields."""
     if not ok:
         raise ConfigError(f"{key}: {message}")
 
 
 MAX_SEED = 2**32 - 1  # numpy's seeds (Lightning seeds numpy too) are 32-bit unsigned
-
-
-def _check_seed(key: str, seed: int) -> None:
-    _check(0 <= seed <= MAX_SEED, key, f"must be in [0, {MAX_SEED}], got {seed}")
+Seed = Annotated[int, Interval(0, MAX_SEED, closed="both")]
+Positive = Annotated[int, Gt(0)]
+Fraction = Annotated[float, Interval(0, 1)]
+Pair = Annotated[list[float] | None, LowHigh()]  # [low, high] with low < high, or null
 
 
 @dataclass
 class SyntheticConfig:
-    n_users: int = MISSING
-    n_items: int = MISSING
-    n_ratings: int = MISSING
-    n_factors: int = MISSING
-    noise: float = MISSING
-    seed: int = MISSING
-
-    def __post_init__(self) -> None:
-        for key in ("n_users", "n_items", "n_ratings", "n_factors"):
-            _check(getattr(self, key) > 0, f"data.synthetic.{key}", f"must be > 0, got {getattr(self, key)}")
-        _check(self.noise >= 0, "data.synthetic.noise", f"must be >= 0, got {self.noise}")
-        _check_seed("data.synthetic.seed", self.seed)
+    n_users: Positive = MISSING
+    n_items: Positive = MISSING
+    n_ratings: Positive = MISSING
+    n_factors: Positive = MISSING
+    noise: Annotated[float, Ge(0)] = MISSING
+    seed: Seed = MISSING
 
 
 @dataclass
@@ -67,59 +64,33 @@ class DataConfig:
     url: str = MISSING
     md5: str = MISSING  # "" = read it from md5_url
     md5_url: str = MISSING
-    max_unpacked_mb: int = MISSING  # an archive that unpacks to more is refused
-    layout: str = MISSING  # one of cf_lightning.data.layouts.LAYOUTS
-    item_name: str = MISSING
-    split: str = MISSING
-    valid_pct: float = MISSING
-    split_seed: int = MISSING
+    max_unpacked_mb: Positive = MISSING  # an archive that unpacks to more is refused
+    layout: Annotated[str, OneOf(tuple(LAYOUTS))] = MISSING
+    item_name: Annotated[str, OneOf(ITEM_NAMES)] = MISSING
+    split: Annotated[str, OneOf(SPLITS)] = MISSING
+    valid_pct: Fraction = MISSING
+    split_seed: Seed = MISSING
     train_on_validation: bool = MISSING  # true: train on the validation rows too (val/* no longer held out)
-    test_pct: float = MISSING  # time_cut, by_user: the share held out for the test set
-    holdout_n: int = MISSING  # temporal: each user's latest N ratings are the test set (the N before, validation)
-    fold: str = MISSING  # predefined: which of FOLDS
+    test_pct: Fraction = MISSING  # time_cut, by_user: the share held out for the test set
+    holdout_n: Positive = MISSING  # temporal: each user's latest N ratings are the test set (the N before, validation)
+    fold: Annotated[str, OneOf(FOLDS)] = MISSING  # predefined: which of FOLDS
     folds: list[str] = MISSING  # crossval: one run per fold
-    batch_size: int = MISSING
-    eval_batch_size: int = MISSING
-    steps_per_call: int = MISSING
-    rating_range: list[float] | None = MISSING  # [low, high]: a rating outside stops the run; null = no check
-    duplicates: str = MISSING  # a (user, movie) pair rated twice: one of DUPLICATE_POLICIES
-    y_range: list[float] | None = MISSING  # the data set's span for the models' sigmoid_range (model.y_range)
-    ranking_max_users: int | None = MISSING  # evaluation.max_users follows it
+    batch_size: Positive = MISSING
+    eval_batch_size: Positive = MISSING
+    steps_per_call: Positive = MISSING
+    rating_range: Pair = MISSING  # [low, high]: a rating outside stops the run; null = no check
+    duplicates: Annotated[str, OneOf(DUPLICATE_POLICIES)] = MISSING  # a (user, movie) pair rated twice
+    y_range: Pair = MISSING  # the data set's span for the models' sigmoid_range (model.y_range)
+    ranking_max_users: Annotated[int | None, Gt(0)] = MISSING  # evaluation.max_users follows it
     synthetic: SyntheticConfig | None = MISSING
 
-    def __post_init__(self) -> None:
-        if self.rating_range is not None:
-            low_high = list(self.rating_range)
-            ok = len(low_high) == 2 and low_high[0] < low_high[1]
-            _check(ok, "data.rating_range", f"must be [low, high] with low < high, or null; got {low_high}")
-        _check(
-            self.duplicates in DUPLICATE_POLICIES,
-            "data.duplicates",
-            f"must be one of {DUPLICATE_POLICIES}, got {self.duplicates!r}",
-        )
-        _check(self.layout in LAYOUTS, "data.layout", f"must be one of {tuple(LAYOUTS)}, got {self.layout!r}")
+    def check_together(self) -> None:
         _check(
             self.split != "predefined" or bool(LAYOUTS[self.layout].folds),
             "data.split",
             f"predefined folds are MovieLens 100K's (u1..u5, ua, ub) and 10M's (r1..r5, ra, rb); {self.name} has "
             f"none: use data.split=kfold (data.fold=k1..k5) or random, temporal, time_cut, by_user",
         )
-        _check(self.max_unpacked_mb > 0, "data.max_unpacked_mb", f"must be > 0, got {self.max_unpacked_mb}")
-        if self.y_range is not None:
-            ok = len(self.y_range) == 2 and self.y_range[0] < self.y_range[1]
-            _check(ok, "data.y_range", f"must be [low, high] with low < high, or null; got {list(self.y_range)}")
-        _check(
-            self.ranking_max_users is None or self.ranking_max_users > 0,
-            "data.ranking_max_users",
-            "must be > 0 or null",
-        )
-        _check(self.item_name in ITEM_NAMES, "data.item_name", f"must be one of {ITEM_NAMES}, got {self.item_name!r}")
-        _check(self.split in SPLITS, "data.split", f"must be one of {SPLITS}, got {self.split!r}")
-        _check(0 < self.valid_pct < 1, "data.valid_pct", f"must be in (0, 1), got {self.valid_pct}")
-        _check_seed("data.split_seed", self.split_seed)
-        _check(0 < self.test_pct < 1, "data.test_pct", f"must be in (0, 1), got {self.test_pct}")
-        _check(self.holdout_n > 0, "data.holdout_n", f"must be > 0, got {self.holdout_n}")
-        _check(self.fold in FOLDS, "data.fold", f"must be one of {FOLDS}, got {self.fold!r}")
         if self.split in ("predefined", "kfold"):
             names = LAYOUTS[self.layout].folds if self.split == "predefined" else KFOLDS
             split = f"data.split={self.split}" + (f" on {self.name}" if self.split == "predefined" else "")
@@ -128,9 +99,6 @@ class DataConfig:
         _check(
             bool(self.folds) and not bad, "data.folds", f"must be a non-empty list of {FOLDS}, got {list(self.folds)}"
         )
-        _check(self.batch_size > 0, "data.batch_size", f"must be > 0, got {self.batch_size}")
-        _check(self.eval_batch_size > 0, "data.eval_batch_size", f"must be > 0, got {self.eval_batch_size}")
-        _check(self.steps_per_call > 0, "data.steps_per_call", f"must be > 0, got {self.steps_per_call}")
 
 
 @dataclass
@@ -138,32 +106,26 @@ class OptimizerConfig:
     """fastai's ``fit_one_cycle``: AdamW + one-cycle lr and momentum, stepped every batch."""
 
     name: str = MISSING
-    lr_max: float = MISSING
-    wd: float = MISSING
+    lr_max: Annotated[float, Gt(0)] = MISSING
+    wd: Annotated[float, Ge(0)] = MISSING
     wd_bn_bias: bool = MISSING  # fastai's default False: no decay on norm layers and Linear biases
-    pct_start: float = MISSING
-    div: float = MISSING
-    div_final: float = MISSING
+    pct_start: Fraction = MISSING
+    div: Annotated[float, Gt(0)] = MISSING
+    div_final: Annotated[float, Gt(0)] = MISSING
     moms: list[float] = MISSING
-    beta2: float = MISSING
-    eps: float = MISSING
+    beta2: Annotated[float, Interval(0, 1, closed="left")] = MISSING
+    eps: Annotated[float, Gt(0)] = MISSING
     sparse: bool = MISSING  # embedding tables send sparse gradients (cf_lightning/optim/sparse.py)
     lazy: bool = MISSING  # with sparse: update only the rows in the batch (row-wise "lazy" AdamW)
 
-    def __post_init__(self) -> None:
+    def check_together(self) -> None:
         _check(
             self.sparse or not self.lazy,
             "optimizer.lazy",
             "row-wise updates need sparse gradients; set optimizer.sparse=true too, or use optimizer=one_cycle_sparse",
         )
-        _check(self.lr_max > 0, "optimizer.lr_max", f"must be > 0, got {self.lr_max}")
-        _check(self.wd >= 0, "optimizer.wd", f"must be >= 0, got {self.wd}")
-        _check(0 < self.pct_start < 1, "optimizer.pct_start", f"must be in (0, 1), got {self.pct_start}")
         _check(len(self.moms) == 3, "optimizer.moms", f"must be [start, middle, end], got {list(self.moms)}")
         _check(all(0 <= m < 1 for m in self.moms), "optimizer.moms", f"must be in [0, 1), got {list(self.moms)}")
-        _check(0 <= self.beta2 < 1, "optimizer.beta2", f"must be in [0, 1), got {self.beta2}")
-        for key in ("div", "div_final", "eps"):
-            _check(getattr(self, key) > 0, f"optimizer.{key}", f"must be > 0, got {getattr(self, key)}")
 
 
 @dataclass
@@ -190,47 +152,38 @@ class EvaluationConfig:
     """Ranking metrics (cf_lightning/metrics): top-``k`` over every item the user has not rated in training."""
 
     ranking: bool = MISSING
-    k: int = MISSING
+    k: Positive = MISSING
     relevance_threshold: float = MISSING  # a held-out rating >= this is relevant
-    every_n_epochs: int = MISSING  # 0 = only after the last epoch (and at test)
-    max_users: int | None = MISSING  # a fixed random sample of users; null = all
-    batch_pairs: int = MISSING  # scores held in memory at once
+    every_n_epochs: Annotated[int, Ge(0)] = MISSING  # 0 = only after the last epoch (and at test)
+    max_users: Annotated[int | None, Gt(0)] = MISSING  # a fixed random sample of users; null = all
+    batch_pairs: Positive = MISSING  # scores held in memory at once
     any_relevant: bool = MISSING  # also {stage}/ndcg_any@k etc.: every held-out rating relevant
     monitor: str = MISSING  # the validation metric that picks the best epoch and is the sweep objective
 
-    def __post_init__(self) -> None:
-        _check(self.k > 0, "evaluation.k", f"must be > 0, got {self.k}")
+    def check_together(self) -> None:
         _check(self.monitor.startswith("val/"), "evaluation.monitor", f"must be a val/ metric, got {self.monitor!r}")
         _check(
             self.ranking or self.monitor in RATING_METRICS,
             "evaluation.monitor",
             f"{self.monitor} is a ranking metric but evaluation.ranking=false; turn ranking on or monitor val/loss",
         )
-        _check(self.every_n_epochs >= 0, "evaluation.every_n_epochs", f"must be >= 0, got {self.every_n_epochs}")
-        _check(self.max_users is None or self.max_users > 0, "evaluation.max_users", "must be > 0 or null")
-        _check(self.batch_pairs > 0, "evaluation.batch_pairs", f"must be > 0, got {self.batch_pairs}")
 
 
 @dataclass
 class TrainConfig:
-    seed: int = MISSING
-    epochs: int = MISSING
+    seed: Seed = MISSING
+    epochs: Positive = MISSING
     ckpt_path: str | None = MISSING  # resume from this checkpoint
     overwrite: bool = MISSING  # a run folder that holds an earlier run's results: delete them and start afresh
-    threads: int | None = MISSING  # torch threads; null = torch's choice, or a share of the cores in a parallel sweep
+    threads: Annotated[int | None, Gt(0)] = MISSING  # torch threads; null = torch's choice, or a share of cores
     data: DataConfig = MISSING
-    model: Any = MISSING  # the registered schema of model=NAME (cf_lightning/models/zoo.py)
+    model: Any = MISSING  # the config class of model=NAME, declared in the model's file (models/registry.py)
     optimizer: OptimizerConfig = MISSING
     accelerator: AcceleratorConfig = MISSING
     logger: Any = MISSING  # a Lightning logger as a `_target_` mapping (conf/logger), or null for none
     callbacks: CallbacksConfig = MISSING
     evaluation: EvaluationConfig = MISSING
     loss: Any = MISSING  # one of LOSS_SCHEMAS, chosen by loss=NAME
-
-    def __post_init__(self) -> None:
-        _check(self.epochs > 0, "epochs", f"must be > 0, got {self.epochs}")
-        _check_seed("seed", self.seed)
-        _check(self.threads is None or self.threads > 0, "threads", f"must be > 0 or null, got {self.threads}")
 
 
 @dataclass
@@ -240,26 +193,18 @@ class LossConfig:
 
     name: str = MISSING
 
-    def __post_init__(self) -> None:
+    def check_together(self) -> None:
         _check(self.name in LOSS_SCHEMAS, "loss.name", f"must be one of {list(LOSS_SCHEMAS)}, got {self.name!r}")
 
 
 @dataclass
 class RankingLossConfig(LossConfig):
-    n_negatives: int = MISSING  # unrated items sampled per rated (user, item)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check(self.n_negatives > 0, "loss.n_negatives", f"must be > 0, got {self.n_negatives}")
+    n_negatives: Positive = MISSING  # unrated items sampled per rated (user, item)
 
 
 @dataclass
 class SampledSoftmaxConfig(RankingLossConfig):
-    temperature: float = MISSING  # scores are divided by it before the softmax
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check(self.temperature > 0, "loss.temperature", f"must be > 0, got {self.temperature}")
+    temperature: Annotated[float, Gt(0)] = MISSING  # scores are divided by it before the softmax
 
 
 LOSS_SCHEMAS: dict[str, type[LossConfig]] = {
@@ -278,7 +223,7 @@ def register_configs() -> None:
     cs.store(group="accelerator", name="accelerator_schema", node=AcceleratorConfig)
     cs.store(group="callbacks", name="callbacks_schema", node=CallbacksConfig)
     cs.store(group="evaluation", name="evaluation_schema", node=EvaluationConfig)
-    # Model schemas are stored by the model registry as each model registers (cf_lightning/models/zoo.py).
+    discover()  # each model's config, declared in its own file, is stored as model/NAME_schema
     for name, schema in LOSS_SCHEMAS.items():
         cs.store(group="loss", name=f"{name}_schema", node=schema)
 
@@ -304,7 +249,9 @@ def validate(cfg: DictConfig) -> TrainConfig:
         f"{loss!r} does not fit the selected loss's keys; choose the loss with loss={loss}, not loss.name={loss}",
     )
     _check_known_keys(cfg)
-    return OmegaConf.to_object(cfg)
+    config = OmegaConf.to_object(cfg)
+    check_fields(config)  # the ranges and choices each field declares
+    return config
 
 
 def _check_known_keys(node: DictConfig, prefix: str = "") -> None:

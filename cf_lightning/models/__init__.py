@@ -1,4 +1,4 @@
-"""The architectures, by the name ``model=NAME`` selects (registered in ``cf_lightning/models/zoo.py``).
+"""The architectures, by the name ``model=NAME`` selects (each declared in its own file: models/registry.py).
 
 ``MODELS[name]`` is the class; classes (``from cf_lightning.models import DotProductBias``) are imported
 on first use, so importing this package, as the config layer does, loads neither torch nor Lightning.
@@ -7,24 +7,36 @@ on first use, so importing this package, as the config layer does, loads neither
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from cf_lightning.models import zoo  # noqa: F401  (registers the built-in models)
-from cf_lightning.models.registry import MODEL_CLASSES, ModelConfig, model_spec, register_model, registered
+from cf_lightning.models.registry import (
+    MODEL_CLASSES,
+    ModelConfig,
+    hyperparameters,
+    model_config,
+    model_spec,
+    registered,
+)
 
 if TYPE_CHECKING:
     from cf_lightning.models.base import CollabModel
 
 MODELS = MODEL_CLASSES
 
-__all__ = ["MODELS", "ModelConfig", "build_model", "register_model"]
+__all__ = ["MODELS", "ModelConfig", "build_model", "model_config"]
 
 
-def build_model(model_cfg: dict, n_users: int, n_items: int, optimizer: dict | None = None) -> CollabModel:
-    """Instantiate ``model_cfg["name"]`` with the vocabulary sizes and the rest of ``model_cfg``."""
-    kwargs = dict(model_cfg)
-    spec = model_spec(kwargs.pop("name"))
-    return spec.model_class()(n_users=n_users, n_items=n_items, optimizer=optimizer, **kwargs)
+def build_model(
+    config: ModelConfig | Mapping, n_users: int, n_items: int, optimizer: dict | None = None
+) -> CollabModel:
+    """The model ``config`` names, built with the vocabulary sizes and its hyperparameters as keyword
+    arguments. ``config`` is the model's typed config (what ``validate`` returns); a plain mapping of the
+    same keys (a test's, a benchmark's) is first turned into that config class."""
+    if not isinstance(config, ModelConfig):
+        config = model_spec(config["name"]).schema(**config)
+    model_class = model_spec(config.name).model_class()
+    return model_class(n_users=n_users, n_items=n_items, optimizer=optimizer, **hyperparameters(config))
 
 
 def __getattr__(name: str) -> Any:

@@ -1,38 +1,54 @@
-"""The model registry: each architecture's name(s), config schema and class, declared once.
+"""The model registry: it finds each model by the declaration in its own file.
 
-A model is registered by one call, ``register_model(*names, schema=..., model=...)`` (or the same call
-used as a class decorator). Everything that needs the list of models reads it from here: ``model=NAME``
-in Hydra (the schema is stored in the ConfigStore as ``NAME_schema``, which ``conf/model/NAME.yaml``
-lists first in its defaults), ``validate``, ``build_model`` and loading a checkpoint by its recorded
-model name.
+A model is one Python file and one YAML. The file holds the model's class and, at its top, its typed
+config declared with the model's name(s) and class::
 
-This module imports neither torch nor Lightning: ``model`` may be given as ``"module:Class"`` and is
-imported on first use, so commands that only read configs (``sweep_summary``) start in a fraction of a
-second instead of several.
+    @model_config("dotbias", model="DotProductBias")
+    @dataclass
+    class DotBiasConfig(ModelConfig):
+        n_factors: Annotated[int, Gt(0)] = MISSING
+        y_range: Annotated[list[float], LowHigh()] = MISSING
+
+``conf/model/dotbias.yaml`` gives the values (its defaults list names ``dotbias_schema`` first). Nothing
+else lists models: ``model=NAME`` in Hydra (the config is stored in the ConfigStore as ``NAME_schema``),
+``validate``, ``build_model`` and loading a checkpoint by its recorded name all read this registry.
+
+Where the registry looks: every ``.py`` file under ``cf_lightning/models/``, and every folder named in
+``$CF_LIGHTNING_MODELS`` (``os.pathsep``-separated), where ``NAME.py`` and ``NAME.yaml`` sit side by side
+(the YAML is stored in the ConfigStore's ``model`` group, so ``model=NAME`` finds it without a Hydra
+search path).
+
+Reading configs must not import torch (``sweep_summary`` starts in a fraction of a second instead of
+several), so the files are not imported to find their configs: each file is parsed with ``ast`` and only
+its config classes are executed, with the file's imports from torch-free modules (``dataclasses``,
+``typing``, ``omegaconf``, ``cf_lightning.constraints``, this module). The class itself is imported when
+first used (``build_model``, loading a checkpoint), and its module's ``@model_config`` line then returns
+the config class registered here, so there is one class object per config.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import importlib
-import inspect
+import importlib.util
+import os
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from cf_lightning.errors import ConfigError
 
-# What every model constructor takes besides the hyperparameters of its schema.
-BUILT_BY_THE_RUN = ("n_users", "n_items", "optimizer")
-
-
-def check(ok: bool, key: str, message: str) -> None:
-    """Raise ``ConfigError("key: message")`` unless ``ok``: the schemas' range checks."""
-    if not ok:
-        raise ConfigError(f"{key}: {message}")
+PACKAGE_MODELS = Path(__file__).resolve().parent
+USER_MODELS_VARIABLE = "CF_LIGHTNING_MODELS"
+# The modules a config class may take names from: none of them imports torch.
+TORCH_FREE_MODULES = ("dataclasses", "typing", "omegaconf", "cf_lightning.constraints", __name__)
+DECLARATION = "model_config"
 
 
 @dataclass
@@ -44,83 +60,130 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One registered name: its config schema and its class (or ``"module:Class"``, imported when first used)."""
+    """One registered name: its config class and its model class (``module:Class``, imported when first used)."""
 
     name: str
     schema: type[ModelConfig]
-    target: Any
+    module: str
+    class_name: str
+    path: Path | None = None  # a file outside the package, imported from there
 
     def model_class(self) -> type:
-        if not isinstance(self.target, str):
-            return self.target
-        module, _, attribute = self.target.partition(":")
-        return getattr(importlib.import_module(module), attribute)
-
-    @property
-    def class_name(self) -> str:
-        return self.target.partition(":")[2] if isinstance(self.target, str) else self.target.__name__
-
-    def hyperparameters(self) -> list[str]:
-        """The schema's keys besides ``name``: exactly what the constructor takes besides ``BUILT_BY_THE_RUN``."""
-        return [field.name for field in dataclasses.fields(self.schema) if field.name != "name"]
+        if self.path is not None and self.module not in sys.modules:
+            spec = importlib.util.spec_from_file_location(self.module, self.path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[self.module] = module
+            spec.loader.exec_module(module)
+        return getattr(importlib.import_module(self.module), self.class_name)
 
 
 _SPECS: dict[str, ModelSpec] = {}
+_SCANNED: set[Path] = set()
+_SCANNING: dict[str, Path | None] = {}  # the module being scanned and its file (outside the package)
 
 
-def register_model(*names: str, schema: type[ModelConfig], model: Any = None) -> Any:
-    """Register ``model`` (a class, or ``"module:Class"``) under each of ``names`` with its config ``schema``.
+def model_config(*names: str, model: str) -> Callable[[type], type]:
+    """Declare a config class as the config of ``model`` (a class name of the same file) under ``names``."""
 
-    Without ``model``, returns a class decorator that registers the class it decorates.
-    """
-    if model is None:
+    def declare(schema: type) -> type:
+        known = _SPECS.get(names[0])
+        if known is not None and (known.schema.__module__, known.schema.__qualname__) == (
+            schema.__module__,
+            schema.__qualname__,
+        ):
+            return known.schema  # the module imported after the scan: one class object per config
+        if not (isinstance(schema, type) and issubclass(schema, ModelConfig) and dataclasses.is_dataclass(schema)):
+            raise TypeError(f"@model_config{names}: a dataclass subclassing ModelConfig, got {schema!r}")
+        for name in names:
+            _SPECS[name] = ModelSpec(name, schema, schema.__module__, model, _SCANNING.get(schema.__module__))
+            # conf/model/NAME.yaml names this node first in its defaults: its keys get the schema's types.
+            ConfigStore.instance().store(group="model", name=f"{name}_schema", node=schema)
+        return schema
 
-        def decorator(cls: type) -> type:
-            register_model(*names, schema=schema, model=cls)
-            return cls
-
-        return decorator
     if not names:
-        raise ValueError("register_model needs at least one name")
-    if not (isinstance(schema, type) and issubclass(schema, ModelConfig) and dataclasses.is_dataclass(schema)):
-        raise TypeError(f"schema of {names}: a dataclass subclassing ModelConfig, got {schema!r}")
-    for name in names:
-        _SPECS[name] = ModelSpec(name, schema, model)
-        # conf/model/NAME.yaml names this node first in its defaults: its keys get the schema's types and checks.
-        ConfigStore.instance().store(group="model", name=f"{name}_schema", node=schema)
-    return model
+        raise ValueError("model_config needs at least one name")
+    return declare
+
+
+def _module_name(path: Path, folder: Path) -> str:
+    if folder == PACKAGE_MODELS:
+        return ".".join(("cf_lightning", "models", *path.relative_to(folder).with_suffix("").parts))
+    return f"cf_lightning_user_models.{path.stem}"  # imported from its file (ModelSpec.path)
+
+
+def _declares(node: ast.stmt) -> bool:
+    return isinstance(node, ast.ClassDef) and any(
+        isinstance(d, ast.Call) and getattr(d.func, "id", None) == DECLARATION for d in node.decorator_list
+    )
+
+
+def _scan_file(path: Path, module: str, outside: bool) -> None:
+    """Execute the config classes ``path`` declares (and its torch-free imports), registering them."""
+    source = path.read_text(encoding="utf-8")
+    if f"@{DECLARATION}(" not in source:
+        return
+    tree = ast.parse(source, filename=str(path))
+    imports = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.module in TORCH_FREE_MODULES and node.module != "__future__"
+    ]
+    configs = [node for node in tree.body if _declares(node)]
+    # Without `from __future__ import annotations`: the annotations are evaluated here, in this namespace.
+    code = compile(ast.Module(body=imports + configs, type_ignores=[]), str(path), "exec", dont_inherit=True)
+    _SCANNING[module] = path if outside else None
+    try:
+        exec(code, {"__name__": module})  # noqa: S102  (our own package's files, or the user's model folder)
+    except NameError as err:
+        raise ConfigError(
+            f"{path}: a model config may use only names imported from {', '.join(TORCH_FREE_MODULES)} ({err})"
+        ) from None
+    finally:
+        del _SCANNING[module]
+
+
+def _user_folders() -> list[Path]:
+    value = os.environ.get(USER_MODELS_VARIABLE, "")
+    return [Path(part).resolve() for part in value.split(os.pathsep) if part]
+
+
+def discover() -> None:
+    """Register the models of the package and of ``$CF_LIGHTNING_MODELS`` not registered yet (cheap when done)."""
+    for folder in [PACKAGE_MODELS, *_user_folders()]:
+        if folder in _SCANNED:
+            continue
+        _SCANNED.add(folder)
+        if folder != PACKAGE_MODELS and not folder.is_dir():
+            raise ConfigError(
+                f"{USER_MODELS_VARIABLE}: {folder} is not a folder; point it at a folder of NAME.py + NAME.yaml"
+            )
+        files = sorted(folder.rglob("*.py")) if folder == PACKAGE_MODELS else sorted(folder.glob("*.py"))
+        for path in files:
+            _scan_file(path, _module_name(path, folder), outside=folder != PACKAGE_MODELS)
+        if folder != PACKAGE_MODELS:
+            for yaml in sorted(folder.glob("*.yaml")):
+                ConfigStore.instance().store(group="model", name=yaml.stem, node=OmegaConf.load(yaml))
 
 
 def model_spec(name: str) -> ModelSpec:
     """The registered spec of ``name``; ``ConfigError`` naming the registered ones otherwise."""
+    discover()
     try:
         return _SPECS[name]
     except KeyError:
-        raise ConfigError(f"model.name: {name!r} is not a model; allowed values: {', '.join(_SPECS)}") from None
-
-
-def check_signature(spec: ModelSpec) -> None:
-    """Refuse a class whose constructor and schema disagree, or whose constructor has a default of its own:
-    the values live in ``conf/model/NAME.yaml`` only, so a constructor default could silently drift from it."""
-    parameters = inspect.signature(spec.model_class()).parameters
-    taken = [n for n, p in parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    own = [n for n in taken if n not in BUILT_BY_THE_RUN]
-    if sorted(own) != sorted(spec.hyperparameters()):
-        raise TypeError(
-            f"model {spec.name!r}: {spec.class_name}.__init__ takes {own} but its schema "
-            f"{spec.schema.__name__} has {spec.hyperparameters()}; they must be the same keys"
-        )
-    with_default = [n for n in own if parameters[n].default is not inspect.Parameter.empty]
-    if with_default:
-        raise TypeError(
-            f"model {spec.name!r}: {spec.class_name}.__init__ gives {with_default} a default; the value belongs "
-            f"in conf/model/{spec.name}.yaml only"
-        )
+        raise ConfigError(f"model.name: {name!r} is not a model; allowed values: {', '.join(sorted(_SPECS))}") from None
 
 
 def registered() -> list[ModelSpec]:
-    """Every registered name's spec, in registration order."""
+    """Every registered name's spec."""
+    discover()
     return list(_SPECS.values())
+
+
+def hyperparameters(config: ModelConfig) -> dict[str, Any]:
+    """The keyword arguments a model's constructor takes from its config: every field but ``name``, as
+    plain values (ints, floats, lists), so the checkpoint's hyperparameters load without Hydra."""
+    return {field.name: getattr(config, field.name) for field in dataclasses.fields(config) if field.name != "name"}
 
 
 class _Registered(Mapping):
@@ -130,16 +193,19 @@ class _Registered(Mapping):
         self._value = value
 
     def __getitem__(self, name: str) -> Any:
+        discover()
         return self._value(_SPECS[name])
 
     def __iter__(self) -> Iterator[str]:
+        discover()
         return iter(_SPECS)
 
     def __len__(self) -> int:
+        discover()
         return len(_SPECS)
 
     def __repr__(self) -> str:
-        return f"{{{', '.join(f'{name!r}: ...' for name in _SPECS)}}}"
+        return f"{{{', '.join(f'{name!r}: ...' for name in self)}}}"
 
 
 MODEL_CLASSES: Mapping[str, type] = _Registered(ModelSpec.model_class)  # imports the class on lookup

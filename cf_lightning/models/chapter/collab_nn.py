@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from omegaconf import MISSING
 from torch import nn
 
+from cf_lightning.constraints import Gt, OptionalPair, PositiveInt
 from cf_lightning.models.base import CollabModel
 from cf_lightning.models.layers import emb_sz_rule, embedding
+from cf_lightning.models.registry import ModelConfig, model_config
+
+
+@model_config("collabnn", model="CollabNN")
+@dataclass
+class CollabNNConfig(ModelConfig):
+    user_emb_size: Annotated[int | None, Gt(0)] = MISSING  # null = fastai's rule, min(600, round(1.6 * n**0.56))
+    item_emb_size: Annotated[int | None, Gt(0)] = MISSING
+    n_act: PositiveInt = MISSING
+    y_range: OptionalPair = MISSING
 
 
 class CollabNN(CollabModel):

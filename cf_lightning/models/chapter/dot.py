@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+from omegaconf import MISSING
+
+from cf_lightning.constraints import OptionalPair, PositiveInt
 from cf_lightning.models.base import CollabModel
 from cf_lightning.models.layers import embedding
+from cf_lightning.models.registry import ModelConfig, model_config
+
+
+@model_config("dot", "dot_range", model="DotProduct")  # one class: y_range null (dot) or set (dot_range)
+@dataclass
+class DotProductConfig(ModelConfig):
+    n_factors: PositiveInt = MISSING
+    y_range: OptionalPair = MISSING
 
 
 class DotProduct(CollabModel):

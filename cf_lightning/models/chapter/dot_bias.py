@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated
 
+from omegaconf import MISSING
+
+from cf_lightning.constraints import LowHigh, PositiveInt
 from cf_lightning.models.base import CollabModel
 from cf_lightning.models.cold_start import ColdStartFallback
 from cf_lightning.models.layers import embedding
+from cf_lightning.models.registry import ModelConfig, model_config
+
+
+@model_config("dotbias", model="DotProductBias")
+@dataclass
+class DotBiasConfig(ModelConfig):
+    n_factors: PositiveInt = MISSING
+    y_range: Annotated[list[float], LowHigh()] = MISSING  # the chapter's DotProductBias always squashes
 
 
 class DotProductBias(CollabModel):

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from omegaconf import MISSING
 from torch import nn
 
+from cf_lightning.constraints import LowHigh, PositiveInt
 from cf_lightning.models.base import CollabModel
+from cf_lightning.models.registry import ModelConfig, model_config
+
+
+@model_config("dotbias_params", model="DotProductBiasParams")
+@dataclass
+class DotBiasParamsConfig(ModelConfig):
+    n_factors: PositiveInt = MISSING
+    y_range: Annotated[list[float], LowHigh()] = MISSING
 
 
 def create_params(*size: int) -> nn.Parameter:

@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from omegaconf import MISSING
 from torch import nn
 
+from cf_lightning.constraints import Gt, Interval, OptionalPair, Sizes
 from cf_lightning.models.base import CollabModel
 from cf_lightning.models.layers import emb_sz_rule, embedding
+from cf_lightning.models.registry import ModelConfig, model_config
+
+
+@model_config("embnn", model="EmbeddingNN")
+@dataclass
+class EmbeddingNNConfig(ModelConfig):
+    layers: Annotated[list[int], Sizes()] = MISSING
+    user_emb_size: Annotated[int | None, Gt(0)] = MISSING  # null = fastai's rule, min(600, round(1.6 * n**0.56))
+    item_emb_size: Annotated[int | None, Gt(0)] = MISSING
+    dropout: Annotated[float, Interval(0, 1, closed="left")] = MISSING
+    embed_dropout: Annotated[float, Interval(0, 1, closed="left")] = MISSING
+    use_bn: bool = MISSING
+    lin_first: bool = MISSING
+    y_range: OptionalPair = MISSING
 
 
 def batch_norm_1d(n: int) -> nn.BatchNorm1d:

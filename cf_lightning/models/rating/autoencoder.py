@@ -22,13 +22,26 @@ so do unknown ids (row 0, ``#na#``): a new user cannot be folded into an input c
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from omegaconf import MISSING
 from torch import nn
 
+from cf_lightning.constraints import Ge, OptionalPair, PositiveInt
 from cf_lightning.data.rating_matrix import MAX_DENSE_CELLS, RatingMatrix
 from cf_lightning.models.base import CollabModel
 from cf_lightning.models.cold_start import ColdStartFallback
+from cf_lightning.models.registry import ModelConfig, model_config
+
+
+@model_config("autorec", model="AutoRec")
+@dataclass
+class AutoRecConfig(ModelConfig):
+    hidden: PositiveInt = MISSING  # sigmoid units of the one hidden layer
+    l2: Annotated[float, Ge(0)] = MISSING  # penalty l2 * (||W||^2 + ||V||^2) on the summed squared error
+    clip: OptionalPair = MISSING  # [low, high] clamp of predictions; null = none
 
 
 class TrainingMatrix(nn.Module):

@@ -8,13 +8,29 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
+from omegaconf import MISSING
 from torch import nn
 
+from cf_lightning.constraints import OptionalPair
 from cf_lightning.models.base import CollabModel
 from cf_lightning.models.fitted import FittedModel
 from cf_lightning.models.layers import embedding
+from cf_lightning.models.registry import ModelConfig, model_config
+
+
+@model_config("global_mean", model="GlobalMean")
+@dataclass
+class GlobalMeanConfig(ModelConfig):
+    """No hyperparameters: the mean training rating."""
+
+
+@model_config("bias_only", model="BiasOnly")
+@dataclass
+class BiasOnlyConfig(ModelConfig):
+    y_range: OptionalPair = MISSING
 
 
 class BiasOnly(CollabModel):

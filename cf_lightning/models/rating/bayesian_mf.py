@@ -12,13 +12,33 @@ of the biases: a sensible cold-start answer, not a squashed zero.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from omegaconf import MISSING
 
+from cf_lightning.constraints import Ge, Gt, OptionalPair
 from cf_lightning.data.rating_matrix import MAX_DENSE_CELLS  # the dense prediction sum must fit (100K/1M do)
 from cf_lightning.errors import ConfigError
 from cf_lightning.models.fitted import FittedModel
 from cf_lightning.models.rating.gibbs import GibbsState, TrainingRatings, gibbs_sweep
+from cf_lightning.models.registry import ModelConfig, model_config
+
+
+@model_config("bayesian_mf", model="BayesianMF")
+@dataclass
+class BayesianMFConfig(ModelConfig):
+    n_factors: Annotated[int, Ge(0)] = MISSING  # 0 = biases only
+    implicit_users: bool = MISSING  # SVD++'s y block: the items the user rated in training
+    implicit_items: bool = MISSING  # the flipped block: the users who rated the item in training
+    burn_in: Annotated[int, Ge(0)] = MISSING  # sweeps discarded before samples are averaged
+    sweeps_per_epoch: Annotated[int, Gt(0)] = MISSING  # Gibbs sweeps per training epoch (total = epochs x this)
+    init_std: Annotated[float, Ge(0)] = MISSING
+    noise_precision: Annotated[float | None, Gt(0)] = MISSING  # null = sampled (Gamma prior); a number fixes it
+    bias_precision: Annotated[float | None, Gt(0)] = MISSING  # null = sampled (Normal-Gamma prior); a number fixes it
+    clip: OptionalPair = MISSING  # [low, high] clamp of the averaged prediction; null = none
+    seed: int = MISSING
 
 
 class BayesianMF(FittedModel):

@@ -21,14 +21,30 @@ from __future__ import annotations
 
 import json
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import torch
+from omegaconf import MISSING
 
 from cf_lightning.atomic import write_text
+from cf_lightning.constraints import NonEmpty, OptionalPair
 from cf_lightning.data.rating_matrix import MAX_DENSE_CELLS
 from cf_lightning.errors import ConfigError
 from cf_lightning.models.fitted import FittedModel
+from cf_lightning.models.registry import ModelConfig, model_config
+
+
+@model_config("blend", model="Blend")
+@dataclass
+class BlendConfig(ModelConfig):
+    """A linear blend of members, each a string of training overrides."""
+
+    members: Annotated[list[str], NonEmpty("member (training overrides)")] = MISSING
+    clip: OptionalPair = MISSING
+    refit: bool = MISSING  # true: the members are trained again on training + validation rows, weights kept
+
 
 # Ridge on the blend weights, relative to the number of validation rows: keeps them finite when two
 # members predict almost the same thing, without pulling them measurably otherwise.

@@ -20,13 +20,35 @@ neighbouring item rows.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
+from omegaconf import MISSING
 from torch import nn
 
+from cf_lightning.constraints import Ge, Odd, OptionalPair, PositiveInt, Sizes
 from cf_lightning.models.layers import trunc_normal_
 from cf_lightning.models.rating.autoencoder import ItemAutoencoder, squared_norm
+from cf_lightning.models.registry import ModelConfig, model_config
+
+
+@model_config("kernel_ae", model="KernelAE")
+@dataclass
+class KernelAEConfig(ModelConfig):
+    """Sparse FC / GLocal-K."""
+
+    hidden: Annotated[list[int], Sizes()] = MISSING  # sigmoid kernel layers between the input and output
+    kernel_dim: PositiveInt = MISSING  # length of the vectors u_i, v_j the RBF kernel compares
+    l2: Annotated[float, Ge(0)] = MISSING  # l2 * sum ||W||^2 (GLocal-K's lambda_2)
+    l2_kernel: Annotated[float, Ge(0)] = MISSING  # l2_kernel * sum ||K||^2: sparsity of the kernels (lambda_s)
+    global_kernel: bool = MISSING  # GLocal-K: fine-tune on rows convolved with the global kernel
+    global_kernel_size: Annotated[int, Odd()] = MISSING  # its side
+    global_dot_scale: float = MISSING
+    pretrain_epochs: Annotated[int, Ge(0)] = MISSING  # epochs of the local model before the global kernel is on
+    clip: OptionalPair = MISSING
+
 
 KERNEL_INIT_STD = 1e-3  # GLocal-K's: every kernel entry starts near 1 (dense), and learns its sparsity
 GLOBAL_INIT_STD = 0.1  # GLocal-K's initial spread of the global kernel's matrix C

@@ -9,13 +9,24 @@ from the DataModule when fitting starts and saved with the weights, so a checkpo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from omegaconf import MISSING
 from torch import nn
 
+from cf_lightning.constraints import OptionalPair, PositiveInt
 from cf_lightning.models.base import CollabModel
 from cf_lightning.models.layers import embedding
+from cf_lightning.models.registry import ModelConfig, model_config
+
+
+@model_config("svdpp", model="SVDpp")
+@dataclass
+class SVDppConfig(ModelConfig):
+    n_factors: PositiveInt = MISSING
+    y_range: OptionalPair = MISSING
 
 
 class ImplicitSets(nn.Module):

@@ -8,9 +8,21 @@ With ``X`` the users × items 0/1 matrix of training interactions (rated = inter
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
+from typing import Annotated
 
+import torch
+from omegaconf import MISSING
+
+from cf_lightning.constraints import Gt
 from cf_lightning.models.fitted import FittedModel
+from cf_lightning.models.registry import ModelConfig, model_config
+
+
+@model_config("ease", model="EASE")
+@dataclass
+class EASEConfig(ModelConfig):
+    l2: Annotated[float, Gt(0)] = MISSING  # ridge penalty on the item-item weights
 
 
 def interaction_matrix(users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int) -> torch.Tensor:

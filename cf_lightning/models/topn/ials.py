@@ -16,12 +16,28 @@ round: one epoch is one sweep (users, then items), no gradient steps. Initial it
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from omegaconf import MISSING
 
+from cf_lightning.constraints import Ge, Gt, PositiveInt
 from cf_lightning.metrics.ranking import UserItems
 from cf_lightning.models.fitted import FittedModel
+from cf_lightning.models.registry import ModelConfig, model_config
 from cf_lightning.models.topn.ease import implicit_fit_loss
+
+
+@model_config("ials", model="ImplicitALS")
+@dataclass
+class ImplicitALSConfig(ModelConfig):
+    n_factors: PositiveInt = MISSING
+    unobserved_weight: Annotated[float, Ge(0)] = MISSING  # a0: weight of "not interacted" on every pair
+    l2: Annotated[float, Ge(0)] = MISSING
+    l2_exponent: Annotated[float, Ge(0)] = MISSING  # nu: a row's regulariser grows as (count + a0 * n)^nu
+    init_std: Annotated[float, Gt(0)] = MISSING  # item factors start N(0, init_std / sqrt(n_factors))
+
 
 # Floats held by one block of rows in the batched solve: bounds the memory.
 SOLVE_BLOCK_FLOATS = 1 << 24

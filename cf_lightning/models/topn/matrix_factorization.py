@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from omegaconf import MISSING
+
+from cf_lightning.constraints import PositiveInt
 from cf_lightning.models.base import CollabModel
 from cf_lightning.models.layers import embedding
+from cf_lightning.models.registry import ModelConfig, model_config
+
+
+@model_config("bpr_mf", model="MatrixFactorization")  # BPR-MF: conf/model/bpr_mf.yaml chooses loss=bpr
+@dataclass
+class MatrixFactorizationConfig(ModelConfig):
+    n_factors: PositiveInt = MISSING
 
 
 class MatrixFactorization(CollabModel):

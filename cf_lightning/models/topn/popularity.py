@@ -6,9 +6,21 @@ As a rating predictor it gives the item's mean training rating, shrunk towards t
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
+from typing import Annotated
 
+import torch
+from omegaconf import MISSING
+
+from cf_lightning.constraints import Ge
 from cf_lightning.models.fitted import FittedModel
+from cf_lightning.models.registry import ModelConfig, model_config
+
+
+@model_config("popularity", model="Popularity")
+@dataclass
+class PopularityConfig(ModelConfig):
+    shrinkage: Annotated[float, Ge(0)] = MISSING  # pseudo-ratings at the global mean added to each item's mean
 
 
 class Popularity(FittedModel):
