@@ -58,7 +58,8 @@ def main() -> None:
     parser.add_argument("--real", type=Path, help="a real MovieLens 100K folder instead of the synthetic set")
     parser.add_argument("--models", help="comma-separated names (default: every conf/model/*.yaml)")
     args = parser.parse_args()
-    names = args.models.split(",") if args.models else sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
+    every = sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
+    names = args.models.split(",") if args.models else every
     with tempfile.TemporaryDirectory() as tmp:
         root = args.real
         if root is None:
