@@ -27,6 +27,12 @@ from cf_lightning.errors import ConfigError
 INT64_MAX = 2**63 - 1
 
 
+def require(ok: bool, key: str, message: str) -> None:
+    """A rule that joins several keys (a ``check_together`` hook); single-key rules are declared on fields."""
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
 class Constraint:
     """One declared rule; ``problem`` says what is wrong with ``value`` (None when it is fine)."""
 

@@ -32,9 +32,9 @@ from cf_lightning.atomic import atomic_open, write_text
 from cf_lightning.config import CONFIG_DIR
 from cf_lightning.config.cli import clean_errors
 from cf_lightning.config.preflight import check_batch_size
-from cf_lightning.config.schema import TrainConfig, _check
+from cf_lightning.config.schema import TrainConfig
 from cf_lightning.config.threads import apply_threads
-from cf_lightning.constraints import Gt, check_fields
+from cf_lightning.constraints import Gt, check_fields, require
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.errors import ConfigError
 from cf_lightning.models import build_model
@@ -51,7 +51,7 @@ class LRFindConfig:
     early_stop_threshold: float | None = MISSING  # stop when loss > this x best loss; null = never
 
     def check_together(self) -> None:
-        _check(self.min_lr < self.max_lr, "lr_find.min_lr", f"must be in (0, max_lr), got {self.min_lr}")
+        require(self.min_lr < self.max_lr, "lr_find.min_lr", f"must be in (0, max_lr), got {self.min_lr}")
 
 
 @dataclass

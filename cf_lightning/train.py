@@ -7,16 +7,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from functools import partial
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 
+from cf_lightning.blend_members import blend_callbacks
 from cf_lightning.callbacks.checkpoint_info import CheckpointInfo
 from cf_lightning.callbacks.checkpoint_io import AtomicCheckpointIO
 from cf_lightning.callbacks.curves import TrainingCurves
@@ -26,7 +28,7 @@ from cf_lightning.callbacks.progress import LossProgressBar
 from cf_lightning.callbacks.ranking_evaluation import RankingEvaluation
 from cf_lightning.callbacks.report import EpochReport
 from cf_lightning.callbacks.tensorboard_extras import InterpretationLogger
-from cf_lightning.config import CONFIG_DIR, validate
+from cf_lightning.config import CONFIG_DIR, TrainConfig, validate
 from cf_lightning.config.cli import clean_errors, drop_plus_of_listed_groups
 from cf_lightning.config.distributed import hydra_ddp_job
 from cf_lightning.config.loggers import build_logger, tensorboard_of
@@ -48,15 +50,16 @@ def train(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
     """Train ``cfg.model`` on ``cfg.data``; write checkpoints, the logger's files (TensorBoard events by
     default), ``epochs.csv``, ``metrics.json`` and ``loss.png`` into ``out_dir`` (Hydra's run folder by
     default); return the metrics."""
-    validate(cfg)
-    check_accelerator(cfg.accelerator)
-    _check_loss_applies(cfg.model.name, cfg.loss.name)
+    config = validate(cfg)  # the typed config the run uses from here on
+    check_accelerator(config.accelerator)
+    _check_loss_applies(config.model.name, config.loss.name)
     out_dir = Path(out_dir or hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
-    with run_folder(out_dir, cfg.ckpt_path, cfg.overwrite):  # one run per folder (config/run_folder.py)
-        return _fit(cfg, out_dir)
+    with run_folder(out_dir, config.ckpt_path, config.overwrite):  # one run per folder (config/run_folder.py)
+        return _fit(config, cfg, out_dir)
 
 
-def _fit(cfg: DictConfig, out_dir: Path) -> dict:
+def _fit(cfg: TrainConfig, composed: DictConfig, out_dir: Path) -> dict:
+    """``cfg``: the typed config; ``composed``: the same config as Hydra composed it, for the HPARAMS record."""
     apply_threads(cfg.threads, cfg.data.batch_size)
     logger = build_logger(cfg.logger, out_dir)  # before any data is read: a logger that cannot start stops here
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -65,14 +68,10 @@ def _fit(cfg: DictConfig, out_dir: Path) -> dict:
     datamodule.prepare_data()
     datamodule.setup("fit")
     check_batch_size(cfg.data.batch_size, len(datamodule.train_idx))
-    model = build_model(
-        OmegaConf.to_container(cfg.model, resolve=True),
-        datamodule.n_users,
-        datamodule.n_items,
-        optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
-    )
+    optimizer = dataclasses.asdict(cfg.optimizer)  # plain data: saved with the hyperparameters
+    model = build_model(cfg.model, datamodule.n_users, datamodule.n_items, optimizer=optimizer)
     model.vocab = datamodule.vocab
-    model.loss_config = loss = OmegaConf.to_container(cfg.loss, resolve=True)
+    model.loss_config = loss = dataclasses.asdict(cfg.loss)
     if loss["name"] in RANKING_LOSSES:  # rated = interacted, with unrated items drawn per batch
         datamodule.train_view = partial(
             NegativeSampling, n_items=datamodule.n_items, n_negatives=loss["n_negatives"], seed=cfg.seed
@@ -88,6 +87,7 @@ def _fit(cfg: DictConfig, out_dir: Path) -> dict:
             *_callbacks(cfg, out_dir),
             *_logger_callbacks(cfg, logger),
             *_evaluation(cfg),
+            *blend_callbacks(model, train),  # a blend trains its members when fitting starts
         ],
         logger=logger if logger is not None else False,
         enable_progress_bar=cfg.callbacks.progress_bar_refresh_rate > 0,
@@ -97,7 +97,7 @@ def _fit(cfg: DictConfig, out_dir: Path) -> dict:
         log_every_n_steps=LOG_EVERY_N_STEPS,
         use_distributed_sampler=False,  # our sampler shards by rank itself
         plugins=[AtomicCheckpointIO()],  # a checkpoint is saved whole or not at all
-        **OmegaConf.to_container(cfg.accelerator, resolve=True),
+        **dataclasses.asdict(cfg.accelerator),
     )
     # weights_only: a checkpoint holds tensors and plain data only, so loading one never runs pickled code.
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
@@ -112,11 +112,11 @@ def _fit(cfg: DictConfig, out_dir: Path) -> dict:
         if trainer.is_global_zero:
             report.write()
     metrics = report.summary()
-    log_run_hparams(trainer, cfg, metrics)  # TensorBoard's HPARAMS tab
+    log_run_hparams(trainer, composed, metrics)  # TensorBoard's HPARAMS tab
     return metrics
 
 
-def objective(cfg: DictConfig) -> str:
+def objective(cfg: DictConfig | TrainConfig) -> str:
     """The metrics.json key a sweep optimises: the best epoch's value of ``evaluation.monitor``."""
     return f"{cfg.evaluation.monitor}_best"
 
@@ -135,7 +135,7 @@ def _check_loss_applies(model_name: str, loss_name: str) -> None:
         )
 
 
-def _evaluation(cfg: DictConfig) -> list[pl.Callback]:
+def _evaluation(cfg: TrainConfig) -> list[pl.Callback]:
     """Ranking metrics after validation and test (conf/evaluation)."""
     ev = cfg.evaluation
     if not ev.ranking:
@@ -147,7 +147,7 @@ def _evaluation(cfg: DictConfig) -> list[pl.Callback]:
     ]
 
 
-def _logger_callbacks(cfg: DictConfig, logger: Logger | None) -> list[pl.Callback]:
+def _logger_callbacks(cfg: TrainConfig, logger: Logger | None) -> list[pl.Callback]:
     """What draws into the logger: the curves (any logger), the interpretation (TensorBoard only)."""
     if logger is None:
         return []
@@ -157,7 +157,7 @@ def _logger_callbacks(cfg: DictConfig, logger: Logger | None) -> list[pl.Callbac
     return callbacks
 
 
-def _callbacks(cfg: DictConfig, out_dir: Path) -> list[pl.Callback]:
+def _callbacks(cfg: TrainConfig, out_dir: Path) -> list[pl.Callback]:
     # Checkpoints name their model and data, so cf_lightning.inference.recommender loads them without Hydra.
     callbacks: list[pl.Callback] = [CheckpointInfo(cfg.model.name)]
     if cfg.callbacks.progress_bar_refresh_rate > 0:

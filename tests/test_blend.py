@@ -3,9 +3,10 @@
 import pytest
 import torch
 
+from cf_lightning.blend_members import member_config
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.errors import ConfigError
-from cf_lightning.models.rating.blend import Blend, fit_weights, member_config
+from cf_lightning.models.rating.blend import Blend, fit_weights
 from cf_lightning.train import train
 from tests.conftest import make_cfg, quick_overrides
 

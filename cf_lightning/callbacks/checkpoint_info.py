@@ -16,11 +16,11 @@ new run with the new ``epochs``.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
 
 from cf_lightning.errors import CheckpointMismatchError
 
@@ -42,7 +42,7 @@ class CheckpointInfo(pl.Callback):
         self._info: dict | None = None
 
     def _collect(self, dm) -> dict:
-        config = OmegaConf.to_container(dm.cfg, resolve=True) if isinstance(dm.cfg, DictConfig) else dict(dm.cfg)
+        config = dataclasses.asdict(dm.cfg)  # the typed data config, as plain data
         return {
             MODEL_NAME_KEY: self.model_name,
             # Absolute: runs may be started from another folder than the one that reads the checkpoint.

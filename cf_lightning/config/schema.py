@@ -17,88 +17,14 @@ from typing import Annotated, Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from cf_lightning.constraints import Ge, Gt, Interval, LowHigh, OneOf, check_fields
-from cf_lightning.data.layouts import LAYOUTS
-from cf_lightning.data.movielens import DUPLICATE_POLICIES
+from cf_lightning.constraints import Ge, Gt, Interval, PositiveInt, check_fields, require
+from cf_lightning.data.config import PREDEFINED_FOLDS, DataConfig, Fraction, Seed
 from cf_lightning.errors import ConfigError
 from cf_lightning.models.registry import MODEL_SCHEMAS, discover
 
-ITEM_NAMES = ("title", "movie")
-SPLITS = ("random", "predefined", "kfold", "temporal", "time_cut", "by_user")
-# GroupLens' own folds: ML-100K's files u1..u5, ua, ub; ML-10M's r1..r5, ra, rb (its split_ratings.sh rule).
-PREDEFINED_FOLDS = tuple(fold for layout in LAYOUTS.values() for fold in layout.folds)
-KFOLDS = ("k1", "k2", "k3", "k4", "k5")  # data.split=kfold: 5 random folds of any data set
-FOLDS = PREDEFINED_FOLDS + KFOLDS
+__all__ = ["PREDEFINED_FOLDS", "DataConfig", "TrainConfig", "register_configs", "validate"]
 # Validation metrics where lower is better; every other one (val/ndcg@10, ...) is a ranking metric.
 RATING_METRICS = ("val/loss", "val/rmse", "val/mae")
-
-
-def _check(ok: bool, key: str, message: str) -> None:
-    """A rule that joins several keys (``check_together``); single-key ranges are declared on the fields."""
-    if not ok:
-        raise ConfigError(f"{key}: {message}")
-
-
-MAX_SEED = 2**32 - 1  # numpy's seeds (Lightning seeds numpy too) are 32-bit unsigned
-Seed = Annotated[int, Interval(0, MAX_SEED, closed="both")]
-Positive = Annotated[int, Gt(0)]
-Fraction = Annotated[float, Interval(0, 1)]
-Pair = Annotated[list[float] | None, LowHigh()]  # [low, high] with low < high, or null
-
-
-@dataclass
-class SyntheticConfig:
-    n_users: Positive = MISSING
-    n_items: Positive = MISSING
-    n_ratings: Positive = MISSING
-    n_factors: Positive = MISSING
-    noise: Annotated[float, Ge(0)] = MISSING
-    seed: Seed = MISSING
-
-
-@dataclass
-class DataConfig:
-    name: str = MISSING
-    root: str | None = MISSING  # a local copy; null = $CF_LIGHTNING_DATA, the cache, or download
-    folder: str = MISSING
-    url: str = MISSING
-    md5: str = MISSING  # "" = read it from md5_url
-    md5_url: str = MISSING
-    max_unpacked_mb: Positive = MISSING  # an archive that unpacks to more is refused
-    layout: Annotated[str, OneOf(tuple(LAYOUTS))] = MISSING
-    item_name: Annotated[str, OneOf(ITEM_NAMES)] = MISSING
-    split: Annotated[str, OneOf(SPLITS)] = MISSING
-    valid_pct: Fraction = MISSING
-    split_seed: Seed = MISSING
-    train_on_validation: bool = MISSING  # true: train on the validation rows too (val/* no longer held out)
-    test_pct: Fraction = MISSING  # time_cut, by_user: the share held out for the test set
-    holdout_n: Positive = MISSING  # temporal: each user's latest N ratings are the test set (the N before, validation)
-    fold: Annotated[str, OneOf(FOLDS)] = MISSING  # predefined: which of FOLDS
-    folds: list[str] = MISSING  # crossval: one run per fold
-    batch_size: Positive = MISSING
-    eval_batch_size: Positive = MISSING
-    steps_per_call: Positive = MISSING
-    rating_range: Pair = MISSING  # [low, high]: a rating outside stops the run; null = no check
-    duplicates: Annotated[str, OneOf(DUPLICATE_POLICIES)] = MISSING  # a (user, movie) pair rated twice
-    y_range: Pair = MISSING  # the data set's span for the models' sigmoid_range (model.y_range)
-    ranking_max_users: Annotated[int | None, Gt(0)] = MISSING  # evaluation.max_users follows it
-    synthetic: SyntheticConfig | None = MISSING
-
-    def check_together(self) -> None:
-        _check(
-            self.split != "predefined" or bool(LAYOUTS[self.layout].folds),
-            "data.split",
-            f"predefined folds are MovieLens 100K's (u1..u5, ua, ub) and 10M's (r1..r5, ra, rb); {self.name} has "
-            f"none: use data.split=kfold (data.fold=k1..k5) or random, temporal, time_cut, by_user",
-        )
-        if self.split in ("predefined", "kfold"):
-            names = LAYOUTS[self.layout].folds if self.split == "predefined" else KFOLDS
-            split = f"data.split={self.split}" + (f" on {self.name}" if self.split == "predefined" else "")
-            _check(self.fold in names, "data.fold", f"{split} takes one of {names}, got {self.fold!r}")
-        bad = [f for f in self.folds if f not in FOLDS]
-        _check(
-            bool(self.folds) and not bad, "data.folds", f"must be a non-empty list of {FOLDS}, got {list(self.folds)}"
-        )
 
 
 @dataclass
@@ -119,13 +45,13 @@ class OptimizerConfig:
     lazy: bool = MISSING  # with sparse: update only the rows in the batch (row-wise "lazy" AdamW)
 
     def check_together(self) -> None:
-        _check(
+        require(
             self.sparse or not self.lazy,
             "optimizer.lazy",
             "row-wise updates need sparse gradients; set optimizer.sparse=true too, or use optimizer=one_cycle_sparse",
         )
-        _check(len(self.moms) == 3, "optimizer.moms", f"must be [start, middle, end], got {list(self.moms)}")
-        _check(all(0 <= m < 1 for m in self.moms), "optimizer.moms", f"must be in [0, 1), got {list(self.moms)}")
+        require(len(self.moms) == 3, "optimizer.moms", f"must be [start, middle, end], got {list(self.moms)}")
+        require(all(0 <= m < 1 for m in self.moms), "optimizer.moms", f"must be in [0, 1), got {list(self.moms)}")
 
 
 @dataclass
@@ -152,17 +78,17 @@ class EvaluationConfig:
     """Ranking metrics (cf_lightning/metrics): top-``k`` over every item the user has not rated in training."""
 
     ranking: bool = MISSING
-    k: Positive = MISSING
+    k: PositiveInt = MISSING
     relevance_threshold: float = MISSING  # a held-out rating >= this is relevant
     every_n_epochs: Annotated[int, Ge(0)] = MISSING  # 0 = only after the last epoch (and at test)
     max_users: Annotated[int | None, Gt(0)] = MISSING  # a fixed random sample of users; null = all
-    batch_pairs: Positive = MISSING  # scores held in memory at once
+    batch_pairs: PositiveInt = MISSING  # scores held in memory at once
     any_relevant: bool = MISSING  # also {stage}/ndcg_any@k etc.: every held-out rating relevant
     monitor: str = MISSING  # the validation metric that picks the best epoch and is the sweep objective
 
     def check_together(self) -> None:
-        _check(self.monitor.startswith("val/"), "evaluation.monitor", f"must be a val/ metric, got {self.monitor!r}")
-        _check(
+        require(self.monitor.startswith("val/"), "evaluation.monitor", f"must be a val/ metric, got {self.monitor!r}")
+        require(
             self.ranking or self.monitor in RATING_METRICS,
             "evaluation.monitor",
             f"{self.monitor} is a ranking metric but evaluation.ranking=false; turn ranking on or monitor val/loss",
@@ -172,7 +98,7 @@ class EvaluationConfig:
 @dataclass
 class TrainConfig:
     seed: Seed = MISSING
-    epochs: Positive = MISSING
+    epochs: PositiveInt = MISSING
     ckpt_path: str | None = MISSING  # resume from this checkpoint
     overwrite: bool = MISSING  # a run folder that holds an earlier run's results: delete them and start afresh
     threads: Annotated[int | None, Gt(0)] = MISSING  # torch threads; null = torch's choice, or a share of cores
@@ -194,12 +120,12 @@ class LossConfig:
     name: str = MISSING
 
     def check_together(self) -> None:
-        _check(self.name in LOSS_SCHEMAS, "loss.name", f"must be one of {list(LOSS_SCHEMAS)}, got {self.name!r}")
+        require(self.name in LOSS_SCHEMAS, "loss.name", f"must be one of {list(LOSS_SCHEMAS)}, got {self.name!r}")
 
 
 @dataclass
 class RankingLossConfig(LossConfig):
-    n_negatives: Positive = MISSING  # unrated items sampled per rated (user, item)
+    n_negatives: PositiveInt = MISSING  # unrated items sampled per rated (user, item)
 
 
 @dataclass
@@ -233,17 +159,17 @@ def validate(cfg: DictConfig) -> TrainConfig:
     if OmegaConf.get_type(cfg.model) is dict:
         raise ConfigError(f"model: {cfg.model.get('name')!r} has no schema; known models: {sorted(MODEL_SCHEMAS)}")
     name = cfg.model.get("name")
-    _check(name in MODEL_SCHEMAS, "model.name", f"{name!r} is not a model; allowed values: {', '.join(MODEL_SCHEMAS)}")
+    require(name in MODEL_SCHEMAS, "model.name", f"{name!r} is not a model; allowed values: {', '.join(MODEL_SCHEMAS)}")
     schema = OmegaConf.get_type(cfg.model)
-    _check(
+    require(
         schema is MODEL_SCHEMAS[name],
         "model.name",
         f"{name!r} does not fit the selected model's keys ({sorted(cfg.model)}); choose the model with "
         f"model={name}, not model.name={name}",
     )
     loss = cfg.loss.get("name")
-    _check(loss in LOSS_SCHEMAS, "loss.name", f"{loss!r} is not a loss; allowed values: {', '.join(LOSS_SCHEMAS)}")
-    _check(
+    require(loss in LOSS_SCHEMAS, "loss.name", f"{loss!r} is not a loss; allowed values: {', '.join(LOSS_SCHEMAS)}")
+    require(
         OmegaConf.get_type(cfg.loss) is LOSS_SCHEMAS[loss],
         "loss.name",
         f"{loss!r} does not fit the selected loss's keys; choose the loss with loss={loss}, not loss.name={loss}",

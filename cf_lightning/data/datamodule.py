@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +15,12 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from filelock import FileLock
+from omegaconf import DictConfig, OmegaConf
 
+from cf_lightning.constraints import check_fields
 from cf_lightning.data.arrays import RatingArrays, encode_ids
 from cf_lightning.data.batches import EpochBatchSampler, RatingTensors, StepChunks, batch_loader
+from cf_lightning.data.config import DataConfig
 from cf_lightning.data.dataset import load_arrays
 from cf_lightning.data.layouts import Layout, layout_of
 from cf_lightning.data.locate import DatasetSource, cache_dir, locate
@@ -26,15 +31,25 @@ from cf_lightning.data.synthetic import generate_movielens
 from cf_lightning.data.vocab import UNKNOWN, CollabVocab, Vocab
 from cf_lightning.errors import ConfigError
 
+# What a data config recorded before these keys existed (a checkpoint's) means: the one place of these defaults.
+RECORDED_DEFAULTS = {"rating_range": None, "duplicates": "error", "layout": "ml-100k"}
 
-def read_options(data) -> dict:
-    """The reading options of a data config: checks and layout (configs saved before they existed have none)."""
-    get = data.get if hasattr(data, "get") else lambda key, default: getattr(data, key, default)
-    return {
-        "rating_range": get("rating_range", None),
-        "duplicates": get("duplicates", "error"),
-        "layout": get("layout", "ml-100k"),
-    }
+
+def read_options(data: DataConfig | Mapping | None) -> dict:
+    """The reading options (checks and layout) of a data config, or of one a checkpoint recorded as plain data."""
+    values = dataclasses.asdict(data) if isinstance(data, DataConfig) else dict(data or {})
+    return {key: values.get(key, default) for key, default in RECORDED_DEFAULTS.items()}
+
+
+def data_config(data: DataConfig | DictConfig) -> DataConfig:
+    """The typed data config: as it is, or converted from the composed ``data`` node (tests, benchmarks)."""
+    if isinstance(data, DataConfig):
+        return data
+    if OmegaConf.get_type(data) is not DataConfig:  # a plain mapping of the keys
+        data = OmegaConf.merge(OmegaConf.structured(DataConfig), data)
+    typed = OmegaConf.to_object(data)
+    check_fields(typed, "data.")
+    return typed
 
 
 def load_ratings(folder: str | Path, rating_range=None, duplicates: str = "error", layout: str = "ml-100k"):
@@ -78,12 +93,13 @@ def arrays_of_frame(frame: pd.DataFrame) -> RatingArrays:
 class CollabDataModule(pl.LightningDataModule):
     """MovieLens ratings merged with titles, encoded by a vocabulary, split, batched in memory.
 
-    ``data`` is the ``data`` config node; ``seed`` drives the batch order (not the split).
+    ``data`` is the typed data config (``data_config`` turns a composed ``data`` node into one); ``seed``
+    drives the batch order (not the split).
     """
 
-    def __init__(self, data, seed: int = 0) -> None:
+    def __init__(self, data: DataConfig | DictConfig, seed: int = 0) -> None:
         super().__init__()
-        self.cfg = data
+        self.cfg = data_config(data)
         self.seed = seed
         self.vocab: CollabVocab | None = None
         # Wraps the training rows for the model's loss: train_view(rows, epoch_sampler) -> a Dataset
@@ -101,17 +117,17 @@ class CollabDataModule(pl.LightningDataModule):
 
     @property
     def layout(self) -> Layout:
-        return layout_of(self.cfg.get("layout", "ml-100k") if hasattr(self.cfg, "get") else self.cfg.layout)
+        return layout_of(self.cfg.layout)
 
     def source(self) -> DatasetSource:
-        cfg, get = self.cfg, (self.cfg.get if hasattr(self.cfg, "get") else lambda k, d: getattr(self.cfg, k, d))
-        max_mb = get("max_unpacked_mb", None)
+        cfg = self.cfg
+        max_mb = cfg.max_unpacked_mb
         return DatasetSource(
             cfg.folder,
             self.layout.files,
             cfg.url,
             cfg.md5,
-            md5_url=get("md5_url", "") or "",
+            md5_url=cfg.md5_url or "",
             max_unpacked_bytes=int(max_mb) << 20 if max_mb else None,
         )
 
@@ -154,7 +170,7 @@ class CollabDataModule(pl.LightningDataModule):
             torch.from_numpy(arrays.rating),
         )
         self.train_idx, self.valid_idx, self.test_idx = rows.train, rows.valid, rows.test
-        if getattr(self.cfg, "train_on_validation", False):  # a refit: every choice was made on these rows before
+        if self.cfg.train_on_validation:  # a refit: every choice was made on these rows before
             self.train_idx = torch.cat([rows.train, rows.valid])
         # Keep only what the ratings frame needs beyond the tensors (the rows are the tensors' already).
         keep_movies = self.cfg.item_name != "movie"
@@ -281,7 +297,7 @@ class CollabDataModule(pl.LightningDataModule):
 
 def _synthetic_folder(cfg) -> Path:
     """Generate the synthetic set once per parameter set; atomically, so no half-written folder stays."""
-    params = {k: v for k, v in cfg.synthetic.items()}
+    params = dataclasses.asdict(cfg.synthetic)
     if cfg.root:
         folder = Path(cfg.root).expanduser()
     else:

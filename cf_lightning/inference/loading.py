@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from cf_lightning.callbacks.checkpoint_info import DATA_KEY, ITEM_COUNTS_KEY, MODEL_NAME_KEY
+from cf_lightning.data.datamodule import read_options
 from cf_lightning.data.layouts import LAYOUTS
 from cf_lightning.data.movielens import DUPLICATE_POLICIES
 from cf_lightning.data.vocab import CollabVocab
@@ -127,9 +128,8 @@ def _build(path: Path, model_class: type[CollabModel], checkpoint: dict) -> Coll
 
 def reading_options(data_config: dict | None) -> dict:
     """How to read the recorded data (its layout and duplicates policy), checked against what this version knows."""
-    config = data_config or {}
-    layout = config.get("layout", "ml-100k")  # checkpoints from before other layouts existed
-    duplicates = config.get("duplicates", "error")
+    options = read_options(data_config)  # a checkpoint from before a key existed reads as that version did
+    layout, duplicates = options["layout"], options["duplicates"]
     if layout not in LAYOUTS or duplicates not in DUPLICATE_POLICIES:
         raise CheckpointError(
             f"the checkpoint records data.layout={layout!r} and data.duplicates={duplicates!r}; this version "

@@ -19,16 +19,12 @@ ratings. The blend's own ``val/*`` are then measured on rows its members trained
 
 from __future__ import annotations
 
-import json
-import shlex
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated
 
 import torch
 from omegaconf import MISSING
 
-from cf_lightning.atomic import write_text
 from cf_lightning.constraints import NonEmpty, OptionalPair
 from cf_lightning.data.rating_matrix import MAX_DENSE_CELLS
 from cf_lightning.errors import ConfigError
@@ -74,32 +70,6 @@ class Blend(FittedModel):
         self.register_buffer("weights", torch.zeros(len(members) + 1, dtype=torch.float64))
         self.member_metrics: list[dict] = []
 
-    def on_fit_start(self) -> None:
-        super().on_fit_start()
-        if bool((self.weights != 0).any()):  # resumed: members and weights are in the checkpoint
-            return
-        trainer = self.trainer
-        dm = trainer.datamodule
-        folder = Path(trainer.default_root_dir) / "members"
-        chosen_epochs = []
-        for k, overrides in enumerate(self.hparams.members):
-            model, metrics, epochs = train_member(dm.cfg, dm.seed, overrides, folder, k)
-            self.member_metrics.append(metrics)
-            chosen_epochs.append(epochs)
-            self.tables[k] = dense_predictions(model, self.hparams.n_users, self.hparams.n_items).to(self.tables)
-        valid = dm.subset(dm.valid_idx)
-        held_out = self._member_predictions(valid.users, valid.items)
-        self.weights.copy_(fit_weights(held_out, valid.ratings))
-        record = held_out_record(self.hparams.members, held_out, valid.ratings, self.weights, self.clip)
-        record["refit_epochs"] = chosen_epochs if self.hparams.refit else None
-        if self.hparams.refit:  # the same members on all the training rows, blended with the weights fitted above
-            for k, overrides in enumerate(self.hparams.members):
-                refit = folder / "refit"
-                model, _, _ = train_member(dm.cfg, dm.seed, overrides, refit, k, refit_epochs=chosen_epochs[k])
-                self.tables[k] = dense_predictions(model, self.hparams.n_users, self.hparams.n_items).to(self.tables)
-        if trainer.is_global_zero:
-            write_text(folder / "blend.json", json.dumps(record, indent=2) + "\n")
-
     def _member_predictions(self, users, items) -> torch.Tensor:
         return self.tables[:, users, items].T  # rows x members
 
@@ -143,58 +113,3 @@ def dense_predictions(model, n_users: int, n_items: int, rows_per_call: int = 1_
         stop = start + rows_per_call
         out[start:stop] = model(users[start:stop].to(model.device), items[start:stop].to(model.device)).float().cpu()
     return out.view(n_users, n_items)
-
-
-def member_config(data, seed: int, overrides: str):
-    """The training config of one member: the run's config with the member's overrides, on the same data
-    (split, fold, validation rows) and seed; no logger, progress bar or ranking metrics of its own."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import OmegaConf
-
-    from cf_lightning.config import CONFIG_DIR
-
-    args = shlex.split(overrides)
-    for arg in args:
-        key = arg.split("=", 1)[0].lstrip("+~")
-        if key.startswith("data") or key == "seed":
-            raise ConfigError(f"model.members: {arg!r}: members share the blend's data and seed; set them on the run")
-        if key == "model" and arg.split("=", 1)[1] == "blend":
-            raise ConfigError(f"model.members: {overrides!r}: a member cannot be a blend")
-    quiet = ["logger=none", "callbacks.progress_bar_refresh_rate=0", "evaluation.ranking=false"]
-    quiet.append("callbacks.interpretation=false")
-    if GlobalHydra.instance().is_initialized():  # inside a Hydra app (the CLI)
-        cfg = compose("train", overrides=quiet + args)
-    else:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose("train", overrides=quiet + args)
-    if cfg.model.name == "blend":
-        raise ConfigError(f"model.members: {overrides!r}: a member cannot be a blend")
-    data = OmegaConf.to_container(data, resolve=True) if OmegaConf.is_config(data) else dict(data)
-    OmegaConf.update(cfg, "data", data, merge=True)
-    cfg.seed, cfg.threads = seed, torch.get_num_threads()
-    return cfg
-
-
-def train_member(data, seed: int, overrides: str, folder: Path, k: int, refit_epochs: int | None = None):
-    """Train member ``k`` into ``folder/<k>_<name>`` and load it with the weights its run was tested with
-    (best by validation loss where it has one). Returns the model, its metrics and the number of epochs
-    chosen on validation (up to its best epoch where a best checkpoint was kept, else all of them).
-
-    ``refit_epochs``: train on the training and validation rows for that many epochs and keep the last
-    weights (the validation rows are no longer held out, so nothing is chosen on them)."""
-    from cf_lightning.models import MODELS
-    from cf_lightning.train import train
-
-    cfg = member_config(data, seed, overrides)
-    if refit_epochs is not None:
-        cfg.epochs = refit_epochs
-        cfg.data.train_on_validation = True
-    out = folder / f"{k}_{cfg.model.name}"
-    metrics = train(cfg, out_dir=out)
-    checkpoints = out / "checkpoints"
-    best = sorted(checkpoints.glob("best-*.ckpt")) if refit_epochs is None else []
-    path = best[0] if best else checkpoints / "last.ckpt"
-    chosen_epochs = int(metrics["best_epoch"]) + 1 if best else int(cfg.epochs)
-    model = MODELS[cfg.model.name].load_from_checkpoint(path, map_location="cpu", weights_only=True)
-    return model, metrics, chosen_epochs
