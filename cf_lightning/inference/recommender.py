@@ -25,10 +25,10 @@ import pandas as pd
 import torch
 
 from cf_lightning.callbacks.checkpoint_info import item_counts
+from cf_lightning.data import ids
+from cf_lightning.data.ids import UnknownIdWarning
 from cf_lightning.data.vocab import CollabVocab
-from cf_lightning.inference import ids
 from cf_lightning.inference.fold_in import check_ratings, fold_in
-from cf_lightning.inference.ids import UnknownIdWarning
 from cf_lightning.inference.loading import (
     CheckpointError,
     load_checkpoint,

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError
 
+from cf_lightning.data.ids import predict as predict_ids
 from cf_lightning.data.vocab import CollabVocab
-from cf_lightning.inference.ids import predict as predict_ids
 from cf_lightning.models.layers import sigmoid_range
 from cf_lightning.models.topn.losses import RANKING_LOSSES, ranking_loss
 from cf_lightning.models.vocab_match import require_same_vocab
