@@ -24,7 +24,7 @@ from cf_lightning.config import CONFIG_DIR
 from cf_lightning.data.synthetic import generate_movielens
 from cf_lightning.train import train
 
-# The tests' small set (tests/conftest.py): sub-second epochs, every model trains on it.
+# The tests' small set (tests/helpers.py): sub-second epochs, every model trains on it.
 SYNTHETIC = {"n_users": 60, "n_items": 80, "n_ratings": 2400, "n_factors": 3, "seed": 0}
 OVERRIDES = (
     "epochs=1",

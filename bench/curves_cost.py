@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import cf_lightning.train as training  # noqa: E402
-from tests.conftest import make_cfg  # noqa: E402
+from tests.helpers import make_cfg  # noqa: E402
 
 NEVER = 10**9  # a logging interval no run reaches
 

@@ -80,7 +80,7 @@ def synthetic_folder(n_ratings: int, workdir: Path) -> Path:
 
 
 def config(data: Path, overrides: list[str]):
-    from tests.conftest import make_cfg
+    from tests.helpers import make_cfg
 
     return make_cfg(f"data.root={data}", *BENCH_OVERRIDES, *overrides)
 

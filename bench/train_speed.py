@@ -37,7 +37,7 @@ from cf_lightning.data.batches import EpochBatchSampler  # noqa: E402
 from cf_lightning.data.datamodule import CollabDataModule  # noqa: E402
 from cf_lightning.models import build_model  # noqa: E402
 from cf_lightning.train import train  # noqa: E402
-from tests.conftest import make_cfg  # noqa: E402
+from tests.helpers import make_cfg  # noqa: E402
 
 
 def plain_loop(cfg) -> float:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cf_lightning.data.synthetic import Planted, generate_movielens, synthetic_title
 from cf_lightning.train import train
-from tests.conftest import make_cfg, quick_overrides
+from tests.helpers import make_cfg, quick_overrides
 
 # Dense enough (100 ratings per item) for the learned biases and factors to recover the planted
 # ones; six planted factors so that random items rarely point the cluster's way by chance.

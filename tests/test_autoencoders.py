@@ -10,7 +10,7 @@ from cf_lightning.errors import ConfigError
 from cf_lightning.models import MODELS
 from cf_lightning.models.rating.autoencoder import masked_mse
 from cf_lightning.train import train
-from tests.conftest import make_cfg, quick_overrides
+from tests.helpers import make_cfg, quick_overrides
 
 
 def _triples(users, items, ratings) -> set[tuple[int, int, float]]:

@@ -7,7 +7,7 @@ from cf_lightning.config.schema import MODEL_SCHEMAS
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.models import MODELS, GlobalMean, Popularity
 from cf_lightning.train import train
-from tests.conftest import make_cfg, quick_overrides
+from tests.helpers import make_cfg, quick_overrides
 
 BASELINES = ("global_mean", "bias_only", "popularity")
 

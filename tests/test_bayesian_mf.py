@@ -15,7 +15,7 @@ from cf_lightning.models.rating.gibbs import (
     gibbs_sweep,
 )
 from cf_lightning.train import train
-from tests.conftest import make_cfg, quick_overrides
+from tests.helpers import make_cfg, quick_overrides
 
 HYPERPARAMETERS = dict(
     n_factors=2,

@@ -13,7 +13,7 @@ from cf_lightning.inference.interpretation import bias_tables, nearest_items
 from cf_lightning.inference.recommender import Recommender, UnknownIdWarning
 from cf_lightning.recommend import main as recommend_main
 from cf_lightning.train import train
-from tests.conftest import make_cfg, quick_overrides
+from tests.helpers import make_cfg, quick_overrides
 
 SHARED = "Hamlet (1996)"  # two movies get this title
 

@@ -8,7 +8,7 @@ from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.errors import ConfigError
 from cf_lightning.models.rating.blend import Blend, fit_weights
 from cf_lightning.train import train
-from tests.conftest import make_cfg, quick_overrides
+from tests.helpers import make_cfg, quick_overrides
 
 
 def test_fit_weights_recovers_a_known_blend():

@@ -7,7 +7,7 @@ from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.models.chapter.dot_bias import DotProductBias
 from cf_lightning.models.cold_start import SHRINKAGE, ColdStartFallback, rows_with_training_ratings
 from cf_lightning.train import train
-from tests.conftest import make_cfg, quick_overrides
+from tests.helpers import make_cfg, quick_overrides
 
 
 def test_fallback_is_the_mean_plus_the_known_shrunk_bias():

@@ -14,7 +14,7 @@ from cf_lightning.config.schema import validate
 from cf_lightning.constraints import INT64_MAX, NonFinite, check_fields
 from cf_lightning.errors import ConfigError
 from cf_lightning.models.registry import registered
-from tests.conftest import make_cfg
+from tests.helpers import make_cfg
 
 MODEL_NAMES = sorted({spec.name for spec in registered()})
 

@@ -8,7 +8,7 @@ import pytest
 
 from cf_lightning.crossval import bracket_list_overrides, crossval, summarize
 from cf_lightning.crossval import main as crossval_main
-from tests.conftest import make_cfg, quick_overrides
+from tests.helpers import make_cfg, quick_overrides
 from tests.test_splits import write_fold
 
 

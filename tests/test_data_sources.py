@@ -21,7 +21,7 @@ from cf_lightning.data import locate as locate_module
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.data.layouts import LAYOUTS
 from cf_lightning.errors import ChecksumError, DataNotFoundError, UnsafeArchiveError
-from tests.conftest import cache_entries, make_cfg
+from tests.helpers import cache_entries, make_cfg
 from tests.test_layouts import RATINGS, write_set
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,7 +26,7 @@ from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.data.synthetic import generate_movielens
 from cf_lightning.models import MODELS, build_model
 from cf_lightning.train import train
-from tests.conftest import SMALL, make_cfg, quick_overrides
+from tests.helpers import SMALL, make_cfg, quick_overrides
 
 REPO = Path(__file__).resolve().parent.parent
 WORLD = 2

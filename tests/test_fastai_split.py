@@ -13,8 +13,7 @@ import torch
 
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.data.split import random_split
-from cf_lightning.data.synthetic import generate_movielens
-from tests.conftest import SMALL, make_cfg, quick_overrides
+from tests.helpers import make_cfg, quick_overrides, small_set
 
 # (n, seed) → the first 12 validation rows, and the last 3 validation rows followed by the first 2 training rows.
 PINNED = {
@@ -69,7 +68,7 @@ def test_small_cases_pinned_whole():
 def test_the_datamodule_validates_on_fastais_rows(tmp_path):
     """Through the data pipeline (read, merge, encode): 2,403 ratings keep u.data's row order and cut at 480."""
     folder = tmp_path / "ml"
-    generate_movielens(folder, **{**SMALL, "n_ratings": 2403})
+    small_set(folder, n_ratings=2403)
     dm = CollabDataModule(make_cfg(*quick_overrides(folder)).data)
     dm.setup("fit")
     assert len(dm.ratings) == 2403

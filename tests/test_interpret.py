@@ -16,7 +16,7 @@ from cf_lightning.inference.recommender import Recommender
 from cf_lightning.interpret import main
 from cf_lightning.models import BiasOnly, CollabNN
 from cf_lightning.train import _logger_callbacks
-from tests.conftest import make_cfg
+from tests.helpers import make_cfg
 from tests.planted_model import title_id
 
 

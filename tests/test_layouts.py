@@ -11,7 +11,7 @@ from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.data.layouts import LAYOUTS
 from cf_lightning.data.synthetic import generate_movielens_fast, write_layout
 from cf_lightning.errors import ConfigError, DataFormatError
-from tests.conftest import make_cfg, quick_overrides
+from tests.helpers import make_cfg, quick_overrides
 
 # Titles that trip naive readers: a comma and quotes (CSV), Latin-1 letters (ML-1M's movies.dat),
 # '::'-free colons (every '.dat' title with a subtitle), and two movies with one title.

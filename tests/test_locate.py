@@ -11,7 +11,7 @@ import pytest
 
 from cf_lightning.data.locate import DATA_ENV, DatasetSource, locate, safe_extract
 from cf_lightning.errors import ChecksumError, DataNotFoundError, UnsafeArchiveError
-from tests.conftest import cache_entries
+from tests.helpers import cache_entries
 
 FILES = ("u.data", "u.item")
 

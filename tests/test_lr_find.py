@@ -15,7 +15,7 @@ from cf_lightning import lr_find as cli
 from cf_lightning.config import CONFIG_DIR
 from cf_lightning.errors import ConfigError
 from cf_lightning.lr_find import PLOT_FILE, RESULT_FILE, lr_find, steep, valley
-from tests.conftest import quick_overrides
+from tests.helpers import quick_overrides
 
 
 def lr_find_cfg(*overrides: str):

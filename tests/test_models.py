@@ -18,7 +18,7 @@ from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.errors import ConfigError
 from cf_lightning.models import MODELS, DotProduct, DotProductBiasParams, build_model
 from cf_lightning.train import train
-from tests.conftest import make_cfg, quick_overrides
+from tests.helpers import make_cfg, quick_overrides, small_set
 
 # ML-100K's vocabulary with item_name=title: 943 users and 1,664 titles, plus the #na# row each.
 ML100K_USERS, ML100K_ITEMS = 944, 1665
@@ -162,11 +162,9 @@ def test_each_chapter_row_is_an_experiment_with_the_chapters_recipe():
 @pytest.fixture(scope="module", params=CHAPTER_MODELS)
 def trained(request, tmp_path_factory):
     """``(name, data folder, run folder, metrics)`` after one epoch of ``model=name``."""
-    from cf_lightning.data.synthetic import generate_movielens
-    from tests.conftest import SMALL
 
     data = tmp_path_factory.mktemp("data")
-    generate_movielens(data, **SMALL)
+    small_set(data)
     out = tmp_path_factory.mktemp(f"run-{request.param}")
     cfg = make_cfg(*quick_overrides(data, f"model={request.param}", *QUICK_TRAINING))
     return request.param, data, out, cfg, train(cfg, out_dir=out)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from cf_lightning.optim.one_cycle import one_cycle, param_groups
-from tests.conftest import make_cfg
+from tests.helpers import make_cfg
 
 RECIPE = dict(make_cfg().optimizer)
 

@@ -15,7 +15,7 @@ from setuptools import find_namespace_packages
 from cf_lightning.config import CONFIG_DIR, config_dir
 from cf_lightning.config.loggers import build_logger
 from cf_lightning.errors import ConfigError
-from tests.conftest import make_cfg
+from tests.helpers import make_cfg
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())

@@ -9,7 +9,7 @@ import torch
 
 from cf_lightning.metrics.ranking import UserItems, ranking_metrics, score_all_items, top_k
 from cf_lightning.train import train
-from tests.conftest import make_cfg, quick_overrides
+from tests.helpers import make_cfg, quick_overrides
 
 N_USERS, N_ITEMS = 5, 6  # row 0 of each is #na#
 

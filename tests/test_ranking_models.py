@@ -13,7 +13,7 @@ from cf_lightning.metrics.ranking import UserItems
 from cf_lightning.models.topn.ease import EASE, ease_weights, interaction_matrix
 from cf_lightning.models.topn.ials import ImplicitALS, solve_side
 from cf_lightning.train import train
-from tests.conftest import make_cfg, quick_overrides
+from tests.helpers import make_cfg, quick_overrides
 
 TINY = torch.tensor(
     [[1, 1, 0, 0, 1], [0, 1, 1, 0, 0], [1, 0, 1, 1, 0], [0, 0, 1, 1, 1], [1, 1, 1, 0, 0], [0, 1, 0, 1, 1]],

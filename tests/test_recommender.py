@@ -19,7 +19,7 @@ from cf_lightning.models import MODELS, DotProductBias, build_model
 from cf_lightning.models.base import VOCAB_KEY, CollabModel
 from cf_lightning.recommend import main as recommend_main
 from cf_lightning.recommend import parse_ratings
-from tests.conftest import make_cfg
+from tests.helpers import make_cfg, small_set
 
 
 @pytest.fixture(scope="module")
@@ -154,11 +154,9 @@ def test_data_that_moved_is_found_with_data_root(trained, rec, tmp_path):
 
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory):
-    from cf_lightning.data.synthetic import generate_movielens
-    from tests.conftest import SMALL
 
     folder = tmp_path_factory.mktemp("small")
-    generate_movielens(folder, **SMALL)
+    small_set(folder)
     datamodule = CollabDataModule(make_cfg(f"data.root={folder}").data)
     datamodule.setup("fit")
     return folder, datamodule

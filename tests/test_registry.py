@@ -19,7 +19,7 @@ from cf_lightning.errors import ConfigError
 from cf_lightning.models import MODELS, build_model, registry
 from cf_lightning.models.registry import registered
 from cf_lightning.train import train
-from tests.conftest import make_cfg, quick_overrides
+from tests.helpers import make_cfg, quick_overrides
 
 BUILT_BY_THE_RUN = ("self", "n_users", "n_items", "optimizer")
 

@@ -6,7 +6,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from cf_lightning.config.schema import MODEL_SCHEMAS
 from cf_lightning.errors import ConfigError
 from cf_lightning.train import train
-from tests.conftest import make_cfg
+from tests.helpers import make_cfg
 
 
 def fails_before_reading_data(tmp_path, *overrides) -> str:

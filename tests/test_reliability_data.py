@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from cf_lightning.data.datamodule import CollabDataModule, load_ratings
 from cf_lightning.data.movielens import read_items, read_ratings
 from cf_lightning.errors import CFLightningError, DataFormatError
-from tests.conftest import make_cfg
+from tests.helpers import make_cfg
 
 GOOD = "1\t10\t4\t100\n2\t10\t3\t101\n"
 

@@ -15,7 +15,7 @@ import pytest
 
 from cf_lightning.data.locate import DatasetSource, extract_verified, locate
 from cf_lightning.errors import ChecksumError, DataNotFoundError, UnsafeArchiveError
-from tests.conftest import cache_entries
+from tests.helpers import cache_entries
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = ("u.data", "u.item")

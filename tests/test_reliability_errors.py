@@ -15,7 +15,7 @@ import cf_lightning.train as train_module
 from cf_lightning.config.cli import EXIT_STATUS, FULL_TRACEBACK_HINT, clean_errors
 from cf_lightning.config.job_status import STATUS_FILE
 from cf_lightning.errors import ConfigError, DataFormatError
-from tests.conftest import FAST, SMALL, quick_overrides, run_command
+from tests.helpers import FAST, SMALL, quick_overrides, run_command
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAINING_ROWS = int(0.8 * SMALL["n_ratings"])  # the random split's training part
@@ -96,7 +96,7 @@ def test_batch_size_larger_than_the_training_rows(tmp_path, data, monkeypatch, c
 
 
 def test_batch_size_equal_to_the_training_rows_trains(tmp_path, data):
-    from tests.conftest import make_cfg
+    from tests.helpers import make_cfg
 
     metrics = train_module.train(make_cfg(*quick_overrides(data, *FAST), f"data.batch_size={TRAINING_ROWS}"), tmp_path)
     assert metrics["epochs"] == 1

@@ -31,9 +31,8 @@ from omegaconf import OmegaConf
 from cf_lightning.config import CONFIG_DIR, validate
 from cf_lightning.config.cli import drop_plus_of_listed_groups
 from cf_lightning.crossval import bracket_list_overrides
-from cf_lightning.data.synthetic import generate_movielens
 from cf_lightning.lr_find import LRFindRunConfig  # noqa: F401  (registers the lr_find schema)
-from tests.conftest import SMALL
+from tests.helpers import small_set
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -173,7 +172,7 @@ def run_main(module: str, args: list[str], monkeypatch) -> int:
 def in_tmp_with_synthetic_data(tmp_path, monkeypatch) -> list[str]:
     """Run in ``tmp_path`` (the README's relative ``outputs/`` lands there); the overrides of a quick run."""
     data = tmp_path / "data"
-    generate_movielens(data, **SMALL)
+    small_set(data)
     monkeypatch.chdir(tmp_path)
     return [f"data.root={data}", "epochs=1", "data.batch_size=32", "callbacks.progress_bar_refresh_rate=0",
             "logger=none", "evaluation.ranking=false"]  # fmt: skip

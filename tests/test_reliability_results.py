@@ -23,7 +23,7 @@ from cf_lightning.config.job_status import STATUS_FILE
 from cf_lightning.errors import ResultWriteError
 from cf_lightning.sweep_summary import summarise
 from cf_lightning.train import train
-from tests.conftest import FAST, make_cfg, quick_overrides
+from tests.helpers import FAST, make_cfg, quick_overrides
 
 
 def stray_temporaries(folder: Path) -> list[Path]:

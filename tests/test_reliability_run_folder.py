@@ -13,7 +13,7 @@ from cf_lightning.callbacks.report import METRICS_FILE
 from cf_lightning.config import run_folder
 from cf_lightning.errors import RunFolderError
 from cf_lightning.train import train
-from tests.conftest import FAST, make_cfg, quick_overrides
+from tests.helpers import FAST, make_cfg, quick_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 

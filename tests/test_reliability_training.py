@@ -15,10 +15,9 @@ import torch
 import cf_lightning.train as train_module
 from cf_lightning.callbacks.nonfinite import NonFiniteLossGuard
 from cf_lightning.callbacks.report import METRICS_FILE
-from cf_lightning.data.synthetic import generate_movielens
 from cf_lightning.errors import CheckpointMismatchError, NonFiniteLossError
 from cf_lightning.train import train
-from tests.conftest import FAST, SMALL, make_cfg, quick_overrides
+from tests.helpers import FAST, SMALL, make_cfg, quick_overrides, small_set
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMING_KEYS = {"epoch_times", "wall_time"}  # the only values in metrics.json that may differ between runs
@@ -28,7 +27,7 @@ KILLED_AFTER_EPOCH_2 = """
 import os, signal, sys
 import pytorch_lightning as pl
 import cf_lightning.train as t
-from tests.conftest import make_cfg
+from tests.helpers import make_cfg
 
 class KillAfterTwoEpochs(pl.Callback):
     def on_train_epoch_start(self, trainer, pl_module):
@@ -150,7 +149,7 @@ def test_killed_after_epoch_2_and_resumed_equals_the_uninterrupted_run_bitwise(t
 
 def test_resuming_on_other_data_is_a_clear_error(tmp_path, one_epoch):
     other = tmp_path / "other-data"
-    generate_movielens(other, **{**SMALL, "n_users": 70})
+    small_set(other, n_users=70)
     last = one_epoch / "checkpoints" / "last.ckpt"
     cfg = make_cfg(*quick_overrides(other, "epochs=2", *FAST), f"ckpt_path={last}")
     with pytest.raises(CheckpointMismatchError) as err:

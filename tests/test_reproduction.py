@@ -10,7 +10,7 @@ import torch
 
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.train import train
-from tests.conftest import make_cfg
+from tests.helpers import make_cfg
 from tests.real_data import REAL_DATA, requires_real_data
 
 pytestmark = requires_real_data()

@@ -17,11 +17,10 @@ import pytorch_lightning as pl
 import torch
 
 from cf_lightning import interpret, recommend
-from cf_lightning.data.synthetic import generate_movielens
 from cf_lightning.errors import CFLightningError
 from cf_lightning.inference.recommender import Recommender
 from cf_lightning.train import train
-from tests.conftest import SMALL, make_cfg, quick_overrides
+from tests.helpers import make_cfg, quick_overrides, small_set
 
 # A temporal split has a test set, so train() scores it after fit with the best checkpoint (trainer.test).
 RUN = ("data.split=temporal", "logger=none", "evaluation.ranking=false", "callbacks.interpretation=false")
@@ -63,7 +62,7 @@ def load_calls(monkeypatch) -> list:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("data") / "ml"
-    generate_movielens(folder, **SMALL)
+    small_set(folder)
     return folder
 
 

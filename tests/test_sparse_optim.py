@@ -14,7 +14,7 @@ from cf_lightning.models.chapter.dot_bias import DotProductBias
 from cf_lightning.optim.one_cycle import one_cycle
 from cf_lightning.optim.sparse import SparseAdamW, use_sparse_gradients
 from cf_lightning.train import train
-from tests.conftest import make_cfg, quick_overrides
+from tests.helpers import make_cfg, quick_overrides
 
 N_USERS, N_ITEMS = 30, 40
 

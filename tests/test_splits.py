@@ -13,7 +13,7 @@ from cf_lightning.data.movielens import read_ratings
 from cf_lightning.data.protocols import split_rows
 from cf_lightning.data.split import allbut_split, block_fold, by_user_split, temporal_split, time_cut_split
 from cf_lightning.errors import ConfigError, DataFormatError
-from tests.conftest import make_cfg, quick_overrides
+from tests.helpers import make_cfg, quick_overrides
 from tests.real_data import REAL_DATA, requires_real_data
 
 

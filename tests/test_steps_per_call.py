@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cf_lightning.data.synthetic import generate_movielens
 from cf_lightning.train import train
-from tests.conftest import SMALL, make_cfg, quick_overrides
+from tests.helpers import make_cfg, quick_overrides, small_set
 
 FAST = ("logger=none", "evaluation.ranking=false", "callbacks.interpretation=false", "epochs=2")
 TIMINGS = {"epoch_times", "wall_time"}
@@ -20,7 +19,7 @@ TIMINGS = {"epoch_times", "wall_time"}
 def runs(tmp_path_factory) -> dict[int, tuple[dict, dict]]:
     """Two epochs with 1, 7 (60 steps an epoch: the last chunk is short) and 16 steps per call."""
     data = tmp_path_factory.mktemp("data") / "ml"
-    generate_movielens(data, **SMALL)
+    small_set(data)
     out = {}
     for steps in (1, 7, 16):
         folder = tmp_path_factory.mktemp(f"steps{steps}")

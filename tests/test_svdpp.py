@@ -6,7 +6,7 @@ from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.data.synthetic import generate_movielens
 from cf_lightning.models.rating.svdpp import ImplicitSets, SVDpp
 from cf_lightning.train import train
-from tests.conftest import make_cfg, quick_overrides
+from tests.helpers import make_cfg, quick_overrides
 
 
 def test_normalised_sum_of_each_users_items():

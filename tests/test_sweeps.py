@@ -18,7 +18,7 @@ from cf_lightning.config.job_status import COMPLETED, FAILED, RUNNING, STATUS_FI
 from cf_lightning.config.run_names import job_name, short_keys
 from cf_lightning.config.threads import job_threads, parallel_jobs
 from cf_lightning.sweep_summary import UNFINISHED, heatmap_axes, summarise
-from tests.conftest import make_cfg, quick_overrides, run_command
+from tests.helpers import make_cfg, quick_overrides, run_command
 
 
 def run_train(argv: list[str], cwd: Path, monkeypatch, capsys) -> tuple[int, str, str]:

@@ -12,17 +12,12 @@ from cf_lightning.data.datamodule import load_ratings
 from cf_lightning.errors import ConfigError
 from cf_lightning.models import DotProductBias
 from cf_lightning.train import train
-from tests.conftest import make_cfg, quick_overrides, run_command
+from tests.helpers import make_cfg, quick_overrides, run_command
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One 2-epoch run on synthetic data, shared by the assertions below."""
-    from cf_lightning.data.synthetic import generate_movielens
-    from tests.conftest import SMALL
-
-    data = tmp_path_factory.mktemp("data")
-    generate_movielens(data, **SMALL)
+def trained(data, tmp_path_factory):
+    """One 2-epoch run on the small synthetic set, shared by the assertions below."""
     out = tmp_path_factory.mktemp("run")
     cfg = make_cfg(*quick_overrides(data, "epochs=2", "logger=tensorboard"))
     return data, out, train(cfg, out_dir=out)

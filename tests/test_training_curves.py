@@ -12,7 +12,7 @@ import torch
 from cf_lightning.callbacks.report import EpochReport, format_row
 from cf_lightning.metrics.ranking import UserItems, ranking_metrics
 from cf_lightning.train import LOG_EVERY_N_STEPS, train
-from tests.conftest import make_cfg, quick_overrides
+from tests.helpers import make_cfg, quick_overrides, small_set
 
 
 def scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -28,11 +28,9 @@ def scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The same 2-epoch training (with a test set) with 1 and with 16 optimizer steps per Lightning call."""
-    from cf_lightning.data.synthetic import generate_movielens
-    from tests.conftest import SMALL
 
     root = tmp_path_factory.mktemp("curves")
-    generate_movielens(root / "data", **SMALL)
+    small_set(root / "data")
     out = {}
     for steps_per_call in (1, 16):
         overrides = quick_overrides(
