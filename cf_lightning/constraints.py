@@ -126,6 +126,30 @@ class NonEmpty(Constraint):
 
 
 @dataclass(frozen=True)
+class Length(Constraint):
+    """A list of exactly ``n`` values, named by ``shape`` in the message (``[start, middle, end]``)."""
+
+    n: int
+    shape: str
+
+    def problem(self, value: Any) -> str | None:
+        return None if len(value) == self.n else f"must be {self.shape}, got {list(value)}"
+
+
+@dataclass(frozen=True)
+class Each(Constraint):
+    """Every value of a list meets ``inner`` (a range constraint)."""
+
+    inner: Constraint
+
+    def problem(self, value: Any) -> str | None:
+        return next((self.inner.problem(v) for v in value if self.inner.problem(v) is not None), None)
+
+    def accepts(self) -> str:
+        return self.inner.accepts()
+
+
+@dataclass(frozen=True)
 class Odd(Constraint):
     def problem(self, value: Any) -> str | None:
         return None if value > 0 and value % 2 == 1 else f"must be odd and > 0, got {value}"
@@ -141,7 +165,7 @@ def _message(constraint: Constraint, value: Any, optional: bool) -> str | None:
     if problem is None:
         return None
     if type(constraint).accepts is not Constraint.accepts:  # the range constraints: "must be > 0[ or null], got x"
-        return f"{problem}{' or null' if optional else ''}, got {value}"
+        return f"{problem}{' or null' if optional else ''}, got {list(value) if isinstance(value, list) else value}"
     return problem
 
 

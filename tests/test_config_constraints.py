@@ -85,9 +85,13 @@ def test_an_epoch_count_past_int64_is_refused():
         ("data.y_range=[3,1]", "data.y_range: must be [low, high] with low < high, or null; got [3.0, 1.0]"),
         ("data.duplicates=drop", "data.duplicates: must be one of ('error', 'keep_last'), got 'drop'"),
         ("seed=-1", "seed: must be in [0, 4294967295], got -1"),
+        ("optimizer.moms=[0.9,1.5,0.9]", "optimizer.moms: must be in [0, 1), got [0.9, 1.5, 0.9]"),
+        ("optimizer.moms=[0.9,0.8]", "optimizer.moms: must be [start, middle, end], got [0.9, 0.8]"),
+        ("model=collabnn model.user_emb_size=0", "model.user_emb_size: must be > 0 or null, got 0"),
+        ("model=kernel_ae model.global_kernel_size=4", "model.global_kernel_size: must be odd and > 0, got 4"),
     ],
 )
 def test_a_declared_range_names_the_key_what_it_accepts_and_the_value(override, message):
     with pytest.raises(ConfigError) as error:
-        validate(make_cfg(override))
+        validate(make_cfg(*override.split()))
     assert str(error.value) == message

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from cf_lightning.constraints import Ge, Gt, Interval, PositiveInt, check_fields, require
+from cf_lightning.constraints import Each, Ge, Gt, Interval, Length, PositiveInt, check_fields, require
 from cf_lightning.data.config import PREDEFINED_FOLDS, DataConfig, Fraction, Seed
 from cf_lightning.errors import ConfigError
 from cf_lightning.models.registry import MODEL_SCHEMAS, discover
@@ -38,7 +38,7 @@ class OptimizerConfig:
     pct_start: Fraction = MISSING
     div: Annotated[float, Gt(0)] = MISSING
     div_final: Annotated[float, Gt(0)] = MISSING
-    moms: list[float] = MISSING
+    moms: Annotated[list[float], Length(3, "[start, middle, end]"), Each(Interval(0, 1, closed="left"))] = MISSING
     beta2: Annotated[float, Interval(0, 1, closed="left")] = MISSING
     eps: Annotated[float, Gt(0)] = MISSING
     sparse: bool = MISSING  # embedding tables send sparse gradients (cf_lightning/optim/sparse.py)
@@ -50,8 +50,6 @@ class OptimizerConfig:
             "optimizer.lazy",
             "row-wise updates need sparse gradients; set optimizer.sparse=true too, or use optimizer=one_cycle_sparse",
         )
-        require(len(self.moms) == 3, "optimizer.moms", f"must be [start, middle, end], got {list(self.moms)}")
-        require(all(0 <= m < 1 for m in self.moms), "optimizer.moms", f"must be in [0, 1), got {list(self.moms)}")
 
 
 @dataclass
