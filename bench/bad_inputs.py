@@ -259,6 +259,25 @@ def cases(root: Path, work: Path) -> list[Outcome]:
         [f"data.root={bomb}", f"data.md5={bomb_md5}", *QUICK, f"hydra.run.dir={work / 'bomb-run'}"],
         env={"CF_LIGHTNING_CACHE": str(work / "cache-bomb")},
     )
+    results.extend(cases_typed_config(root, work))
+    return results
+
+
+def cases_typed_config(root: Path, work: Path) -> list[Outcome]:
+    """Issue 25 item 14: non-finite and absurd values, refused by the schema before any data is read."""
+    probes = [
+        ("infinite learning rate", "optimizer.lr_max=inf"),
+        ("infinite weight decay", "optimizer.wd=inf"),
+        ("infinite y_range end", "data.y_range=[0,inf]"),
+        ("infinite Adam eps", "optimizer.eps=inf"),
+        ("not-a-number weight decay", "optimizer.wd=nan"),
+        ("epochs past int64", f"epochs={2**63}"),
+    ]
+    results = []
+    for case, override in probes:
+        print(f"... {case}", file=sys.stderr, flush=True)
+        result = run("train", [f"data.root={root}", *QUICK, override, f"hydra.run.dir={work / 'item14'}"], work)
+        results.append(outcome(case, f"`train {override}`", result))
     return results
 
 

@@ -80,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=list(args.overrides))
-    ratings = load_ratings(CollabDataModule(cfg.data).data_folder(), **read_options(cfg.data))
+    datamodule = CollabDataModule(cfg.data)  # it holds the typed data config
+    ratings = load_ratings(datamodule.data_folder(), **read_options(datamodule.cfg))
     table = crosstab(ratings, args.users, args.items, item_col=cfg.data.item_name)
     print(format_crosstab(table))
     return 0
