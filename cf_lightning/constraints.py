@@ -20,7 +20,7 @@ import dataclasses
 import functools
 import math
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -205,6 +205,11 @@ def check_fields(config: Any, prefix: str = "") -> None:
     """Check every field of the dataclass instance ``config`` (and of those nested in it) against its
     declared constraints and the number rules, then its ``check_together`` hook (rules that join several
     keys); ``ConfigError`` naming ``prefix + key`` at the first problem."""
+    if isinstance(config, Mapping):  # an untyped node holding typed ones (e.g. a masked copy of the root)
+        for key, value in config.items():
+            if dataclasses.is_dataclass(value):
+                check_fields(value, f"{prefix}{key}.")
+        return
     for name, constraints, optional, non_finite_ok in _field_rules(type(config)):
         value = getattr(config, name)
         key = f"{prefix}{name}"
