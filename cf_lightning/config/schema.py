@@ -157,7 +157,11 @@ def validate(cfg: DictConfig) -> TrainConfig:
     if OmegaConf.get_type(cfg.model) is dict:
         raise ConfigError(f"model: {cfg.model.get('name')!r} has no schema; known models: {sorted(MODEL_SCHEMAS)}")
     name = cfg.model.get("name")
-    require(name in MODEL_SCHEMAS, "model.name", f"{name!r} is not a model; allowed values: {', '.join(MODEL_SCHEMAS)}")
+    require(
+        name in MODEL_SCHEMAS,
+        "model.name",
+        f"{name!r} is not a model; allowed values: {', '.join(sorted(MODEL_SCHEMAS))}",
+    )
     schema = OmegaConf.get_type(cfg.model)
     require(
         schema is MODEL_SCHEMAS[name],
