@@ -14,9 +14,9 @@ import pytorch_lightning as pl
 import torch
 from filelock import FileLock
 
+from cf_lightning.data.array_cache import load_arrays
 from cf_lightning.data.arrays import RatingArrays, encode_ids
 from cf_lightning.data.batches import EpochBatchSampler, RatingTensors, StepChunks, batch_loader
-from cf_lightning.data.dataset import load_arrays
 from cf_lightning.data.layouts import Layout, layout_of
 from cf_lightning.data.locate import DatasetSource, cache_dir, locate
 from cf_lightning.data.movielens import ITEMS_FILE, RATINGS_FILE
@@ -40,7 +40,7 @@ def read_options(data) -> dict:
 def load_ratings(folder: str | Path, rating_range=None, duplicates: str = "error", layout: str = "ml-100k"):
     """The ratings of ``folder`` with their titles, in file order: user, movie, rating, timestamp, title.
 
-    Read through the binary cache (``cf_lightning.data.dataset``); titles are a categorical column.
+    Read through the binary cache (``cf_lightning.data.array_cache``); titles are a categorical column.
     """
     arrays = load_arrays(folder, layout_of(layout), duplicates=duplicates, rating_range=rating_range)
     return arrays.frame()

@@ -25,8 +25,15 @@ from cf_lightning.atomic import atomic_open, write_text
 from cf_lightning.data.arrays import RatingArrays, apply_duplicates, compact_timestamps, encode_ids
 from cf_lightning.data.layouts import Layout
 from cf_lightning.data.locate import cache_dir, verified_archive_md5
-from cf_lightning.data.readers import line_of_row, read_ratings_columns, read_titles_file
-from cf_lightning.errors import DataFormatError, ResultWriteError
+from cf_lightning.data.readers import (
+    check_finite,
+    check_rating_range,
+    range_problem,
+    read_ratings_columns,
+    read_titles_file,
+    titles_of,
+)
+from cf_lightning.errors import ResultWriteError
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +62,11 @@ def load_arrays(
     known = _cache_path(folder, layout, duplicates, compute=False) if use_cache else None
     arrays = _read_cache(known) if known is not None else None
     # A rating outside the range: parse again, the uncached way, to name its line.
-    if arrays is not None and _range_problem(arrays, rating_range) is None:
+    if arrays is not None and range_problem(arrays.rating, rating_range) is None:
         return arrays
     if not (use_cache and write_cache):
         arrays = parse_arrays(folder, layout, duplicates=duplicates)
-        check_rating_range(arrays, rating_range, folder / layout.ratings_file, layout)
+        _check_range(arrays, rating_range, folder / layout.ratings_file, layout)
         return arrays
     columns = read_columns(folder, layout)
     # The files' checksum (the cache key) is computed on the other core while the ids are encoded
@@ -68,7 +75,7 @@ def load_arrays(
     try:
         key = pool.submit(_cache_path, folder, layout, duplicates)
         arrays = encode_columns(columns, folder, layout, duplicates)
-        check_rating_range(arrays, rating_range, folder / layout.ratings_file, layout)
+        _check_range(arrays, rating_range, folder / layout.ratings_file, layout)
         path = key.result()
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
@@ -83,14 +90,13 @@ def parse_arrays(folder: str | Path, layout: Layout, *, duplicates: str = "error
 
 def read_columns(folder: str | Path, layout: Layout) -> dict[str, np.ndarray]:
     """The ratings file's user, movie, rating and timestamp columns, in file order."""
-    path = Path(folder) / layout.ratings_file
-    return _read_100k(path) if layout.name == "ml-100k" else read_ratings_columns(path, layout)
+    return read_ratings_columns(Path(folder) / layout.ratings_file, layout)
 
 
 def encode_columns(columns: dict[str, np.ndarray], folder: Path, layout: Layout, duplicates: str) -> RatingArrays:
     """Check ``columns``, apply the duplicates policy, encode the ids and attach the titles."""
     ratings_path, items_path = folder / layout.ratings_file, folder / layout.items_file
-    _check_finite(columns["rating"], ratings_path, layout)
+    check_finite(columns["rating"], ratings_path, layout)
     columns["timestamp"] = compact_timestamps(columns["timestamp"])
     columns["user_rows"], users = encode_ids(columns["user"])
     columns["movie_rows"], movies = encode_ids(columns["movie"])
@@ -98,7 +104,8 @@ def encode_columns(columns: dict[str, np.ndarray], folder: Path, layout: Layout,
     if kept is not None:  # dropped pairs may have been some id's only rating: encode again
         columns["user_rows"], users = encode_ids(columns["user"])
         columns["movie_rows"], movies = encode_ids(columns["movie"])
-    titles = _titles_of(movies, items_path, layout)
+    ids, all_titles = read_titles_file(items_path, layout)
+    titles = titles_of(movies, ids, all_titles, items_path)
     return RatingArrays(
         user_rows=columns["user_rows"],
         movie_rows=columns["movie_rows"],
@@ -111,68 +118,8 @@ def encode_columns(columns: dict[str, np.ndarray], folder: Path, layout: Layout,
     )
 
 
-def _read_100k(path: Path) -> dict[str, np.ndarray]:
-    from cf_lightning.data.movielens import read_ratings
-
-    frame = read_ratings(path, duplicates=None)  # duplicates are judged below, as for every layout
-    return {name: frame[name].to_numpy() for name in ("user", "movie", "rating", "timestamp")}
-
-
-def _titles_of(movies: np.ndarray, items_path: Path, layout: Layout) -> list[str]:
-    """The title of each rated movie; a rated movie without one is an error naming the titles file."""
-    if layout.name == "ml-100k":
-        from cf_lightning.data.movielens import read_items
-
-        items = read_items(items_path)
-        ids, titles = items["movie"].to_numpy(), items["title"].tolist()
-    else:
-        ids, titles = read_titles_file(items_path, layout)
-    order = np.argsort(ids)
-    ids = ids[order]
-    where = np.searchsorted(ids, movies)
-    found = (where < len(ids)) & (ids[np.minimum(where, len(ids) - 1)] == movies)
-    if not found.all():
-        missing = int(movies[~found][0])
-        raise DataFormatError(
-            f"{items_path}: movie id {missing} is rated but has no title; "
-            f"the ratings and titles files come from different data sets?"
-        )
-    return [titles[i] for i in order[where]]
-
-
-def _check_finite(ratings: np.ndarray, path: Path, layout: Layout) -> None:
-    bad = ~np.isfinite(ratings)
-    if bad.any():
-        line = line_of_row(path, layout, int(np.flatnonzero(bad)[0]))
-        raise DataFormatError(
-            f"{path}{f', line {line}' if line else ''}: the rating is empty, NaN or infinite; "
-            f"every line needs a finite numeric rating."
-        )
-
-
-def _range_problem(arrays: RatingArrays, rating_range) -> int | None:
-    """The first position whose rating lies outside ``rating_range``, or None."""
-    if rating_range is None or not len(arrays):
-        return None
-    low, high = (float(v) for v in rating_range)
-    if arrays.rating.min() >= low and arrays.rating.max() <= high:
-        return None
-    return int(np.flatnonzero((arrays.rating < low) | (arrays.rating > high))[0])
-
-
-def check_rating_range(arrays: RatingArrays, rating_range, path: Path, layout: Layout) -> None:
-    """Raise ``DataFormatError`` naming the line of the first rating outside ``rating_range``."""
-    row = _range_problem(arrays, rating_range)
-    if row is None:
-        return
-    low, high = (float(v) for v in rating_range)
-    file_row = int(arrays.file_rows[row]) if arrays.file_rows is not None else row
-    line = line_of_row(path, layout, file_row)
-    raise DataFormatError(
-        f"{path}{f', line {line}' if line else ''}: the rating {arrays.rating[row]:g} is outside "
-        f"data.rating_range=[{low:g}, {high:g}]. Fix the line, or set data.rating_range to the data set's "
-        f"scale (e.g. [0.5, 5] for ML-10M and later; null skips the check)."
-    )
+def _check_range(arrays: RatingArrays, rating_range, path: Path, layout: Layout) -> None:
+    check_rating_range(arrays.rating, rating_range, path, layout, arrays.file_rows)
 
 
 # --- the cache ---------------------------------------------------------------------------------------------
