@@ -7,8 +7,9 @@ checksum of the archive it came from, recorded beside it; for any other folder, 
 xxHash (XXH3, about 3 GB/s here, SHA-1 about 1), remembered per path, size and modification time
 so it is computed once), the layout, the
 duplicates policy and the cache format. Editing a file therefore changes the key; a damaged cache
-file is parsed again. ``data.rating_range`` is checked on every load (it is cheap), so changing it
-needs no new cache.
+file (a header that lies, a memo that is not a JSON object) counts as absent: one warning, the files
+are parsed again and the cache written again atomically. ``data.rating_range`` is checked on every
+load (it is cheap), so changing it needs no new cache.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cf_lightning.atomic import atomic_open, write_text
+from cf_lightning.atomic import atomic_open
 from cf_lightning.data.arrays import RatingArrays, apply_duplicates, compact_timestamps, encode_ids
+from cf_lightning.data.cache_folder import cache_dir
+from cf_lightning.data.file_digest import file_digest
 from cf_lightning.data.layouts import Layout
-from cf_lightning.data.locate import cache_dir, verified_archive_md5
+from cf_lightning.data.locate import verified_archive_md5
 from cf_lightning.data.readers import (
     check_finite,
     check_rating_range,
@@ -37,10 +40,10 @@ from cf_lightning.errors import ResultWriteError
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1  # bump when the stored arrays change meaning
+# Bump when the stored arrays change meaning. 2: titles stored with their lengths (a title may hold a
+# newline); ML-100K read by the reader every layout shares (ids such as 22.0 refused).
+CACHE_FORMAT = 2
 ARRAYS_FOLDER = "arrays"
-_CHECKSUMS_FILE = "checksums.json"
-_DIGEST = "xxh3_128"  # the memo's field (older memos hold "sha1": computed again once)
 
 
 def load_arrays(
@@ -59,7 +62,7 @@ def load_arrays(
     """
     folder = Path(folder)
     # ``known`` is None while a file's checksum is not known yet (its first read).
-    known = _cache_path(folder, layout, duplicates, compute=False) if use_cache else None
+    known = _cache_path(folder, layout, duplicates, compute=False, remember=write_cache) if use_cache else None
     arrays = _read_cache(known) if known is not None else None
     # A rating outside the range: parse again, the uncached way, to name its line.
     if arrays is not None and range_problem(arrays.rating, rating_range) is None:
@@ -125,12 +128,14 @@ def _check_range(arrays: RatingArrays, rating_range, path: Path, layout: Layout)
 # --- the cache ---------------------------------------------------------------------------------------------
 
 
-def _cache_path(folder: Path, layout: Layout, duplicates: str, *, compute: bool = True) -> Path | None:
+def _cache_path(
+    folder: Path, layout: Layout, duplicates: str, *, compute: bool = True, remember: bool = True
+) -> Path | None:
     """The cache file of ``folder``'s arrays; None when ``compute`` is off and a checksum is not known yet."""
     files = [folder / layout.ratings_file, folder / layout.items_file]
-    source = verified_archive_md5(folder)
+    source = verified_archive_md5(folder, remember=remember)
     if source is None:
-        sums = [_file_digest(p, compute=compute) for p in files]
+        sums = [file_digest(p, compute=compute, remember=remember) for p in files]
         if None in sums:
             return None
         source = "+".join(sums)
@@ -138,64 +143,40 @@ def _cache_path(folder: Path, layout: Layout, duplicates: str, *, compute: bool 
     return cache_dir() / ARRAYS_FOLDER / f"{folder.name}-{key}.arrays"
 
 
-def _file_digest(path: Path, *, compute: bool = True) -> str | None:
-    """``path``'s XXH3-128 digest, remembered by path, size, modification time and inode.
-
-    A cache key only has to notice a changed file, not resist an attacker: XXH3 reads a 685 MB
-    ratings.csv in about 0.2 s, a fifth of SHA-1's time, on the first read's critical path.
-    """
-    import xxhash
-
-    if not path.is_file():
-        return "missing"  # the reader names the missing file
-    stat = path.stat()
-    memo_path = cache_dir() / ARRAYS_FOLDER / _CHECKSUMS_FILE
-    identity = [stat.st_size, stat.st_mtime_ns, stat.st_ino]
-    try:
-        memo = json.loads(memo_path.read_text())
-    except (OSError, ValueError):
-        memo = {}
-    entry = memo.get(str(path.resolve()))
-    if isinstance(entry, dict) and entry.get("identity") == identity and _DIGEST in entry:
-        return entry[_DIGEST]
-    if not compute:
-        return None
-    digest = xxhash.xxh3_128()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    memo[str(path.resolve())] = {"identity": identity, _DIGEST: digest.hexdigest()}
-    try:
-        write_text(memo_path, json.dumps(memo))
-    except ResultWriteError as err:  # only a lost shortcut: next time it is computed again
-        log.warning("could not remember the checksum of %s: %s", path, err)
-    return memo[str(path.resolve())][_DIGEST]
-
-
 # The cache file: MAGIC, an 8-byte little-endian header length, a JSON header naming each array's dtype
-# and length, then the arrays' raw bytes in that order, each starting at a multiple of 64 bytes. Arrays
+# and length, then the arrays' raw bytes in that order, each starting at a multiple of 64 bytes. The
+# titles are their UTF-8 bytes back to back ("titles") and each one's end in them ("title_ends"), so a
+# title may hold any character, a newline included. Arrays
 # are memory-mapped copy-on-write: loading takes milliseconds, pages come from the page cache as they
 # are used, and a process may write to its arrays without touching the file.
 MAGIC = b"CFLARRAYS\n"
 _ALIGN = 64
 _ARRAY_FIELDS = ("user_rows", "movie_rows", "rating", "timestamp", "users", "movies", "titles", "file_rows")
+_STORED_FIELDS = (*_ARRAY_FIELDS, "title_ends")
 
 
 def _read_cache(path: Path) -> RatingArrays | None:
     if not path.is_file():
         return None
     try:
+        size = path.stat().st_size
         with path.open("rb") as f:
             if f.read(len(MAGIC)) != MAGIC:
                 raise ValueError("not a cache file")
-            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+            header_size = int.from_bytes(f.read(8), "little")
+            if header_size > size:  # a damaged length must not ask for 2**62 bytes of memory
+                raise EOFError(f"its header claims {header_size} bytes, the file has {size}")
+            header = json.loads(f.read(header_size))
             offset = f.tell()
-        if header.get("format") != CACHE_FORMAT:
+        if not isinstance(header, dict) or header.get("format") != CACHE_FORMAT:
             raise ValueError("another cache format")
-        size = path.stat().st_size
         fields = {}
         for name, dtype, length in header["arrays"]:
             dtype = np.dtype(dtype)
+            if dtype.hasobject:  # plain numbers only: never pointers read from a file
+                raise ValueError(f"array {name!r} has dtype {dtype}")
+            if not isinstance(length, int) or length < 0:
+                raise ValueError(f"array {name!r} has length {length!r}")
             offset = -(-offset // _ALIGN) * _ALIGN
             if offset + length * dtype.itemsize > size:
                 raise EOFError("the file is shorter than its header says")
@@ -205,20 +186,38 @@ def _read_cache(path: Path) -> RatingArrays | None:
                 else np.zeros(0, dtype=dtype)
             )
             offset += length * dtype.itemsize
-        titles = fields.pop("titles").tobytes().decode("utf-8").split("\n") if len(fields["movies"]) else []
-        if len(titles) != len(fields["movies"]) or set(fields) != set(_ARRAY_FIELDS) - {"titles"}:
+        if set(fields) != set(_STORED_FIELDS):
+            raise ValueError("the arrays do not fit together")
+        titles = _split_titles(fields.pop("titles"), fields.pop("title_ends"))
+        if len(titles) != len(fields["movies"]):
             raise ValueError("the arrays do not fit together")
         file_rows = fields.pop("file_rows")
         return RatingArrays(**fields, titles=titles, file_rows=file_rows if len(file_rows) else None)
-    except (OSError, ValueError, KeyError, TypeError, EOFError) as err:
-        log.warning("%s: unreadable cache file (%s); reading the data files again", path, err)
+    except (OSError, ValueError, KeyError, TypeError, EOFError, MemoryError, OverflowError) as err:
+        log.warning("%s: damaged cache file (%s); reading the data files again and rewriting it", path, err)
         return None
 
 
+def _join_titles(titles: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The titles' UTF-8 bytes back to back, and where each one ends."""
+    encoded = [title.encode("utf-8") for title in titles]
+    ends = np.cumsum([len(b) for b in encoded], dtype=np.int64) if encoded else np.zeros(0, dtype=np.int64)
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), ends
+
+
+def _split_titles(joined: np.ndarray, ends: np.ndarray) -> list[str]:
+    raw = joined.tobytes()
+    if len(ends) and (int(ends[-1]) != len(raw) or bool(np.any(np.diff(ends) < 0)) or int(ends[0]) < 0):
+        raise ValueError("the titles do not fit their ends")
+    starts = [0, *ends[:-1].tolist()]
+    return [raw[start:end].decode("utf-8") for start, end in zip(starts, ends.tolist())]
+
+
 def _write_cache(path: Path, arrays: RatingArrays) -> None:
-    titles = np.frombuffer("\n".join(arrays.titles).encode("utf-8"), dtype=np.uint8)  # titles hold no newline
+    titles, title_ends = _join_titles(arrays.titles)
     file_rows = arrays.file_rows if arrays.file_rows is not None else np.zeros(0, dtype=np.int64)
-    stored = {name: getattr(arrays, name) for name in _ARRAY_FIELDS[:6]} | {"titles": titles, "file_rows": file_rows}
+    stored = {name: getattr(arrays, name) for name in _ARRAY_FIELDS[:6]}
+    stored |= {"titles": titles, "file_rows": file_rows, "title_ends": title_ends}
     stored = {name: np.ascontiguousarray(array) for name, array in stored.items()}
     header = {"format": CACHE_FORMAT, "arrays": [[n, a.dtype.str, len(a)] for n, a in stored.items()]}
     header_bytes = json.dumps(header).encode()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,8 @@ import numpy as np
 
 from cf_lightning.data.layouts import Layout
 from cf_lightning.errors import DataFormatError
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ("user", "movie", "rating", "timestamp")
 _INT = re.compile(r"\s*[+-]?\d+\s*")
@@ -228,7 +231,7 @@ def read_titles_file(path: str | Path, layout: Layout) -> tuple[np.ndarray, list
     or ``movies.csv``; every malformed line is a ``DataFormatError`` naming the file and the line."""
     path = Path(path)
     require_text_file(path, f"the {layout.items_file} of MovieLens ({layout.name} layout)")
-    text = decode_titles(path.read_bytes())
+    text = decode_titles(path.read_bytes(), path)
     if layout.items_header:
         rows = _csv_title_rows(path, text, layout)
     else:
@@ -270,14 +273,37 @@ def titles_of(movies: np.ndarray, ids: np.ndarray, titles: list[str], items_path
     return [titles[i] for i in order[where]]
 
 
-def decode_titles(raw: bytes) -> str:
-    """UTF-8 when the bytes are valid UTF-8 beyond ASCII, else Latin-1 (as ML-100K and ML-1M ship)."""
-    if not raw.isascii():
+def decode_titles(raw: bytes, path: str | Path = "<titles>") -> str:
+    """UTF-8 when the bytes are valid UTF-8, Latin-1 when no line is UTF-8 beyond ASCII (as ML-100K and
+    ML-1M ship); a file that mixes both (an edit saved in the other encoding) is decoded line by line,
+    UTF-8 where it is valid, Latin-1 elsewhere, with one warning naming the Latin-1 lines."""
+    if raw.isascii():
+        return raw.decode("ascii")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    lines, latin1, utf8 = [], [], False
+    for number, line in enumerate(raw.split(b"\n"), start=1):
         try:
-            return raw.decode("utf-8-sig")
+            text = line.decode("utf-8-sig" if number == 1 else "utf-8")
+            utf8 = utf8 or not line.isascii()
         except UnicodeDecodeError:
-            pass
-    return raw.decode("latin-1")
+            text = line.decode("latin-1")
+            latin1.append(number)
+        lines.append(text)
+    if not utf8:  # Latin-1 throughout, as GroupLens ships it
+        return raw.decode("latin-1")
+    shown = ", ".join(map(str, latin1[:5])) + (f" and {len(latin1) - 5} more" if len(latin1) > 5 else "")
+    log.warning(
+        "%s: mixes UTF-8 and Latin-1: line%s %s %s read as Latin-1, the rest as UTF-8; re-save the file in one "
+        "encoding (UTF-8) to silence this.",
+        path,
+        "s" if len(latin1) > 1 else "",
+        shown,
+        "are" if len(latin1) > 1 else "is",
+    )
+    return "\n".join(lines)
 
 
 def _separated_title_rows(path: Path, text: str, separator: str) -> Iterator[tuple[int, str, str]]:
