@@ -69,8 +69,8 @@ def mount_tmpfs(folder: Path, size: str) -> bool:
 def zip_of(folder: Path, members: dict[str, bytes], name: str) -> tuple[Path, str]:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
+        for member, data in members.items():  # not `name`: that is the archive's own
+            archive.writestr(member, data)
     path = folder / name
     path.write_bytes(buffer.getvalue())
     return path, hashlib.md5(buffer.getvalue()).hexdigest()
@@ -275,7 +275,7 @@ def cases_data_layer(root: Path, work: Path) -> list[Outcome]:
         results.append(outcome(case, shown, result))
         if keyword and result.returncode == 0:  # an accepted input: show the warning the user gets
             lines = (result.stderr + result.stdout).splitlines()
-            results[-1].message = next((line for line in lines if keyword in line), "(no warning)")[:200]
+            results[-1].message = next((line for line in lines if keyword in line), "(accepted, no warning)")[:200]
 
     def copy_of(name: str, **replaced: bytes) -> Path:
         folder = work / name
@@ -352,11 +352,16 @@ def cases_data_layer(root: Path, work: Path) -> list[Outcome]:
     )
 
     items = (root / "u.item").read_bytes().split(b"\n")
-    items[0] = items[0].replace(b"Toy Story", "Café Story".encode())  # one UTF-8 line in the Latin-1 file
+    items[0] = items[0].replace(b"Toy Story", "Café Story".encode())  # one line in UTF-8,
+    items[1] = items[1].replace(b"GoldenEye", "GoldénEye".encode("latin-1"))  # one in Latin-1
     mixed = copy_of("mixed", u_item=b"\n".join(items))
     shown = "`train data.root=<copy>`"
     train(
-        "u.item in mixed encodings (one UTF-8 line)", shown, [f"data.root={mixed}"], work / "cache-odd", "mixes UTF-8"
+        "u.item in mixed encodings (line 1 UTF-8, line 2 Latin-1)",
+        shown,
+        [f"data.root={mixed}"],
+        work / "cache-odd",
+        "mixes UTF-8",
     )
 
     csv = work / "newline-title"

@@ -90,9 +90,10 @@ def test_a_full_cache_disk_while_extracting_is_one_error(movielens_dir, tmp_path
         return real_open(self, mode, *args, **kwargs)
 
     monkeypatch.setattr(pathlib.Path, "open", full_disk)
-    with pytest.raises(ResultWriteError, match=r"no space left while extracting .*c.zip.*CF_LIGHTNING_CACHE"):
+    with pytest.raises(ResultWriteError, match=r"no space left while extracting .*c.zip.*CF_LIGHTNING_CACHE") as err:
         locate(source(md5), archive)
     monkeypatch.undo()
+    assert str(err.value).startswith(f"{isolated_cache}: ")  # the cache, not its temporary folder
     assert cache_entries(isolated_cache) == []
 
 

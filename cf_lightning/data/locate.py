@@ -291,7 +291,7 @@ def extract_verified(source: DatasetSource, archive: Path, dest: Path, md5: str 
     try:
         dest.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=dest, prefix=f".{source.folder}-{TEMP_EXTRACT}-") as tmp:
-            safe_extract(archive, Path(tmp), max_bytes=source.max_unpacked_bytes)
+            safe_extract(archive, Path(tmp), max_bytes=source.max_unpacked_bytes, shown=dest)
             extracted = next((p for p in (Path(tmp) / source.folder, Path(tmp)) if _is_complete(source, p)), None)
             if extracted is None:
                 raise DataNotFoundError(_wrong_archive_message(source, archive))
@@ -377,9 +377,11 @@ def _kind_of(path: Path) -> str:
     return ""
 
 
-def safe_extract(archive: Path, dest: Path, *, max_bytes: int | None = None) -> None:
+def safe_extract(archive: Path, dest: Path, *, max_bytes: int | None = None, shown: Path | None = None) -> None:
     """Extract ``archive`` into ``dest``, refusing any entry that would land outside it, and more than
-    ``max_bytes`` in all (counted as written, since an archive's own sizes may lie)."""
+    ``max_bytes`` in all (counted as written, since an archive's own sizes may lie). An entry that cannot
+    be written is one error naming the folder ``shown`` (the cache, where ``dest`` is a temporary folder
+    in it); what was written is removed."""
     root = dest.resolve()
     try:
         with zipfile.ZipFile(archive) as zf:
@@ -411,7 +413,7 @@ def safe_extract(archive: Path, dest: Path, *, max_bytes: int | None = None) -> 
                 except CFLightningError:
                     raise
                 except OSError as err:
-                    raise _entry_error(archive, dest, member.filename, err) from None
+                    raise _entry_error(archive, shown or dest, member.filename, err) from None
     except (zipfile.BadZipFile, zlib.error, EOFError) as err:
         raise ChecksumError(
             f"{archive}: the archive is damaged or truncated ({err}). Delete it and download it again."
