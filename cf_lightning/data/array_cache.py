@@ -145,8 +145,8 @@ def _cache_path(
 
 # The cache file: MAGIC, an 8-byte little-endian header length, a JSON header naming each array's dtype
 # and length, then the arrays' raw bytes in that order, each starting at a multiple of 64 bytes. The
-# titles are their UTF-8 bytes back to back ("titles") and each one's end in them ("title_ends"), so a
-# title may hold any character, a newline included. Arrays
+# titles are their UTF-8 bytes joined by newlines ("titles") and each one's end in them ("title_ends"),
+# so a title may hold any character, a newline included. Arrays
 # are memory-mapped copy-on-write: loading takes milliseconds, pages come from the page cache as they
 # are used, and a process may write to its arrays without touching the file.
 MAGIC = b"CFLARRAYS\n"
@@ -199,17 +199,24 @@ def _read_cache(path: Path) -> RatingArrays | None:
 
 
 def _join_titles(titles: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The titles' UTF-8 bytes back to back, and where each one ends."""
+    """The titles' UTF-8 bytes joined by newlines, and where each one ends (in bytes)."""
     encoded = [title.encode("utf-8") for title in titles]
-    ends = np.cumsum([len(b) for b in encoded], dtype=np.int64) if encoded else np.zeros(0, dtype=np.int64)
-    return np.frombuffer(b"".join(encoded), dtype=np.uint8), ends
+    lengths = np.asarray([len(b) + 1 for b in encoded], dtype=np.int64)  # each with the newline after it
+    ends = np.cumsum(lengths) - 1 if len(encoded) else np.zeros(0, dtype=np.int64)
+    return np.frombuffer(b"\n".join(encoded), dtype=np.uint8), ends
 
 
 def _split_titles(joined: np.ndarray, ends: np.ndarray) -> list[str]:
+    """The titles back: one split at the newlines when no title holds one (fast), else cut at ``ends``."""
+    if not len(ends):
+        return []
     raw = joined.tobytes()
-    if len(ends) and (int(ends[-1]) != len(raw) or bool(np.any(np.diff(ends) < 0)) or int(ends[0]) < 0):
+    titles = raw.decode("utf-8").split("\n")
+    if len(titles) == len(ends):  # n titles, n - 1 newlines between them: none inside a title
+        return titles
+    if int(ends[-1]) != len(raw) or bool(np.any(np.diff(ends) <= 0)) or int(ends[0]) < 0:
         raise ValueError("the titles do not fit their ends")
-    starts = [0, *ends[:-1].tolist()]
+    starts = [0, *(ends[:-1] + 1).tolist()]
     return [raw[start:end].decode("utf-8") for start, end in zip(starts, ends.tolist())]
 
 
