@@ -69,8 +69,8 @@ def mount_tmpfs(folder: Path, size: str) -> bool:
 def zip_of(folder: Path, members: dict[str, bytes], name: str) -> tuple[Path, str]:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
+        for member, data in members.items():  # not `name`: that is the archive's own
+            archive.writestr(member, data)
     path = folder / name
     path.write_bytes(buffer.getvalue())
     return path, hashlib.md5(buffer.getvalue()).hexdigest()
@@ -260,7 +260,121 @@ def cases(root: Path, work: Path) -> list[Outcome]:
         env={"CF_LIGHTNING_CACHE": str(work / "cache-bomb")},
     )
     results.extend(cases_typed_config(root, work))
+    results += cases_data_layer(root, work)
     return results
+
+
+def cases_data_layer(root: Path, work: Path) -> list[Outcome]:
+    """Issue 25's data items: archives that cannot be extracted, unusable or damaged caches, odd files."""
+    results: list[Outcome] = []
+    work = work / "data-layer"
+    work.mkdir(parents=True, exist_ok=True)
+
+    def train(case: str, shown: str, args: list[str], cache: Path, keyword: str | None = None) -> None:
+        print(f"... {case}", file=sys.stderr, flush=True)
+        result = run("train", [*args, *QUICK], work, env={"CF_LIGHTNING_CACHE": str(cache)})
+        results.append(outcome(case, shown, result))
+        if keyword and result.returncode == 0:  # an accepted input: show the warning the user gets
+            lines = (result.stderr + result.stdout).splitlines()
+            results[-1].message = next((line for line in lines if keyword in line), "(accepted, no warning)")[:200]
+
+    def copy_of(name: str, **replaced: bytes) -> Path:
+        folder = work / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for file in ("u.data", "u.item"):
+            (folder / file).write_bytes(replaced.get(file.replace(".", "_"), (root / file).read_bytes()))
+        return folder
+
+    members = {f"ml-100k/{n}": (root / n).read_bytes() for n in ("u.data", "u.item")}
+    for case, extra in (
+        ("an archive entry that is both a file and a folder", {"ml-100k/u.data/x": b"1"}),
+        ("an archive entry with a 300-character name", {"ml-100k/" + "n" * 300: b"1"}),
+    ):
+        archive, md5 = zip_of(work, {**members, **extra}, f"entry-{len(results)}.zip")
+        train(case, "`train data.root=<that zip> data.md5=<its md5>`", [f"data.root={archive}", f"data.md5={md5}"],
+              work / f"cache-entry-{len(results)}")  # fmt: skip
+    archive, md5 = zip_of(work, members, "ml-100k-copy.zip")
+    disk = work / "full-cache"
+    if mount_tmpfs(disk, "1m"):  # less than u.data alone
+        try:
+            shown = "`CF_LIGHTNING_CACHE=<tmpfs> train data.root=<zip>`"
+            train(
+                "a full cache disk while extracting (1 MB tmpfs)",
+                shown,
+                [f"data.root={archive}", f"data.md5={md5}"],
+                disk,
+            )
+            results[-1].command += f"; left: {sorted(p.name for p in disk.iterdir() if not p.name.endswith('.lock'))}"
+        finally:
+            subprocess.run(["umount", "-l", str(disk)])
+    as_file = work / "cache-is-a-file"
+    as_file.write_text("")
+    data = [f"data.root={root}"]
+    train("CF_LIGHTNING_CACHE is a file", "`CF_LIGHTNING_CACHE=<a file> train data.root=<folder>`", data, as_file)
+    train("CF_LIGHTNING_CACHE under /proc", "`CF_LIGHTNING_CACHE=/proc/cfl train data.root=<folder>`", data,
+          Path("/proc/cfl"))  # fmt: skip
+
+    cache = work / "cache-damaged"
+    train("(a run that fills the arrays cache)", "`train data.root=<folder>`", data, cache)
+    for cached in (cache / "arrays").glob("*.arrays"):
+        raw = bytearray(cached.read_bytes())
+        raw[10:18] = (2**62).to_bytes(8, "little")  # after the 10-byte magic: the header's length
+        cached.write_bytes(bytes(raw))
+    train("an arrays cache whose header claims 2**62 bytes", "`train` (cache damaged)", data, cache, "damaged")
+    (cache / "arrays" / "checksums.json").write_text("[]")
+    train("a checksum memo holding `[]`", "`train` (memo damaged)", [f"data.root={copy_of('memo')}"], cache, "damaged")
+
+    train("a cached u.data edited in place, same size", "`train data.root=<zip>` twice, an edit between",
+          [f"data.root={archive}", f"data.md5={md5}"], work / "cache-edit")  # fmt: skip
+    for extracted in (work / "cache-edit").glob("ml-100k-*/u.data"):
+        text = extracted.read_bytes()
+        extracted.write_bytes(text[:5] + (b"1" if text[5:6] != b"1" else b"2") + text[6:])  # line 1's rating
+    train("a cached u.data edited in place, same size", "`train data.root=<zip>` again",
+          [f"data.root={archive}", f"data.md5={md5}"], work / "cache-edit", "extracting")  # fmt: skip
+
+    folder = copy_of("u-data-folder")
+    (folder / "u.data").unlink()
+    (folder / "u.data").mkdir()
+    train("u.data is a folder", "`train data.root=<folder>`", [f"data.root={folder}"], work / "cache-odd")
+    loop = copy_of("u-data-loop")
+    (loop / "u.data").unlink()
+    (loop / "u.data").symlink_to(loop / "u.data")
+    train("u.data is a symlink loop", "`train data.root=<folder>`", [f"data.root={loop}"], work / "cache-odd")
+
+    lines = (root / "u.data").read_bytes().split(b"\n")
+    fields = lines[2].split(b"\t")
+    lines[2] = b"\t".join([fields[0], fields[1] + b".0", *fields[2:]])
+    float_id = copy_of("float-id", u_data=b"\n".join(lines))
+    train(
+        "a movie id written 22.0 in u.data (line 3)",
+        "`train data.root=<copy>`",
+        [f"data.root={float_id}"],
+        work / "cache-odd",
+    )
+
+    items = (root / "u.item").read_bytes().split(b"\n")
+    items[0] = items[0].replace(b"Toy Story", "Café Story".encode())  # one line in UTF-8,
+    items[1] = items[1].replace(b"GoldenEye", "GoldénEye".encode("latin-1"))  # one in Latin-1
+    mixed = copy_of("mixed", u_item=b"\n".join(items))
+    shown = "`train data.root=<copy>`"
+    train(
+        "u.item in mixed encodings (line 1 UTF-8, line 2 Latin-1)",
+        shown,
+        [f"data.root={mixed}"],
+        work / "cache-odd",
+        "mixes UTF-8",
+    )
+
+    csv = work / "newline-title"
+    csv.mkdir(exist_ok=True)
+    (csv / "ratings.csv").write_text("userId,movieId,rating,timestamp\n" + "".join(
+        f"{u},{m},{(u + m) % 5 + 1}.0,{100 + u}\n" for u in range(1, 41) for m in range(1, 31)))  # fmt: skip
+    others = "".join(f"{m},M{m} (2000),Drama\n" for m in range(2, 31))
+    (csv / "movies.csv").write_text('movieId,title,genres\n1,"Two\nLines (1999)",Drama\n' + others)
+    for attempt in ("first", "second"):
+        case = f"a quoted title with a newline in movies.csv ({attempt} run)"
+        args = ["data=ml25m", f"data.root={csv}", "data.batch_size=64"]
+        train(case, "`train data=ml25m data.root=<folder>`", args, work / "cache-newline", "cache file")
 
 
 def cases_typed_config(root: Path, work: Path) -> list[Outcome]:

@@ -31,12 +31,12 @@ SHAPE = {"n_users": 162_541, "n_items": 59_047, "n_ratings": 25_000_095}  # Movi
 SNIPPETS = {
     "pandas.read_csv (defaults)": "import pandas as pd\nt=time.perf_counter(); f=pd.read_csv(RATINGS); rows=len(f)",
     "ours, first read": (
-        "from cf_lightning.data.dataset import load_arrays\nfrom cf_lightning.data.layouts import LAYOUTS\n"
+        "from cf_lightning.data.array_cache import load_arrays\nfrom cf_lightning.data.layouts import LAYOUTS\n"
         "t=time.perf_counter(); a=load_arrays(FOLDER, LAYOUTS['csv'], rating_range=[0.5, 5]); rows=len(a)\n"
         "[x.max() for x in (a.user_rows, a.movie_rows, a.rating, a.timestamp)]  # every page read, not just mapped"
     ),
     "ours, cached reload": (
-        "from cf_lightning.data.dataset import load_arrays\nfrom cf_lightning.data.layouts import LAYOUTS\n"
+        "from cf_lightning.data.array_cache import load_arrays\nfrom cf_lightning.data.layouts import LAYOUTS\n"
         "t=time.perf_counter(); a=load_arrays(FOLDER, LAYOUTS['csv'], rating_range=[0.5, 5]); rows=len(a)\n"
         "[x.max() for x in (a.user_rows, a.movie_rows, a.rating, a.timestamp)]  # every page read, not just mapped"
     ),

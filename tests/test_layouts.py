@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cf_lightning.config.schema import validate
-from cf_lightning.data import dataset
+from cf_lightning.data import array_cache
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.data.layouts import LAYOUTS
 from cf_lightning.data.synthetic import generate_movielens_fast, write_layout
@@ -173,7 +173,7 @@ def test_second_read_comes_from_the_cache_and_an_edit_is_noticed(tmp_path, monke
     first = datamodule(folder, "ml25m")
     assert len(list((isolated_cache / "arrays").glob("s-*.arrays"))) == 1
     parsed = []
-    monkeypatch.setattr(dataset, "read_columns", lambda *a, **k: parsed.append(1) or pytest.fail("parsed again"))
+    monkeypatch.setattr(array_cache, "read_columns", lambda *a, **k: parsed.append(1) or pytest.fail("parsed again"))
     again = datamodule(folder, "ml25m")
     assert parsed == [] and again.ratings.equals(first.ratings) and again.vocab == first.vocab
     monkeypatch.undo()
@@ -224,19 +224,19 @@ def test_the_generated_25m_layout_has_grouplens_shape(tmp_path):
 
 def test_read_only_loading_uses_the_cache_but_writes_nothing(tmp_path, isolated_cache):
     folder = write_set(tmp_path / "s", "csv")
-    fresh = dataset.load_arrays(folder, LAYOUTS["csv"], write_cache=False)  # nothing cached yet: parsed
+    fresh = array_cache.load_arrays(folder, LAYOUTS["csv"], write_cache=False)  # nothing cached yet: parsed
     assert not (isolated_cache / "arrays").exists()
     first = datamodule(folder, "ml25m")  # a training run fills the cache
     listing = {p: p.stat().st_mtime_ns for p in (isolated_cache / "arrays").iterdir()}
-    again = dataset.load_arrays(folder, LAYOUTS["csv"], write_cache=False)
+    again = array_cache.load_arrays(folder, LAYOUTS["csv"], write_cache=False)
     assert again.frame().equals(fresh.frame()) and again.frame().equals(first.ratings)
     assert {p: p.stat().st_mtime_ns for p in (isolated_cache / "arrays").iterdir()} == listing
 
 
 @pytest.mark.parametrize("layout", ["ml-10m", "csv"])
 def test_timestamps_are_int32_until_one_needs_64_bits(tmp_path, layout):
-    columns = dataset.read_columns(write_set(tmp_path / "small", layout), LAYOUTS[layout])
+    columns = array_cache.read_columns(write_set(tmp_path / "small", layout), LAYOUTS[layout])
     assert columns["timestamp"].dtype == np.int32 and columns["timestamp"].tolist() == [r[3] for r in RATINGS]
     late = [*RATINGS[:-1], (7, 40, 3.5, 2**31 + 5)]  # a rating after January 2038
-    columns = dataset.read_columns(write_set(tmp_path / "late", layout, late), LAYOUTS[layout])
+    columns = array_cache.read_columns(write_set(tmp_path / "late", layout, late), LAYOUTS[layout])
     assert columns["timestamp"].dtype == np.int64 and columns["timestamp"].tolist()[-1] == 2**31 + 5

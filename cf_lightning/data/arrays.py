@@ -15,11 +15,16 @@ import numpy as np
 import pandas as pd
 
 from cf_lightning.data.layouts import Layout
-from cf_lightning.data.movielens import DUPLICATE_POLICIES
+from cf_lightning.data.readers import data_lines
 from cf_lightning.errors import DataFormatError
 
 log = logging.getLogger(__name__)
 
+# What to do when a (user, movie) pair is rated more than once (data.duplicates):
+#   error     — stop, naming both lines (MovieLens' own files never repeat a pair);
+#   keep_last — keep the pair's latest rating by timestamp (the later line on a tie), drop the others.
+# Pairs of (user, title) may repeat: two movies can share a title (ML-100K's 1,682 movies have 1,664).
+DUPLICATE_POLICIES = ("error", "keep_last")
 # Ids up to this use a lookup table (one pass) to encode; beyond, a sort (np.unique).
 _DENSE_ID_LIMIT = 50_000_000
 
@@ -143,8 +148,6 @@ def apply_duplicates(columns: dict[str, np.ndarray], path: Path, layout: Layout,
 
 
 def _duplicate_message(path: Path, layout: Layout, columns: dict, rows: np.ndarray) -> str:
-    from cf_lightning.data.readers import data_lines
-
     numbers = []
     for index, (number, _) in enumerate(data_lines(path, layout)):
         if index in (rows[0], rows[1]):

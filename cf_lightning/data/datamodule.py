@@ -18,12 +18,13 @@ from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
 from cf_lightning.constraints import check_fields
+from cf_lightning.data.array_cache import load_arrays
 from cf_lightning.data.arrays import RatingArrays, encode_ids
 from cf_lightning.data.batches import EpochBatchSampler, RatingTensors, StepChunks, batch_loader
+from cf_lightning.data.cache_folder import cache_dir, usable_cache_dir
 from cf_lightning.data.config import DataConfig
-from cf_lightning.data.dataset import load_arrays
 from cf_lightning.data.layouts import Layout, layout_of
-from cf_lightning.data.locate import DatasetSource, cache_dir, locate
+from cf_lightning.data.locate import DatasetSource, locate
 from cf_lightning.data.movielens import ITEMS_FILE, RATINGS_FILE
 from cf_lightning.data.protocols import predefined_fold, split_rows
 from cf_lightning.data.rating_matrix import ItemRows, RatingMatrix, check_dense_rows
@@ -55,7 +56,7 @@ def data_config(data: DataConfig | DictConfig) -> DataConfig:
 def load_ratings(folder: str | Path, rating_range=None, duplicates: str = "error", layout: str = "ml-100k"):
     """The ratings of ``folder`` with their titles, in file order: user, movie, rating, timestamp, title.
 
-    Read through the binary cache (``cf_lightning.data.dataset``); titles are a categorical column.
+    Read through the binary cache (``cf_lightning.data.array_cache``); titles are a categorical column.
     """
     arrays = load_arrays(folder, layout_of(layout), duplicates=duplicates, rating_range=rating_range)
     return arrays.frame()
@@ -142,7 +143,7 @@ class CollabDataModule(pl.LightningDataModule):
         """Find the files and fill the binary cache once (one process at a time; the others then load it)."""
         folder = self.data_folder()
         if not self._reads_fold_files() and self.tensors is None:
-            with FileLock(cache_dir() / f".{folder.name}-arrays.lock"):
+            with FileLock(usable_cache_dir() / f".{folder.name}-arrays.lock"):
                 self._prepared = self._load_arrays(folder)  # setup() in this process uses them
 
     def _reads_fold_files(self) -> bool:

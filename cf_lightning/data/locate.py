@@ -5,8 +5,9 @@ A location may be a folder holding the files, a folder holding the data set's fo
 (``ml-100k/``), or the official zip itself.
 
 The cache is content-addressed: an archive is extracted into ``<cache>/<folder>-<its MD5>/`` with a
-record of that MD5 and of the files' sizes beside them (``SOURCE_RECORD``), and a cached set is used
-only if its record names the checksum expected now and its files still match it. So a user's own
+record of that MD5 and of the files' content checksums beside them (``SOURCE_RECORD``; XXH3, as the
+arrays cache uses), and a cached set is used only if its record names the checksum expected now and
+its files still have the recorded content (an edit that keeps a file's size is noticed too). So a user's own
 archive (``data.root=my.zip data.md5=...``) can never stand in for the official set, and a
 ``data.root`` archive is never ignored because the cache holds another copy. For sets GroupLens
 regenerates (ML-32M, latest-small) the expected MD5 is read from the ``.md5`` file published next to
@@ -14,13 +15,15 @@ the archive, fetched first (``data.md5_url``).
 
 Whatever goes wrong — a wrong checksum, a truncated archive, a download cut off or killed midway, an
 archive that unpacks to far more than the data set (``data.max_unpacked_mb``) — leaves no
-half-written file where the data set belongs, and the next run starts afresh: files are written into
+half-written file where the data set belongs (an entry that cannot be written, a full disk: one
+error naming the archive and the entry), and the next run starts afresh: files are written into
 a temporary folder beside the target and renamed into place only when complete, and processes
 preparing the same data set at once take turns on a lock (the second finds it done).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import json
@@ -28,6 +31,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
 import urllib.error
@@ -41,16 +45,23 @@ from pathlib import Path, PurePosixPath
 
 from filelock import FileLock
 
-from cf_lightning.errors import ChecksumError, DataNotFoundError, UnsafeArchiveError
+from cf_lightning.data.cache_folder import CACHE_ENV, cache_dir, usable_cache_dir
+from cf_lightning.data.file_digest import file_digest
+from cf_lightning.errors import (
+    CFLightningError,
+    ChecksumError,
+    DataNotFoundError,
+    ResultWriteError,
+    UnsafeArchiveError,
+)
 
 log = logging.getLogger(__name__)
 
 DATA_ENV = "CF_LIGHTNING_DATA"
-CACHE_ENV = "CF_LIGHTNING_CACHE"
 DOWNLOAD_TIMEOUT_S = 60
 # Temporary folders beside the target: .<folder>-download-<random>/, .<folder>-extract-<random>/
 TEMP_DOWNLOAD, TEMP_EXTRACT = "download", "extract"
-SOURCE_RECORD = ".cf_lightning_source.json"  # inside an extracted set: the archive's MD5, the files' sizes
+SOURCE_RECORD = ".cf_lightning_source.json"  # inside an extracted set: the archive's MD5, the files' digests
 PROGRESS_MIN_BYTES = 8 << 20  # a progress bar for downloads larger than this, on a terminal
 _MD5 = re.compile(r"\b[0-9a-fA-F]{32}\b")
 
@@ -67,14 +78,6 @@ class DatasetSource:
     max_unpacked_bytes: int | None = None  # refuse archives that unpack to more (a zip bomb, a wrong file)
 
 
-def cache_dir() -> Path:
-    """``$CF_LIGHTNING_CACHE``, else ``$XDG_CACHE_HOME/cf_lightning``, else ``~/.cache/cf_lightning``."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "cf_lightning"
-
-
 def cached_folder(source: DatasetSource, md5: str) -> Path:
     """Where the set extracted from the archive with checksum ``md5`` lives in the cache."""
     return cache_dir() / f"{source.folder}-{md5.lower()}"
@@ -87,6 +90,7 @@ def locate(source: DatasetSource, root: str | Path | None = None, *, download: b
             continue
         found = _resolve(source, Path(location).expanduser())
         if found is None:
+            _refuse_unusable_files(source, Path(location).expanduser(), origin)
             hint = _other_layout_hint(Path(location).expanduser())
             raise DataNotFoundError(
                 f"{origin}={location} holds neither {' and '.join(source.required_files)}, "
@@ -101,7 +105,7 @@ def locate(source: DatasetSource, root: str | Path | None = None, *, download: b
         return cached
     if not download:
         raise DataNotFoundError(f"{source.folder} not found (looked in {cached}). {_how_to_point(source)}")
-    with preparing(source, cache_dir()):
+    with preparing(source, usable_cache_dir()):
         if is_verified(source, cached, md5):  # another process finished it while this one waited
             return cached
         return download_and_extract(source, cache_dir(), md5)
@@ -164,7 +168,7 @@ def _resolve(source: DatasetSource, location: Path) -> Path | None:
 
 def _extract_into_cache(source: DatasetSource, archive: Path) -> Path:
     md5 = expected_md5(source)
-    with preparing(source, cache_dir()):
+    with preparing(source, usable_cache_dir()):
         return extract_verified(source, archive, cache_dir(), md5)
 
 
@@ -185,13 +189,37 @@ def _is_complete(source: DatasetSource, folder: Path) -> bool:
     return all((folder / name).is_file() for name in source.required_files)
 
 
-def verified_archive_md5(folder: str | Path) -> str | None:
-    """The MD5 of the archive ``folder`` was extracted from, if its record says so and its files still match."""
+def _refuse_unusable_files(source: DatasetSource, location: Path, origin: str) -> None:
+    """A required name that is there but is no readable file (a folder, a symlink loop) is named as such,
+    rather than read as the files of another MovieLens size."""
+    for folder in (location, location / source.folder):
+        for name in source.required_files:
+            path = folder / name
+            if (path.is_symlink() or path.exists()) and not path.is_file():
+                raise DataNotFoundError(
+                    f"{origin}={location}: {path} is {_what_is(path)}, not the MovieLens file {name}; "
+                    f"replace it with the file from {source.folder}.zip. {_how_to_point(source)}"
+                )
+
+
+def _what_is(path: Path) -> str:
+    try:
+        mode = path.stat().st_mode
+    except OSError as err:
+        return "a symlink loop" if err.errno == errno.ELOOP else f"a symlink to nothing ({os.readlink(path)})"
+    return "a folder" if stat.S_ISDIR(mode) else "not a regular file (a pipe or a device)"
+
+
+def verified_archive_md5(folder: str | Path, *, remember: bool = True) -> str | None:
+    """The MD5 of the archive ``folder`` was extracted from, if its record says so and its files still have
+    the recorded content (``remember=False``: write nothing, not even the checksum memo)."""
     try:
         record = json.loads((Path(folder) / SOURCE_RECORD).read_text())
-        files = record["files"]
-        for name, size in files.items():
-            if (Path(folder) / name).stat().st_size != size:
+        digests = record["digests"]  # a record of an older version (sizes only) counts as unverified
+        if not isinstance(digests, dict) or not digests:
+            return None
+        for name, digest in digests.items():
+            if file_digest(Path(folder) / name, remember=remember) != digest:
                 return None
         return str(record["archive_md5"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -260,24 +288,45 @@ def extract_verified(source: DatasetSource, archive: Path, dest: Path, md5: str 
         return target
     if target.exists():  # damaged or edited since: the archive at hand replaces it
         log.warning("%s does not match its record; extracting %s again", target, archive)
-    dest.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest, prefix=f".{source.folder}-{TEMP_EXTRACT}-") as tmp:
-        safe_extract(archive, Path(tmp), max_bytes=source.max_unpacked_bytes)
-        extracted = next((p for p in (Path(tmp) / source.folder, Path(tmp)) if _is_complete(source, p)), None)
-        if extracted is None:
-            raise DataNotFoundError(_wrong_archive_message(source, archive))
-        record = {"archive_md5": md5, "archive": archive.name}
-        record["files"] = {p.name: p.stat().st_size for p in sorted(extracted.iterdir()) if p.is_file()}
-        (extracted / SOURCE_RECORD).write_text(json.dumps(record, indent=1))
-        if target.exists():
-            stale = Path(tmp) / "stale"
-            os.replace(target, stale)  # removed with the temporary folder
-        try:
-            os.replace(extracted, target)  # atomic: the folder appears complete or not at all
-        except OSError:
-            if not is_verified(source, target, md5):  # not a concurrent extraction that won the race
-                raise
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=dest, prefix=f".{source.folder}-{TEMP_EXTRACT}-") as tmp:
+            safe_extract(archive, Path(tmp), max_bytes=source.max_unpacked_bytes, shown=dest)
+            extracted = next((p for p in (Path(tmp) / source.folder, Path(tmp)) if _is_complete(source, p)), None)
+            if extracted is None:
+                raise DataNotFoundError(_wrong_archive_message(source, archive))
+            files = sorted(p for p in extracted.iterdir() if p.is_file())
+            record = {"archive_md5": md5, "archive": archive.name}
+            record["files"] = {p.name: p.stat().st_size for p in files}
+            record["digests"] = {p.name: file_digest(p, remember=False) for p in files}
+            (extracted / SOURCE_RECORD).write_text(json.dumps(record, indent=1))
+            if target.exists():
+                stale = Path(tmp) / "stale"
+                os.replace(target, stale)  # removed with the temporary folder
+            try:
+                os.replace(extracted, target)  # atomic: the folder appears complete or not at all
+            except OSError:
+                if not is_verified(source, target, md5):  # not a concurrent extraction that won the race
+                    raise
+    except CFLightningError:
+        raise
+    except OSError as err:  # the temporary folder is gone with whatever was written into it
+        raise _cannot_write(dest, archive, err) from None
     return target
+
+
+def _cannot_write(dest: Path, archive: Path, err: OSError, member: str | None = None) -> CFLightningError:
+    """One error for an ``OSError`` while extracting ``archive`` into ``dest`` (the cache)."""
+    at = f" (at entry {member[:80]!r})" if member else ""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ResultWriteError(
+            f"{dest}: no space left while extracting {archive}{at}; nothing was kept. Free some disk space, or "
+            f"point {CACHE_ENV} at a folder on a larger disk."
+        )
+    return ResultWriteError(
+        f"{dest}: cannot extract {archive} there{at} ({err.strerror or err}); nothing was kept. Check the folder, "
+        f"or point {CACHE_ENV} at a writable folder."
+    )
 
 
 def _wrong_archive_message(source: DatasetSource, archive: Path) -> str:
@@ -328,9 +377,11 @@ def _kind_of(path: Path) -> str:
     return ""
 
 
-def safe_extract(archive: Path, dest: Path, *, max_bytes: int | None = None) -> None:
+def safe_extract(archive: Path, dest: Path, *, max_bytes: int | None = None, shown: Path | None = None) -> None:
     """Extract ``archive`` into ``dest``, refusing any entry that would land outside it, and more than
-    ``max_bytes`` in all (counted as written, since an archive's own sizes may lie)."""
+    ``max_bytes`` in all (counted as written, since an archive's own sizes may lie). An entry that cannot
+    be written is one error naming the folder ``shown`` (the cache, where ``dest`` is a temporary folder
+    in it); what was written is removed."""
     root = dest.resolve()
     try:
         with zipfile.ZipFile(archive) as zf:
@@ -348,24 +399,44 @@ def safe_extract(archive: Path, dest: Path, *, max_bytes: int | None = None) -> 
             written = 0
             for member in members:
                 target = root / member.filename
-                if member.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(member) as src, target.open("wb") as out:
-                    for chunk in iter(lambda src=src: src.read(1 << 20), b""):
-                        written += len(chunk)
-                        if max_bytes is not None and written > max_bytes:
-                            raise UnsafeArchiveError(_too_big(archive, written, max_bytes, member.filename))
-                        out.write(chunk)
+                try:
+                    if member.is_dir():
+                        target.mkdir(parents=True, exist_ok=True)
+                        continue
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(member) as src, target.open("wb") as out:
+                        for chunk in iter(lambda src=src: src.read(1 << 20), b""):
+                            written += len(chunk)
+                            if max_bytes is not None and written > max_bytes:
+                                raise UnsafeArchiveError(_too_big(archive, written, max_bytes, member.filename))
+                            out.write(chunk)
+                except CFLightningError:
+                    raise
+                except OSError as err:
+                    raise _entry_error(archive, shown or dest, member.filename, err) from None
     except (zipfile.BadZipFile, zlib.error, EOFError) as err:
         raise ChecksumError(
             f"{archive}: the archive is damaged or truncated ({err}). Delete it and download it again."
         ) from None
-    except UnsafeArchiveError:
+    except (UnsafeArchiveError, ResultWriteError):
         for child in list(dest.iterdir()):  # nothing of a refused archive stays behind
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
+            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
         raise
+
+
+def _entry_error(archive: Path, dest: Path, name: str, err: OSError) -> CFLightningError:
+    """An entry that cannot be written: a crafted or damaged archive, or a full or unusable cache."""
+    if err.errno == errno.ENAMETOOLONG:
+        return UnsafeArchiveError(
+            f"{archive}: entry {name[:60]!r}... has a name too long for this file system ({len(name)} characters); "
+            f"refusing to extract it (not the official MovieLens archive?)."
+        )
+    if err.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+        return UnsafeArchiveError(
+            f"{archive}: entry {name[:80]!r} is both a file and a folder in the archive; refusing to extract it "
+            f"(a damaged or crafted archive: download the official one again)."
+        )
+    return _cannot_write(dest, archive, err, name)
 
 
 def _too_big(archive: Path, size: int, limit: int, member: str | None = None) -> str:

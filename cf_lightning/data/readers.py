@@ -1,17 +1,21 @@
-"""Fast readers of the big MovieLens layouts (``.dat`` and ``.csv``) into compact numpy columns.
+"""The one reader of MovieLens ratings files (``u.data``, ``.dat`` and ``.csv``) into compact numpy columns,
+and the one set of explainers that names the file and line of whatever is wrong with them.
 
 polars' multithreaded CSV reader parses the ratings straight into int32 ids, float32 ratings and
 int32 timestamps (int64 when one does not fit), with no per-row Python object (docs/benchmarks.md
 "Reading the data" compares it with pyarrow and pandas). ``::`` is two characters and polars splits
 on one, so a ``.dat`` line is read as seven ``:``-separated fields whose three even ones must be
 empty. polars gives every line a row (a blank line is a row of nulls, dropped here); when it refuses
-a file, a line-by-line scan finds the first bad line so the error can name it, as for ML-100K.
+a file, a line-by-line scan finds the first bad line so the error can name it. Every layout follows
+the same rules: ids are whole numbers that fit in 32 bits (``22.0`` and ``1e3`` are refused),
+ratings finite numbers.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +25,20 @@ import numpy as np
 from cf_lightning.data.layouts import Layout
 from cf_lightning.errors import DataFormatError
 
+log = logging.getLogger(__name__)
+
 COLUMNS = ("user", "movie", "rating", "timestamp")
 _INT = re.compile(r"\s*[+-]?\d+\s*")
 _INT_LIMITS = {"user": 2**31, "movie": 2**31, "timestamp": 2**63}  # ids are int32, timestamps int64
+# How messages name a layout's separator: (the fields a line needs, the separator, the separators)
+_SEPARATOR_WORDS = {
+    "\t": ("4 tab-separated fields (user, movie, rating, timestamp)", "a tab", "tabs"),
+    "::": ("4 fields separated by '::' ({line})", "'::'", "'::'"),
+    ",": ("4 fields separated by a comma ({line})", "a comma", "commas"),
+}
+# A rating field that stands for no rating (pandas and R write NA); reported as a missing rating.
+_MISSING = {"", "NA", "N/A", "NULL", "null"}
+MISSING_RATING = "the rating is empty, NaN or infinite; every line needs a finite numeric rating."
 
 
 def read_ratings_columns(path: str | Path, layout: Layout) -> dict[str, np.ndarray]:
@@ -101,26 +116,32 @@ def _check_header(path: Path, layout: Layout) -> int:
 
 def explain_ratings_error(path: Path, layout: Layout, reason: str) -> DataFormatError:
     """The first bad line of ``path`` as a ``DataFormatError`` (polars says what, not where)."""
+    lines = 0
     for number, line in data_lines(path, layout):
+        lines += 1
         problem = ratings_line_problem(line, layout)
         if problem:
             return DataFormatError(f"{path}, line {number}: {problem} Got {line[:80]!r}.")
+    if not lines:
+        return DataFormatError(f"{path}: the file has no ratings; expected lines '{layout.ratings_line()}'.")
     return DataFormatError(f"{path}: not a MovieLens {layout.name} ratings file ({reason}).")
 
 
 def ratings_line_problem(line: str, layout: Layout) -> str | None:
     """What is wrong with one ratings line, or None."""
+    expected, sep, seps = _SEPARATOR_WORDS[layout.separator]
+    if "\ufffd" in line:  # data_lines' stand-in for bytes that are not UTF-8
+        return (
+            f"the bytes are not UTF-8 text; MovieLens ratings files are ASCII digits and {seps}. "
+            f"Re-save the file as ASCII/UTF-8."
+        )
     fields = line.split(layout.separator)
     if len(fields) != len(COLUMNS):
-        sep = {"\t": "a tab", "::": "'::'", ",": "a comma"}[layout.separator]
-        return (
-            f"expected 4 fields separated by {sep} ({layout.ratings_line()}), found {len(fields)}; "
-            f"is the separator {sep}?"
-        )
+        return f"expected {expected.format(line=layout.ratings_line())}, found {len(fields)}; is the separator {sep}?"
     for name, value in zip(COLUMNS, fields):
         if name == "rating":
-            if not value.strip():
-                return "the rating is empty; every line needs a finite numeric rating."
+            if value.strip() in _MISSING:
+                return MISSING_RATING
             if not is_number(value):
                 return f"the rating {value!r} is not a number."
         elif not _INT.fullmatch(value):
@@ -154,6 +175,43 @@ def line_of_row(path: Path, layout: Layout, row: int) -> int | None:
     return None
 
 
+def check_finite(ratings: np.ndarray, path: Path, layout: Layout) -> None:
+    """Raise ``DataFormatError`` naming the line of the first NaN or infinite rating (row = data row)."""
+    bad = ~np.isfinite(ratings)
+    if bad.any():
+        line = line_of_row(path, layout, int(np.flatnonzero(bad)[0]))
+        raise DataFormatError(f"{path}{f', line {line}' if line else ''}: {MISSING_RATING}")
+
+
+def range_problem(ratings: np.ndarray, rating_range) -> int | None:
+    """The first position whose rating lies outside ``rating_range`` (``[low, high]`` or None), or None."""
+    if rating_range is None or not len(ratings):
+        return None
+    low, high = (float(v) for v in rating_range)
+    if ratings.min() >= low and ratings.max() <= high:
+        return None
+    return int(np.flatnonzero((ratings < low) | (ratings > high))[0])
+
+
+def check_rating_range(
+    ratings: np.ndarray, rating_range, path: Path, layout: Layout, file_rows: np.ndarray | None = None
+) -> None:
+    """Raise ``DataFormatError`` naming the line of the first rating outside ``rating_range``.
+
+    ``file_rows`` maps positions to data rows of the file where duplicates were dropped.
+    """
+    row = range_problem(ratings, rating_range)
+    if row is None:
+        return
+    low, high = (float(v) for v in rating_range)
+    line = line_of_row(path, layout, int(file_rows[row]) if file_rows is not None else row)
+    raise DataFormatError(
+        f"{path}{f', line {line}' if line else ''}: the rating {ratings[row]:g} is outside "
+        f"data.rating_range=[{low:g}, {high:g}]. Fix the line, or set data.rating_range to the data set's "
+        f"scale (e.g. [0.5, 5] for ML-10M and later; null skips the check)."
+    )
+
+
 def is_number(value: str) -> bool:
     """Whether a text field is a number as the readers accept it (float() syntax without ``1_000``)."""
     if "_" in value:  # Python's float() takes 1_000, pandas and polars do not
@@ -173,7 +231,7 @@ def read_titles_file(path: str | Path, layout: Layout) -> tuple[np.ndarray, list
     or ``movies.csv``; every malformed line is a ``DataFormatError`` naming the file and the line."""
     path = Path(path)
     require_text_file(path, f"the {layout.items_file} of MovieLens ({layout.name} layout)")
-    text = decode_titles(path.read_bytes())
+    text = decode_titles(path.read_bytes(), path)
     if layout.items_header:
         rows = _csv_title_rows(path, text, layout)
     else:
@@ -199,14 +257,53 @@ def read_titles_file(path: str | Path, layout: Layout) -> tuple[np.ndarray, list
     return np.asarray(ids, dtype=np.int64), titles
 
 
-def decode_titles(raw: bytes) -> str:
-    """UTF-8 when the bytes are valid UTF-8 beyond ASCII, else Latin-1 (as ML-100K and ML-1M ship)."""
-    if not raw.isascii():
+def titles_of(movies: np.ndarray, ids: np.ndarray, titles: list[str], items_path: Path) -> list[str]:
+    """The title of each of ``movies`` from the titles file's ``ids`` and ``titles``; a movie without one is
+    an error naming the titles file."""
+    order = np.argsort(ids, kind="stable")
+    ids = ids[order]
+    where = np.searchsorted(ids, movies)
+    found = (where < len(ids)) & (ids[np.minimum(where, len(ids) - 1)] == movies)
+    if not found.all():
+        missing = int(movies[~found][0])
+        raise DataFormatError(
+            f"{items_path}: movie id {missing} is rated but has no title; "
+            f"the ratings and titles files come from different data sets?"
+        )
+    return [titles[i] for i in order[where]]
+
+
+def decode_titles(raw: bytes, path: str | Path = "<titles>") -> str:
+    """UTF-8 when the bytes are valid UTF-8, Latin-1 when no line is UTF-8 beyond ASCII (as ML-100K and
+    ML-1M ship); a file that mixes both (an edit saved in the other encoding) is decoded line by line,
+    UTF-8 where it is valid, Latin-1 elsewhere, with one warning naming the Latin-1 lines."""
+    if raw.isascii():
+        return raw.decode("ascii")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    lines, latin1, utf8 = [], [], False
+    for number, line in enumerate(raw.split(b"\n"), start=1):
         try:
-            return raw.decode("utf-8-sig")
+            text = line.decode("utf-8-sig" if number == 1 else "utf-8")
+            utf8 = utf8 or not line.isascii()
         except UnicodeDecodeError:
-            pass
-    return raw.decode("latin-1")
+            text = line.decode("latin-1")
+            latin1.append(number)
+        lines.append(text)
+    if not utf8:  # Latin-1 throughout, as GroupLens ships it
+        return raw.decode("latin-1")
+    shown = ", ".join(map(str, latin1[:5])) + (f" and {len(latin1) - 5} more" if len(latin1) > 5 else "")
+    log.warning(
+        "%s: mixes UTF-8 and Latin-1: line%s %s %s read as Latin-1, the rest as UTF-8; re-save the file in one "
+        "encoding (UTF-8) to silence this.",
+        path,
+        "s" if len(latin1) > 1 else "",
+        shown,
+        "are" if len(latin1) > 1 else "is",
+    )
+    return "\n".join(lines)
 
 
 def _separated_title_rows(path: Path, text: str, separator: str) -> Iterator[tuple[int, str, str]]:

@@ -175,7 +175,7 @@ def read_training_ratings(folder: Path, vocab: CollabVocab, *, layout: str, dupl
 
     Read from the data cache when it holds them, else parsed; loading a checkpoint writes nothing.
     """
-    from cf_lightning.data.dataset import load_arrays  # the data package is heavy: only when needed
+    from cf_lightning.data.array_cache import load_arrays  # the data package is heavy: only when needed
 
     ratings = load_arrays(folder, LAYOUTS[layout], duplicates=duplicates, write_cache=False).frame()
     unknown = 1 - np.isin(ratings["user"].to_numpy(), np.asarray(vocab.users.values[1:])).mean()

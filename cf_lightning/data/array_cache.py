@@ -7,8 +7,9 @@ checksum of the archive it came from, recorded beside it; for any other folder, 
 xxHash (XXH3, about 3 GB/s here, SHA-1 about 1), remembered per path, size and modification time
 so it is computed once), the layout, the
 duplicates policy and the cache format. Editing a file therefore changes the key; a damaged cache
-file is parsed again. ``data.rating_range`` is checked on every load (it is cheap), so changing it
-needs no new cache.
+file (a header that lies, a memo that is not a JSON object) counts as absent: one warning, the files
+are parsed again and the cache written again atomically. ``data.rating_range`` is checked on every
+load (it is cheap), so changing it needs no new cache.
 """
 
 from __future__ import annotations
@@ -21,19 +22,28 @@ from pathlib import Path
 
 import numpy as np
 
-from cf_lightning.atomic import atomic_open, write_text
+from cf_lightning.atomic import atomic_open
 from cf_lightning.data.arrays import RatingArrays, apply_duplicates, compact_timestamps, encode_ids
+from cf_lightning.data.cache_folder import cache_dir
+from cf_lightning.data.file_digest import file_digest
 from cf_lightning.data.layouts import Layout
-from cf_lightning.data.locate import cache_dir, verified_archive_md5
-from cf_lightning.data.readers import line_of_row, read_ratings_columns, read_titles_file
-from cf_lightning.errors import DataFormatError, ResultWriteError
+from cf_lightning.data.locate import verified_archive_md5
+from cf_lightning.data.readers import (
+    check_finite,
+    check_rating_range,
+    range_problem,
+    read_ratings_columns,
+    read_titles_file,
+    titles_of,
+)
+from cf_lightning.errors import ResultWriteError
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1  # bump when the stored arrays change meaning
+# Bump when the stored arrays change meaning. 2: titles stored with their lengths (a title may hold a
+# newline); ML-100K read by the reader every layout shares (ids such as 22.0 refused).
+CACHE_FORMAT = 2
 ARRAYS_FOLDER = "arrays"
-_CHECKSUMS_FILE = "checksums.json"
-_DIGEST = "xxh3_128"  # the memo's field (older memos hold "sha1": computed again once)
 
 
 def load_arrays(
@@ -52,14 +62,14 @@ def load_arrays(
     """
     folder = Path(folder)
     # ``known`` is None while a file's checksum is not known yet (its first read).
-    known = _cache_path(folder, layout, duplicates, compute=False) if use_cache else None
+    known = _cache_path(folder, layout, duplicates, compute=False, remember=write_cache) if use_cache else None
     arrays = _read_cache(known) if known is not None else None
     # A rating outside the range: parse again, the uncached way, to name its line.
-    if arrays is not None and _range_problem(arrays, rating_range) is None:
+    if arrays is not None and range_problem(arrays.rating, rating_range) is None:
         return arrays
     if not (use_cache and write_cache):
         arrays = parse_arrays(folder, layout, duplicates=duplicates)
-        check_rating_range(arrays, rating_range, folder / layout.ratings_file, layout)
+        _check_range(arrays, rating_range, folder / layout.ratings_file, layout)
         return arrays
     columns = read_columns(folder, layout)
     # The files' checksum (the cache key) is computed on the other core while the ids are encoded
@@ -68,7 +78,7 @@ def load_arrays(
     try:
         key = pool.submit(_cache_path, folder, layout, duplicates)
         arrays = encode_columns(columns, folder, layout, duplicates)
-        check_rating_range(arrays, rating_range, folder / layout.ratings_file, layout)
+        _check_range(arrays, rating_range, folder / layout.ratings_file, layout)
         path = key.result()
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
@@ -83,14 +93,13 @@ def parse_arrays(folder: str | Path, layout: Layout, *, duplicates: str = "error
 
 def read_columns(folder: str | Path, layout: Layout) -> dict[str, np.ndarray]:
     """The ratings file's user, movie, rating and timestamp columns, in file order."""
-    path = Path(folder) / layout.ratings_file
-    return _read_100k(path) if layout.name == "ml-100k" else read_ratings_columns(path, layout)
+    return read_ratings_columns(Path(folder) / layout.ratings_file, layout)
 
 
 def encode_columns(columns: dict[str, np.ndarray], folder: Path, layout: Layout, duplicates: str) -> RatingArrays:
     """Check ``columns``, apply the duplicates policy, encode the ids and attach the titles."""
     ratings_path, items_path = folder / layout.ratings_file, folder / layout.items_file
-    _check_finite(columns["rating"], ratings_path, layout)
+    check_finite(columns["rating"], ratings_path, layout)
     columns["timestamp"] = compact_timestamps(columns["timestamp"])
     columns["user_rows"], users = encode_ids(columns["user"])
     columns["movie_rows"], movies = encode_ids(columns["movie"])
@@ -98,7 +107,8 @@ def encode_columns(columns: dict[str, np.ndarray], folder: Path, layout: Layout,
     if kept is not None:  # dropped pairs may have been some id's only rating: encode again
         columns["user_rows"], users = encode_ids(columns["user"])
         columns["movie_rows"], movies = encode_ids(columns["movie"])
-    titles = _titles_of(movies, items_path, layout)
+    ids, all_titles = read_titles_file(items_path, layout)
+    titles = titles_of(movies, ids, all_titles, items_path)
     return RatingArrays(
         user_rows=columns["user_rows"],
         movie_rows=columns["movie_rows"],
@@ -111,79 +121,21 @@ def encode_columns(columns: dict[str, np.ndarray], folder: Path, layout: Layout,
     )
 
 
-def _read_100k(path: Path) -> dict[str, np.ndarray]:
-    from cf_lightning.data.movielens import read_ratings
-
-    frame = read_ratings(path, duplicates=None)  # duplicates are judged below, as for every layout
-    return {name: frame[name].to_numpy() for name in ("user", "movie", "rating", "timestamp")}
-
-
-def _titles_of(movies: np.ndarray, items_path: Path, layout: Layout) -> list[str]:
-    """The title of each rated movie; a rated movie without one is an error naming the titles file."""
-    if layout.name == "ml-100k":
-        from cf_lightning.data.movielens import read_items
-
-        items = read_items(items_path)
-        ids, titles = items["movie"].to_numpy(), items["title"].tolist()
-    else:
-        ids, titles = read_titles_file(items_path, layout)
-    order = np.argsort(ids)
-    ids = ids[order]
-    where = np.searchsorted(ids, movies)
-    found = (where < len(ids)) & (ids[np.minimum(where, len(ids) - 1)] == movies)
-    if not found.all():
-        missing = int(movies[~found][0])
-        raise DataFormatError(
-            f"{items_path}: movie id {missing} is rated but has no title; "
-            f"the ratings and titles files come from different data sets?"
-        )
-    return [titles[i] for i in order[where]]
-
-
-def _check_finite(ratings: np.ndarray, path: Path, layout: Layout) -> None:
-    bad = ~np.isfinite(ratings)
-    if bad.any():
-        line = line_of_row(path, layout, int(np.flatnonzero(bad)[0]))
-        raise DataFormatError(
-            f"{path}{f', line {line}' if line else ''}: the rating is empty, NaN or infinite; "
-            f"every line needs a finite numeric rating."
-        )
-
-
-def _range_problem(arrays: RatingArrays, rating_range) -> int | None:
-    """The first position whose rating lies outside ``rating_range``, or None."""
-    if rating_range is None or not len(arrays):
-        return None
-    low, high = (float(v) for v in rating_range)
-    if arrays.rating.min() >= low and arrays.rating.max() <= high:
-        return None
-    return int(np.flatnonzero((arrays.rating < low) | (arrays.rating > high))[0])
-
-
-def check_rating_range(arrays: RatingArrays, rating_range, path: Path, layout: Layout) -> None:
-    """Raise ``DataFormatError`` naming the line of the first rating outside ``rating_range``."""
-    row = _range_problem(arrays, rating_range)
-    if row is None:
-        return
-    low, high = (float(v) for v in rating_range)
-    file_row = int(arrays.file_rows[row]) if arrays.file_rows is not None else row
-    line = line_of_row(path, layout, file_row)
-    raise DataFormatError(
-        f"{path}{f', line {line}' if line else ''}: the rating {arrays.rating[row]:g} is outside "
-        f"data.rating_range=[{low:g}, {high:g}]. Fix the line, or set data.rating_range to the data set's "
-        f"scale (e.g. [0.5, 5] for ML-10M and later; null skips the check)."
-    )
+def _check_range(arrays: RatingArrays, rating_range, path: Path, layout: Layout) -> None:
+    check_rating_range(arrays.rating, rating_range, path, layout, arrays.file_rows)
 
 
 # --- the cache ---------------------------------------------------------------------------------------------
 
 
-def _cache_path(folder: Path, layout: Layout, duplicates: str, *, compute: bool = True) -> Path | None:
+def _cache_path(
+    folder: Path, layout: Layout, duplicates: str, *, compute: bool = True, remember: bool = True
+) -> Path | None:
     """The cache file of ``folder``'s arrays; None when ``compute`` is off and a checksum is not known yet."""
     files = [folder / layout.ratings_file, folder / layout.items_file]
-    source = verified_archive_md5(folder)
+    source = verified_archive_md5(folder, remember=remember)
     if source is None:
-        sums = [_file_digest(p, compute=compute) for p in files]
+        sums = [file_digest(p, compute=compute, remember=remember) for p in files]
         if None in sums:
             return None
         source = "+".join(sums)
@@ -191,64 +143,40 @@ def _cache_path(folder: Path, layout: Layout, duplicates: str, *, compute: bool 
     return cache_dir() / ARRAYS_FOLDER / f"{folder.name}-{key}.arrays"
 
 
-def _file_digest(path: Path, *, compute: bool = True) -> str | None:
-    """``path``'s XXH3-128 digest, remembered by path, size, modification time and inode.
-
-    A cache key only has to notice a changed file, not resist an attacker: XXH3 reads a 685 MB
-    ratings.csv in about 0.2 s, a fifth of SHA-1's time, on the first read's critical path.
-    """
-    import xxhash
-
-    if not path.is_file():
-        return "missing"  # the reader names the missing file
-    stat = path.stat()
-    memo_path = cache_dir() / ARRAYS_FOLDER / _CHECKSUMS_FILE
-    identity = [stat.st_size, stat.st_mtime_ns, stat.st_ino]
-    try:
-        memo = json.loads(memo_path.read_text())
-    except (OSError, ValueError):
-        memo = {}
-    entry = memo.get(str(path.resolve()))
-    if isinstance(entry, dict) and entry.get("identity") == identity and _DIGEST in entry:
-        return entry[_DIGEST]
-    if not compute:
-        return None
-    digest = xxhash.xxh3_128()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    memo[str(path.resolve())] = {"identity": identity, _DIGEST: digest.hexdigest()}
-    try:
-        write_text(memo_path, json.dumps(memo))
-    except ResultWriteError as err:  # only a lost shortcut: next time it is computed again
-        log.warning("could not remember the checksum of %s: %s", path, err)
-    return memo[str(path.resolve())][_DIGEST]
-
-
 # The cache file: MAGIC, an 8-byte little-endian header length, a JSON header naming each array's dtype
-# and length, then the arrays' raw bytes in that order, each starting at a multiple of 64 bytes. Arrays
+# and length, then the arrays' raw bytes in that order, each starting at a multiple of 64 bytes. The
+# titles are their UTF-8 bytes joined by newlines ("titles") and each one's end in them ("title_ends"),
+# so a title may hold any character, a newline included. Arrays
 # are memory-mapped copy-on-write: loading takes milliseconds, pages come from the page cache as they
 # are used, and a process may write to its arrays without touching the file.
 MAGIC = b"CFLARRAYS\n"
 _ALIGN = 64
 _ARRAY_FIELDS = ("user_rows", "movie_rows", "rating", "timestamp", "users", "movies", "titles", "file_rows")
+_STORED_FIELDS = (*_ARRAY_FIELDS, "title_ends")
 
 
 def _read_cache(path: Path) -> RatingArrays | None:
     if not path.is_file():
         return None
     try:
+        size = path.stat().st_size
         with path.open("rb") as f:
             if f.read(len(MAGIC)) != MAGIC:
                 raise ValueError("not a cache file")
-            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+            header_size = int.from_bytes(f.read(8), "little")
+            if header_size > size:  # a damaged length must not ask for 2**62 bytes of memory
+                raise EOFError(f"its header claims {header_size} bytes, the file has {size}")
+            header = json.loads(f.read(header_size))
             offset = f.tell()
-        if header.get("format") != CACHE_FORMAT:
+        if not isinstance(header, dict) or header.get("format") != CACHE_FORMAT:
             raise ValueError("another cache format")
-        size = path.stat().st_size
         fields = {}
         for name, dtype, length in header["arrays"]:
             dtype = np.dtype(dtype)
+            if dtype.hasobject:  # plain numbers only: never pointers read from a file
+                raise ValueError(f"array {name!r} has dtype {dtype}")
+            if not isinstance(length, int) or length < 0:
+                raise ValueError(f"array {name!r} has length {length!r}")
             offset = -(-offset // _ALIGN) * _ALIGN
             if offset + length * dtype.itemsize > size:
                 raise EOFError("the file is shorter than its header says")
@@ -258,20 +186,45 @@ def _read_cache(path: Path) -> RatingArrays | None:
                 else np.zeros(0, dtype=dtype)
             )
             offset += length * dtype.itemsize
-        titles = fields.pop("titles").tobytes().decode("utf-8").split("\n") if len(fields["movies"]) else []
-        if len(titles) != len(fields["movies"]) or set(fields) != set(_ARRAY_FIELDS) - {"titles"}:
+        if set(fields) != set(_STORED_FIELDS):
+            raise ValueError("the arrays do not fit together")
+        titles = _split_titles(fields.pop("titles"), fields.pop("title_ends"))
+        if len(titles) != len(fields["movies"]):
             raise ValueError("the arrays do not fit together")
         file_rows = fields.pop("file_rows")
         return RatingArrays(**fields, titles=titles, file_rows=file_rows if len(file_rows) else None)
-    except (OSError, ValueError, KeyError, TypeError, EOFError) as err:
-        log.warning("%s: unreadable cache file (%s); reading the data files again", path, err)
+    except (OSError, ValueError, KeyError, TypeError, EOFError, MemoryError, OverflowError) as err:
+        log.warning("%s: damaged cache file (%s); reading the data files again and rewriting it", path, err)
         return None
 
 
+def _join_titles(titles: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The titles' UTF-8 bytes joined by newlines, and where each one ends (in bytes)."""
+    encoded = [title.encode("utf-8") for title in titles]
+    lengths = np.asarray([len(b) + 1 for b in encoded], dtype=np.int64)  # each with the newline after it
+    ends = np.cumsum(lengths) - 1 if len(encoded) else np.zeros(0, dtype=np.int64)
+    return np.frombuffer(b"\n".join(encoded), dtype=np.uint8), ends
+
+
+def _split_titles(joined: np.ndarray, ends: np.ndarray) -> list[str]:
+    """The titles back: one split at the newlines when no title holds one (fast), else cut at ``ends``."""
+    if not len(ends):
+        return []
+    raw = joined.tobytes()
+    titles = raw.decode("utf-8").split("\n")
+    if len(titles) == len(ends):  # n titles, n - 1 newlines between them: none inside a title
+        return titles
+    if int(ends[-1]) != len(raw) or bool(np.any(np.diff(ends) <= 0)) or int(ends[0]) < 0:
+        raise ValueError("the titles do not fit their ends")
+    starts = [0, *(ends[:-1] + 1).tolist()]
+    return [raw[start:end].decode("utf-8") for start, end in zip(starts, ends.tolist())]
+
+
 def _write_cache(path: Path, arrays: RatingArrays) -> None:
-    titles = np.frombuffer("\n".join(arrays.titles).encode("utf-8"), dtype=np.uint8)  # titles hold no newline
+    titles, title_ends = _join_titles(arrays.titles)
     file_rows = arrays.file_rows if arrays.file_rows is not None else np.zeros(0, dtype=np.int64)
-    stored = {name: getattr(arrays, name) for name in _ARRAY_FIELDS[:6]} | {"titles": titles, "file_rows": file_rows}
+    stored = {name: getattr(arrays, name) for name in _ARRAY_FIELDS[:6]}
+    stored |= {"titles": titles, "file_rows": file_rows, "title_ends": title_ends}
     stored = {name: np.ascontiguousarray(array) for name, array in stored.items()}
     header = {"format": CACHE_FORMAT, "arrays": [[n, a.dtype.str, len(a)] for n, a in stored.items()]}
     header_bytes = json.dumps(header).encode()
