@@ -4,12 +4,12 @@ The first read parses the files (the layout's reader), checks them, encodes the 
 arrays to ``<cache>/arrays/<folder>-<key>.arrays`` atomically; later runs load that file in about a
 second. The key is a checksum of the source files (for a set this program extracted, the verified
 checksum of the archive it came from, recorded beside it; for any other folder, the files' 128-bit
-xxHash (XXH3, about 3 GB/s here, SHA-1 about 1), remembered per path, size and modification time
-so it is computed once), the layout, the
-duplicates policy and the cache format. Editing a file therefore changes the key; a damaged cache
-file (a header that lies, a memo that is not a JSON object) counts as absent: one warning, the files
-are parsed again and the cache written again atomically. ``data.rating_range`` is checked on every
-load (it is cheap), so changing it needs no new cache.
+xxHash (XXH3, about 3 GB/s here, SHA-1 about 1), remembered per file version so it is computed
+once: ``file_digest``), the layout, the duplicates policy and the cache format. Editing a file
+therefore changes the key; a damaged cache file (a header that lies, a memo that is not a JSON
+object) counts as absent: one warning, the files are parsed again and the cache written again
+atomically. ``data.rating_range`` is checked on every load (it is cheap), so changing it needs no
+new cache.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from cf_lightning.errors import ResultWriteError
 
 log = logging.getLogger(__name__)
 
-# Bump when the stored arrays change meaning. 2: titles stored with their lengths (a title may hold a
+# Bump when the stored arrays change meaning. 2: titles stored with their ends (a title may hold a
 # newline); ML-100K read by the reader every layout shares (ids such as 22.0 refused).
 CACHE_FORMAT = 2
 ARRAYS_FOLDER = "arrays"
