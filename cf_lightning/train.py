@@ -39,6 +39,7 @@ from cf_lightning.errors import ConfigError
 from cf_lightning.metrics.ranking import higher_is_better
 from cf_lightning.models import MODELS, build_model
 from cf_lightning.models.topn.losses import RANKING_LOSSES
+from cf_lightning.run_files import BEST_CHECKPOINT, CHECKPOINTS
 
 # train/loss, lr and momentum: a point every this many optimizer steps (a device sync each, no more).
 LOG_EVERY_N_STEPS = 50
@@ -165,8 +166,8 @@ def _callbacks(cfg: DictConfig, out_dir: Path) -> list[pl.Callback]:
     if cfg.callbacks.checkpoint:
         callbacks.append(
             ModelCheckpoint(
-                dirpath=out_dir / "checkpoints",
-                filename="best-epoch={epoch}",
+                dirpath=out_dir / CHECKPOINTS,
+                filename=BEST_CHECKPOINT,
                 monitor=cfg.evaluation.monitor,
                 mode="max" if higher_is_better(cfg.evaluation.monitor) else "min",
                 save_last=True,

@@ -12,11 +12,10 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 from cf_lightning.atomic import write_text
-from cf_lightning.callbacks.loss_plot import LOSS_PLOT_FILE, write_loss_plot
-from cf_lightning.config import METRICS_FILE
+from cf_lightning.callbacks.loss_plot import write_loss_plot
 from cf_lightning.metrics.ranking import higher_is_better
+from cf_lightning.run_files import EPOCHS_FILE, LOSS_PLOT_FILE, METRICS_FILE
 
-EPOCHS_FILE = "epochs.csv"
 TABLE_COLUMNS = ("epoch", "train_loss", "valid_loss", "time")
 
 

@@ -30,8 +30,8 @@ import cf_lightning.config.run_names  # noqa: F401  (registers the job_name reso
 from cf_lightning.atomic import write_text
 from cf_lightning.config import run_folder
 from cf_lightning.errors import ResultWriteError
+from cf_lightning.run_files import STATUS_FILE
 
-STATUS_FILE = "job_status.json"
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 IN_PLACE_LIMIT = 4096  # a file system block: rewriting an existing file within it needs no new space
 
