@@ -21,6 +21,7 @@ from cf_lightning.callbacks.checkpoint_info import CheckpointInfo
 from cf_lightning.callbacks.checkpoint_io import AtomicCheckpointIO
 from cf_lightning.callbacks.curves import TrainingCurves
 from cf_lightning.callbacks.hparams_log import log_run_hparams
+from cf_lightning.callbacks.interruption import StopOnSignal
 from cf_lightning.callbacks.nonfinite import NonFiniteLossGuard
 from cf_lightning.callbacks.progress import LossProgressBar
 from cf_lightning.callbacks.ranking_evaluation import RankingEvaluation
@@ -53,11 +54,15 @@ def train(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
     check_accelerator(cfg.accelerator)
     _check_loss_applies(cfg.model.name, cfg.loss.name)
     out_dir = Path(out_dir or hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
-    with run_folder(out_dir, cfg.ckpt_path, cfg.overwrite):  # one run per folder (config/run_folder.py)
-        return _fit(cfg, out_dir)
+    stop = StopOnSignal(out_dir)  # SIGTERM / SIGINT: last.ckpt saved, then RunStopped (config/stopping.py)
+    with (
+        run_folder(out_dir, cfg.ckpt_path, cfg.overwrite),
+        stop.catching(),
+    ):  # one run per folder (config/run_folder.py)
+        return _fit(cfg, out_dir, stop)
 
 
-def _fit(cfg: DictConfig, out_dir: Path) -> dict:
+def _fit(cfg: DictConfig, out_dir: Path, stop: pl.Callback | None = None) -> dict:
     apply_threads(cfg.threads, cfg.data.batch_size)
     logger = build_logger(cfg.logger, out_dir)  # before any data is read: a logger that cannot start stops here
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -85,6 +90,7 @@ def _fit(cfg: DictConfig, out_dir: Path) -> dict:
         default_root_dir=out_dir,
         callbacks=[
             NonFiniteLossGuard(),
+            *([stop] if stop is not None else []),
             report,
             *_callbacks(cfg, out_dir),
             *_logger_callbacks(cfg, logger),

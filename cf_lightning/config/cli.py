@@ -23,6 +23,7 @@ from hydra._internal import utils as hydra_utils
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import RunMode
 
+from cf_lightning.config.stopping import RunStopped, StopCommand, exit_stopped
 from cf_lightning.errors import CFLightningError
 
 EXIT_STATUS = 2  # argparse's status for a usage error: the user can fix it
@@ -73,6 +74,8 @@ def _report_ours(run_and_report: Callable[[Callable[[], Any]], Any]) -> Callable
         def guarded() -> Any:
             try:
                 return func()
+            except RunStopped as stopped:  # without the job_status callback (hydra.callbacks changed)
+                exit_stopped(stopped)
             except CFLightningError as error:
                 if full_traceback_wanted():
                     raise
@@ -109,6 +112,8 @@ def clean_errors(main: F) -> F:
         JobReturn.return_value = property(_quiet_single_run_failure, _hydra_return_value.fset)
         try:
             return main(*args, **kwargs)
+        except StopCommand as stop:  # a signal stopped the run (and the sweep): 143 or 130
+            exit_stopped(stop.stopped)
         except AbortRun as abort:
             if full_traceback_wanted():
                 raise abort.error from None
