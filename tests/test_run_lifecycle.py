@@ -1,0 +1,196 @@
+"""A run's lifecycle (issue 25): its folder, overwrite, signals, file modes, threads, and how errors are shown."""
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from cf_lightning.config import run_folder
+from cf_lightning.errors import RunFolderError
+from cf_lightning.train import main as train_main
+from cf_lightning.train import train
+from tests.conftest import FAST, make_cfg, quick_overrides, run_command
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def files_and_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file's content, less the lock's empty file (filelock keeps it after release, by design)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()} | {
+        ".run.lock": b""
+    }
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+# --- item 2: overwrite deletes only what a run wrote ---------------------------------------------------------------
+
+
+def test_overwrite_refuses_a_folder_holding_files_no_run_wrote_and_deletes_nothing(tmp_path):
+    folder = tmp_path / "mixed"
+    for name, text in {
+        "checkpoints/resnet50_final.ckpt": "weights of another project",
+        "checkpoints/README.txt": "keep me",
+        "tb/events.out": "not ours",
+        "metrics.json": "{}",
+    }.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    before = files_and_bytes(folder)
+    with pytest.raises(RunFolderError) as err:
+        run_folder.claim(folder, overwrite=True)
+    message = str(err.value)
+    assert "checkpoints/README.txt" in message and "checkpoints/resnet50_final.ckpt" in message
+    assert "nothing was deleted" in message
+    assert files_and_bytes(folder) == before
+    assert not run_folder.held(folder)
+
+
+def test_overwrite_deletes_a_runs_own_files_and_keeps_what_the_new_run_rewrites(data, tmp_path):
+    run = tmp_path / "run"
+    train(make_cfg(*quick_overrides(data, "epochs=2", "callbacks.interpretation=false")), out_dir=run)
+    (run / "checkpoints" / ".last.ckpt.abc123.tmp").write_bytes(b"cut short")
+    assert (run / "tb").is_dir() and (run / "loss.png").is_file()
+    run_folder.claim(run, overwrite=True)
+    try:
+        assert sorted(str(p.relative_to(run)) for p in run.rglob("*")) == [".run.lock"]
+    finally:
+        run_folder.release(run)
+
+
+# --- item 4: SIGTERM and SIGINT ---------------------------------------------------------------------------------
+
+
+def start_training(run: Path, overrides: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cf_lightning.train", *overrides, f"hydra.run.dir={run}"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stop_after_two_epochs(process: subprocess.Popen, signum: int) -> tuple[int, str]:
+    """Send ``signum`` once the epoch table's second row is printed: epoch 0's last.ckpt is saved (epoch 1's may be
+    being saved: Ctrl+C stops that save, which leaves the previous file)."""
+    for line in process.stdout:
+        if line.startswith("1 "):
+            break
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=300)
+    return process.returncode, err
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "status"), [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")]
+)
+def test_a_signal_ends_the_run_with_its_status_and_exit_code_and_the_run_resumes(data, tmp_path, signum, code, status):
+    run = tmp_path / "run"
+    overrides = quick_overrides(data, "epochs=40", "threads=1", *FAST)
+    returncode, err = stop_after_two_epochs(start_training(run, overrides), signum)
+    assert returncode == code, err[-3000:]
+    assert json.loads((run / "job_status.json").read_text())["status"] == status
+    last = run / "checkpoints" / "last.ckpt"
+    stopped_at = torch.load(last, weights_only=True)["epoch"]
+    assert stopped_at < 39 and not (run / "metrics.json").exists()
+    assert f"ckpt_path={last}" in err and "Traceback" not in err
+    if signum == signal.SIGINT:
+        return  # resuming is the same for both signals
+    resumed = start_training(run, [*overrides, f"ckpt_path={last}"])
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err[-3000:]
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 40
+    assert json.loads((run / "job_status.json").read_text())["status"] == "completed"
+
+
+# --- items 8 and 16: a run folder the operating system refuses ----------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["a file", "under /proc", "/proc/self"])
+def test_an_unusable_run_folder_is_one_error_line_naming_it(data, tmp_path, monkeypatch, capsys, where):
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("not a folder")
+    folder = {"a file": a_file, "under /proc": Path("/proc/self/run"), "/proc/self": Path("/proc/self")}[where]
+    code, out, err = run_command(
+        train_main, [*quick_overrides(data, *FAST), f"hydra.run.dir={folder}"], monkeypatch, capsys
+    )
+    assert code == 2 and "Traceback" not in err
+    (line,) = error_lines(err)
+    assert f"hydra.run.dir={folder}" in line and "choose a writable folder" in line
+    assert "in use by another run" not in line  # item 16: the lock could not be created, nobody holds it
+    if where == "/proc/self":
+        assert "lock file /proc/self/.run.lock cannot be created" in line
+    assert a_file.read_text() == "not a folder"
+
+
+def test_a_read_only_run_folder_is_one_error_line(data, tmp_path, monkeypatch, capsys):
+    real_open = os.open
+
+    def read_only(path, flags, *args, **kwargs):
+        if str(path).startswith(str(tmp_path / "ro")):
+            raise OSError(30, "Read-only file system", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    (tmp_path / "ro").mkdir()
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(RunFolderError, match=r"hydra.run.dir=.*/ro: the run folder cannot be used: .*Read-only file"):
+        run_folder.claim(tmp_path / "ro")
+
+
+# --- item 21: file modes ------------------------------------------------------------------------------------------
+
+
+def test_results_and_checkpoints_get_the_umasks_mode(data, tmp_path):
+    previous = os.umask(0o022)
+    try:
+        train(make_cfg(*quick_overrides(data, *FAST)), out_dir=tmp_path / "run")
+    finally:
+        os.umask(previous)
+    run = tmp_path / "run"
+    for name in ("metrics.json", "epochs.csv", "checkpoints/last.ckpt", "checkpoints/best-epoch=0.ckpt"):
+        assert stat.S_IMODE((run / name).stat().st_mode) == 0o644, name
+
+
+# --- item 25: partial checkpoint saves left by kill -9 ------------------------------------------------------------
+
+
+def test_resuming_removes_checkpoint_saves_cut_short(data, tmp_path):
+    run = tmp_path / "run"
+    overrides = quick_overrides(data, "epochs=2", *FAST)
+    train(make_cfg(*overrides), out_dir=run)
+    (run / "metrics.json").unlink()  # as if killed after its last checkpoint
+    partial = run / "checkpoints" / ".best-epoch=2.ckpt.k9x1q2.tmp"
+    partial.write_bytes(b"half a checkpoint")
+    last = run / "checkpoints" / "last.ckpt"
+    train(make_cfg(*overrides, f"ckpt_path={last}"), out_dir=run)
+    assert not partial.exists()
+    assert not list((run / "checkpoints").glob("*.tmp"))
+
+
+# --- item 26: the threads job_status.json records -----------------------------------------------------------------
+
+
+def test_job_status_records_the_threads_training_used(data, tmp_path, monkeypatch, capsys):
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)  # what the job puts back when it ends; it trains with threads=1
+    try:
+        code, out, err = run_command(
+            train_main,
+            [*quick_overrides(data, *FAST), "threads=1", f"hydra.run.dir={tmp_path / 'run'}"],
+            monkeypatch,
+            capsys,
+        )
+    finally:
+        torch.set_num_threads(before)
+    assert code == 0, err
+    assert json.loads((tmp_path / "run" / "job_status.json").read_text())["torch_threads"] == 1
