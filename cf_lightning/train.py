@@ -29,7 +29,7 @@ from cf_lightning.callbacks.report import EpochReport
 from cf_lightning.callbacks.tensorboard_extras import InterpretationLogger
 from cf_lightning.config import CONFIG_DIR, validate
 from cf_lightning.config.cli import clean_errors, drop_plus_of_listed_groups
-from cf_lightning.config.distributed import hydra_ddp_job
+from cf_lightning.config.distributed import check_devices, hydra_ddp_job
 from cf_lightning.config.loggers import build_logger, tensorboard_of
 from cf_lightning.config.preflight import check_accelerator, check_batch_size, lightning_trainer
 from cf_lightning.config.run_folder import run_folder
@@ -52,6 +52,7 @@ def train(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
     default); return the metrics."""
     validate(cfg)
     check_accelerator(cfg.accelerator)
+    check_devices(cfg.accelerator)  # before Lightning starts a process per device
     _check_loss_applies(cfg.model.name, cfg.loss.name)
     out_dir = Path(out_dir or hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
     stop = StopOnSignal(out_dir)  # SIGTERM / SIGINT: last.ckpt saved, then RunStopped (config/stopping.py)

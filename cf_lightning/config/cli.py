@@ -21,8 +21,10 @@ from typing import Any, NoReturn, TypeVar
 
 from hydra._internal import utils as hydra_utils
 from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.types import RunMode
 
+from cf_lightning.config.hydra_errors import check_group_choices, explain
 from cf_lightning.config.stopping import RunStopped, StopCommand, exit_stopped
 from cf_lightning.errors import CFLightningError
 
@@ -73,7 +75,13 @@ def _report_ours(run_and_report: Callable[[Callable[[], Any]], Any]) -> Callable
     def guarded_run_and_report(func: Callable[[], Any]) -> Any:
         def guarded() -> Any:
             try:
+                check_group_choices(sys.argv[1:])  # model=autorec_schema: a schema node is not a model
                 return func()
+            except (MissingConfigException, ConfigCompositionException) as error:  # model=nope, optimizer.lr_maxx=1
+                ours = explain(error)
+                if ours is None or full_traceback_wanted():
+                    raise
+                exit_with(ours)
             except RunStopped as stopped:  # without the job_status callback (hydra.callbacks changed)
                 exit_stopped(stopped)
             except CFLightningError as error:
