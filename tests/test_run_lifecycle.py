@@ -194,3 +194,89 @@ def test_job_status_records_the_threads_training_used(data, tmp_path, monkeypatc
         torch.set_num_threads(before)
     assert code == 0, err
     assert json.loads((tmp_path / "run" / "job_status.json").read_text())["torch_threads"] == 1
+
+
+# --- item 5: more devices than the machine has ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("accelerator", "count", "name"), [("cpu", os.cpu_count(), "CPU cores"), ("gpu", None, "GPUs")]
+)
+def test_more_devices_than_the_machine_has_is_one_error_before_any_process_starts(
+    tmp_path, monkeypatch, capsys, accelerator, count, name
+):
+    if accelerator == "gpu":
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a machine with one GPU
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+        count = 1
+    monkeypatch.setattr(subprocess, "Popen", None)  # Lightning starts the other ranks with it: never reached
+    argv = [f"data.root={tmp_path / 'no-such-data'}", f"accelerator={accelerator}", "accelerator.devices=100"]
+    code, out, err = run_command(train_main, [*argv, f"hydra.run.dir={tmp_path / 'run'}"], monkeypatch, capsys)
+    assert code == 2
+    (line,) = error_lines(err)
+    assert line.startswith("error: accelerator.devices=100:") and f"this machine has {count} {name}" in line
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+# --- item 17: Hydra's own composition errors ------------------------------------------------------------------------
+
+
+def model_files() -> list[str]:
+    return sorted(p.stem for p in (ROOT / "conf" / "model").glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("model=nope", "error: model=nope: not an option of model; choose one of: " + ", ".join(model_files())),
+        ("model=autorec_schema", "error: model=autorec_schema: not an option of model; did you mean model=autorec?"),
+        ("optimizer.lr_maxx=1", "error: optimizer.lr_maxx: not a key of optimizer; did you mean optimizer.lr_max?"),
+        ("data=ml100", "error: data=ml100: not an option of data; did you mean data=ml100k?"),
+        ("seed=abc", "error: seed: Value 'abc' of type 'str' could not be converted to Integer"),
+    ],
+)
+def test_hydras_composition_errors_are_one_error_line(tmp_path, monkeypatch, capsys, override, expected):
+    argv = [f"data.root={tmp_path / 'no-such-data'}", override, f"hydra.run.dir={tmp_path / 'run'}"]
+    code, out, err = run_command(train_main, argv, monkeypatch, capsys)
+    assert code == 2, err
+    (line,) = error_lines(err)
+    assert line.startswith(expected)
+    assert "_schema" not in line.partition("choose one of")[2] and "+optimizer" not in line
+    assert len([line for line in err.splitlines() if line.strip()]) == 2  # the error and the HYDRA_FULL_ERROR hint
+
+
+# --- item 20: an error during training is printed on a line of its own ---------------------------------------------
+
+FAILS_IN_EPOCH_1 = """
+import sys
+import pytorch_lightning as pl
+import cf_lightning.train as t
+from cf_lightning.errors import ConfigError
+
+class FailsMidEpoch(pl.Callback):
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.current_epoch == 1 and batch_idx == 3:
+            raise ConfigError("planted failure in the middle of epoch 1")
+
+callbacks = t._callbacks
+t._callbacks = lambda cfg, out_dir: [*callbacks(cfg, out_dir), FailsMidEpoch()]
+sys.argv = ["cf_lightning.train", *sys.argv[1:]]
+t.main()
+"""
+
+
+def test_an_error_during_training_is_printed_on_its_own_line_not_the_progress_bars(data, tmp_path):
+    overrides = [*quick_overrides(data, "epochs=3", *FAST), "callbacks.progress_bar_refresh_rate=1"]
+    result = subprocess.run(
+        [sys.executable, "-c", FAILS_IN_EPOCH_1, *overrides, f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=300,
+    )  # fmt: skip  (stdout and stderr in one stream, as a terminal shows them)
+    assert result.returncode == 2, result.stdout[-3000:]
+    assert "Epoch 1:" in result.stdout  # the bar was drawn
+    before, found, _ = result.stdout.partition("error: planted failure in the middle of epoch 1")
+    assert found and before.endswith("\n"), repr(before[-200:])
