@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from functools import partial
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def train(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
     """Train ``cfg.model`` on ``cfg.data``; write checkpoints, the logger's files (TensorBoard events by
     default), ``epochs.csv``, ``metrics.json`` and ``loss.png`` into ``out_dir`` (Hydra's run folder by
     default); return the metrics."""
+    quiet_lightnings_own_deprecation()
     validate(cfg)
     check_accelerator(cfg.accelerator)
     check_devices(cfg.accelerator)  # before Lightning starts a process per device
@@ -61,6 +63,17 @@ def train(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
         stop.catching(),
     ):  # one run per folder (config/run_folder.py)
         return _fit(cfg, out_dir, stop)
+
+
+def quiet_lightnings_own_deprecation() -> None:
+    """Hide the one warning Lightning 2.6 raises against newer torch at every fit (its ``_pytree.py`` builds a
+    ``LeafSpec``): it is about Lightning's code, not the run, and the user can do nothing about it."""
+    warnings.filterwarnings(
+        "ignore",
+        message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        category=FutureWarning,
+        module=r"pytorch_lightning\.utilities\._pytree",
+    )
 
 
 def _fit(cfg: DictConfig, out_dir: Path, stop: pl.Callback | None = None) -> dict:

@@ -1,11 +1,13 @@
 """A run's lifecycle (issue 25): its folder, overwrite, signals, file modes, threads, and how errors are shown."""
 
+import csv
 import json
 import os
 import signal
 import stat
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -280,3 +282,25 @@ def test_an_error_during_training_is_printed_on_its_own_line_not_the_progress_ba
     assert "Epoch 1:" in result.stdout  # the bar was drawn
     before, found, _ = result.stdout.partition("error: planted failure in the middle of epoch 1")
     assert found and before.endswith("\n"), repr(before[-200:])
+
+
+# --- item 28: a ranking run's table, and Lightning's own deprecation warning ----------------------------------------
+
+
+def test_a_ranking_runs_table_shows_what_it_selects_by_and_lightnings_warning_is_hidden(data, tmp_path, capsys):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics = train(make_cfg(*quick_overrides(data, "model=ials", "epochs=2", "logger=none")), tmp_path / "run")
+        hidden = len(caught)
+        # The filter is precise: another warning of the same module and category still shows.
+        warnings.warn_explicit("another", FutureWarning, "_pytree.py", 1, module="pytorch_lightning.utilities._pytree")
+    assert not [w for w in caught if "LeafSpec" in str(w.message)]
+    assert [str(w.message) for w in caught[hidden:]] == ["another"]
+    header, *rows = [
+        line for line in capsys.readouterr().out.splitlines() if line[:1].isdigit() or "train_loss" in line
+    ]
+    assert header.split() == ["epoch", "train_loss", "ndcg@10", "time"]  # not valid_loss: ials' scores are not ratings
+    shown = [float(row.split()[2]) for row in rows]
+    with (tmp_path / "run" / "epochs.csv").open() as table:
+        assert shown == pytest.approx([float(row["val/ndcg@10"]) for row in csv.DictReader(table)], abs=1e-6)
+    assert metrics["val/ndcg@10_best"] == pytest.approx(max(shown), abs=1e-6)
