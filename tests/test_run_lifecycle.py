@@ -7,13 +7,16 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
+from cf_lightning.callbacks.interruption import StopOnSignal
 from cf_lightning.config import run_folder
+from cf_lightning.config.stopping import RunStopped
 from cf_lightning.errors import RunFolderError
 from cf_lightning.train import main as train_main
 from cf_lightning.train import train
@@ -113,6 +116,17 @@ def test_a_signal_ends_the_run_with_its_status_and_exit_code_and_the_run_resumes
     assert resumed.returncode == 0, err[-3000:]
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 40
     assert json.loads((run / "job_status.json").read_text())["status"] == "completed"
+
+
+def test_sigterm_outside_the_fit_ends_the_run_the_same_way(tmp_path):
+    """While the data is read (no Lightning handler yet), SIGTERM is RunStopped too, and the handler is put back."""
+    before = signal.getsignal(signal.SIGTERM)
+    stop = StopOnSignal(tmp_path)
+    with pytest.raises(RunStopped) as err, stop.catching():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # the handler raises before this ends
+    assert (err.value.status, err.value.exit_status, err.value.last_checkpoint) == ("terminated", 143, None)
+    assert signal.getsignal(signal.SIGTERM) == before
 
 
 # --- items 8 and 16: a run folder the operating system refuses ----------------------------------------------------

@@ -29,8 +29,8 @@ from cf_lightning.config.stopping import RunStopped
 from cf_lightning.run_files import CHECKPOINTS, LAST_CHECKPOINT
 
 
-class _Terminated(Exception):  # noqa: N818 - raised by our SIGTERM handler outside Lightning's fit
-    pass
+class _Terminated(BaseException):  # noqa: N818 - our SIGTERM handler's, outside Lightning's fit
+    """As KeyboardInterrupt is for SIGINT: a BaseException, so no ``except Exception`` on the way re-labels it."""
 
 
 class StopOnSignal(pl.Callback):
