@@ -267,7 +267,7 @@ def cases(root: Path, work: Path) -> list[Outcome]:
 
 def _stopped_by(signum: int, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """A training run sent ``signum`` once its second epoch's row is printed (epoch 0's last.ckpt is saved)."""
-    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}  # each row as it is printed
     command = [sys.executable, "-m", "cf_lightning.train", *args]
     process = subprocess.Popen(
         command, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -78,7 +78,7 @@ def start_training(run: Path, overrides: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "cf_lightning.train", *overrides, f"hydra.run.dir={run}"],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},  # each row as printed
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
