@@ -312,6 +312,8 @@ def cases_run_lifecycle(root: Path, work: Path) -> list[Outcome]:
         status_file = folder / "job_status.json"
         status = json.loads(status_file.read_text())["status"] if status_file.exists() else "none"
         results.append(outcome(f"{case} during training", f"`train` + {case} (job_status: {status})", stopped))
+        said = [line for line in stopped.stderr.splitlines() if line.startswith("stopped:")]
+        results[-1].message = said[0] if said else results[-1].message  # not an error: how to resume
     last = work / "lifecycle" / f"stopped-{signal.SIGTERM}" / "checkpoints" / "last.ckpt"
     train(
         "resuming the run stopped by SIGTERM",
