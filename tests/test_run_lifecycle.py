@@ -129,6 +129,13 @@ def test_sigterm_outside_the_fit_ends_the_run_the_same_way(tmp_path):
     assert signal.getsignal(signal.SIGTERM) == before
 
 
+def test_the_resume_advice_of_a_sweep_job_quotes_its_folder_for_hydra():
+    folder = "outputs/multirun/x/0_wd=0.1,n_factors=50"
+    message = str(RunStopped(signal.SIGTERM, f"{folder}/checkpoints/last.ckpt", folder))
+    assert f"""'hydra.run.dir="{folder}"' 'ckpt_path="{folder}/checkpoints/last.ckpt"'""" in message
+    assert "ckpt_path=/plain/last.ckpt" in str(RunStopped(signal.SIGINT, "/plain/last.ckpt", "/plain"))
+
+
 # --- items 8 and 16: a run folder the operating system refuses ----------------------------------------------------
 
 

@@ -23,7 +23,10 @@ class RunStopped(Exception):  # noqa: N818 - not a failure: the run was told to 
         self.signum, self.last_checkpoint, self.folder = signum, last_checkpoint, folder
         name = signal.Signals(signum).name
         if last_checkpoint:
-            how = f"resume it with hydra.run.dir={folder} ckpt_path={last_checkpoint} (and the same overrides)"
+            how = (
+                f"resume it with {_override('hydra.run.dir', folder)} {_override('ckpt_path', last_checkpoint)} "
+                "(and the same overrides)"
+            )
         else:
             how = f"it stopped before its first checkpoint; start it again (overwrite=true in {folder})"
         super().__init__(f"the run was stopped by {name} ({self.status}); {how}")
@@ -35,6 +38,14 @@ class RunStopped(Exception):  # noqa: N818 - not a failure: the run was told to 
     @property
     def exit_status(self) -> int:
         return 128 + int(self.signum)  # what a shell reports for a process ended by the signal
+
+
+def _override(key: str, value: str) -> str:
+    """``key=value`` as typed in a shell; a sweep job's folder (``0_wd=0.1,n_factors=50``) quoted twice over,
+    for the shell and for Hydra, which would read its commas as a sweep."""
+    if not set(value) & set(",=[]{}()'\" "):
+        return f"{key}={value}"
+    return "'" + key + '="' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' + "'"
 
 
 class StopCommand(BaseException):  # noqa: N818 - carries a RunStopped
