@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -261,6 +263,7 @@ def cases(root: Path, work: Path) -> list[Outcome]:
     )
     results.extend(cases_typed_config(root, work))
     results += cases_data_layer(root, work)
+    results += cases_run_lifecycle(root, work)
     return results
 
 
@@ -392,6 +395,95 @@ def cases_typed_config(root: Path, work: Path) -> list[Outcome]:
         print(f"... {case}", file=sys.stderr, flush=True)
         result = run("train", [f"data.root={root}", *QUICK, override, f"hydra.run.dir={work / 'item14'}"], work)
         results.append(outcome(case, f"`train {override}`", result))
+    return results
+
+
+def _stopped_by(signum: int, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """A training run sent ``signum`` once its second epoch's row is printed (epoch 0's last.ckpt is saved)."""
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}  # each row as it is printed
+    command = [sys.executable, "-m", "cf_lightning.train", *args]
+    process = subprocess.Popen(
+        command, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    for line in process.stdout:
+        if line.startswith("1 "):
+            break
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=900)
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
+def cases_run_lifecycle(root: Path, work: Path) -> list[Outcome]:
+    """Issue 25's run-lifecycle probes: overwrite, signals, devices, unusable run folders, Hydra's own errors."""
+    results: list[Outcome] = []
+    data = [f"data.root={root}"]
+
+    def train(case: str, shown: str, args: list[str]) -> subprocess.CompletedProcess:
+        print(f"... {case}", file=sys.stderr, flush=True)
+        result = run("train", args, work)
+        results.append(outcome(case, shown, result))
+        return result
+
+    mixed = work / "lifecycle" / "mixed"
+    for name in ("checkpoints/resnet50_final.ckpt", "checkpoints/README.txt", "tb/events.out", "metrics.json"):
+        (mixed / name).parent.mkdir(parents=True, exist_ok=True)
+        (mixed / name).write_text(name)
+    before = sorted(p for p in mixed.rglob("*") if p.is_file())
+    train(
+        "overwrite=true over a folder holding files no run wrote",
+        "`train hydra.run.dir=F overwrite=true`",
+        [*data, *QUICK, f"hydra.run.dir={mixed}", "overwrite=true"],
+    )
+    lost = [p for p in before if not p.exists()]
+    results[-1].command += f" (files lost: {len(lost)})"
+
+    epochs = [*data, *QUICK, "epochs=5", "logger=none"]
+    for signum, case in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT (Ctrl+C)")):
+        folder = work / "lifecycle" / f"stopped-{signum}"
+        print(f"... {case} during training", file=sys.stderr, flush=True)
+        stopped = _stopped_by(signum, [*epochs, f"hydra.run.dir={folder}"], work)
+        status_file = folder / "job_status.json"
+        status = json.loads(status_file.read_text())["status"] if status_file.exists() else "none"
+        results.append(outcome(f"{case} during training", f"`train` + {case} (job_status: {status})", stopped))
+        said = [line for line in stopped.stderr.splitlines() if line.startswith("stopped:")]
+        results[-1].message = said[0] if said else results[-1].message  # not an error: how to resume
+    last = work / "lifecycle" / f"stopped-{signal.SIGTERM}" / "checkpoints" / "last.ckpt"
+    train(
+        "resuming the run stopped by SIGTERM",
+        "`train hydra.run.dir=R ckpt_path=R/checkpoints/last.ckpt`",
+        [*epochs, f"hydra.run.dir={last.parent.parent}", f"ckpt_path={last}"],
+    )
+
+    train("more devices than CPU cores", "`train accelerator.devices=100`", [*data, *QUICK, "accelerator.devices=100"])
+    a_file = work / "lifecycle" / "a-file"
+    a_file.write_text("")
+    train("hydra.run.dir is a file", "`train hydra.run.dir=<a file>`", [*data, *QUICK, f"hydra.run.dir={a_file}"])
+    train(
+        "hydra.run.dir under /proc",
+        "`train hydra.run.dir=/proc/self/run`",
+        [*data, *QUICK, "hydra.run.dir=/proc/self/run"],
+    )
+    train(
+        "hydra.run.dir=/proc/self (no lock can be made)",
+        "`train hydra.run.dir=/proc/self`",
+        [*data, *QUICK, "hydra.run.dir=/proc/self"],
+    )
+    read_only = work / "lifecycle" / "read-only"
+    if mount_tmpfs(read_only, "1m") and subprocess.run(["mount", "-o", "remount,ro", str(read_only)]).returncode == 0:
+        try:
+            train(
+                "a read-only run folder",
+                "`train hydra.run.dir=<read-only mount>`",
+                [*data, *QUICK, f"hydra.run.dir={read_only / 'run'}"],
+            )
+        finally:
+            subprocess.run(["umount", "-l", str(read_only)])
+    for override, case in (
+        ("model=nope", "an unknown model"),
+        ("optimizer.lr_maxx=1", "a misspelt optimizer key"),
+        ("model=autorec_schema", "a schema node chosen as the model"),
+    ):
+        train(f"{case} (Hydra's own check)", f"`train {override}`", [*data, *QUICK, override])
     return results
 
 

@@ -4,7 +4,8 @@ Every result file (``metrics.json``, ``epochs.csv``, ``job_status.json``, summar
 goes through here: the bytes go to a temporary file in the same folder (same file system, so the
 rename is atomic), are flushed to disk, and only then replace the target. A failed write (disk full,
 read-only folder) removes the temporary file and raises ``ResultWriteError`` naming the path; the
-previous good file, if any, stays.
+previous good file, if any, stays. The new file gets the mode any other new file gets (0644 under
+the usual umask), not ``mkstemp``'s private 0600.
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ from typing import BinaryIO
 from cf_lightning.errors import ResultWriteError
 
 
+def current_umask() -> int:
+    """The process's umask (reading it means setting it: put back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     """Open a temporary file beside ``path`` for binary writing; on success it replaces ``path``."""
@@ -26,6 +34,7 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~current_umask())
     except OSError as error:
         raise ResultWriteError(
             f"{path}: cannot write ({error.strerror or error}); check the folder and free space"

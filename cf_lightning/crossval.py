@@ -22,14 +22,12 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from cf_lightning.atomic import write_text
-from cf_lightning.callbacks.report import METRICS_FILE
 from cf_lightning.config import CONFIG_DIR
 from cf_lightning.config.cli import clean_errors, drop_plus_of_listed_groups
 from cf_lightning.config.run_folder import run_folder
 from cf_lightning.config.schema import PREDEFINED_FOLDS
+from cf_lightning.run_files import CROSSVAL_FILE, FOLD_FOLDER, METRICS_FILE
 from cf_lightning.train import objective, train
-
-CROSSVAL_FILE = "crossval.json"
 
 
 def crossval(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
@@ -42,7 +40,7 @@ def crossval(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
             fold_cfg = copy.deepcopy(cfg)
             OmegaConf.update(fold_cfg, "data.split", "predefined" if fold in PREDEFINED_FOLDS else "kfold")
             OmegaConf.update(fold_cfg, "data.fold", fold)
-            per_fold[fold] = train(fold_cfg, out_dir / f"fold={fold}")
+            per_fold[fold] = train(fold_cfg, out_dir / FOLD_FOLDER.format(fold=fold))
         summary = summarize(per_fold)
         write_text(out_dir / CROSSVAL_FILE, json.dumps({"summary": summary, "folds": per_fold}, indent=2) + "\n")
         write_text(out_dir / METRICS_FILE, json.dumps(summary, indent=2) + "\n")

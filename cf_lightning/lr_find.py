@@ -39,8 +39,9 @@ from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.errors import ConfigError
 from cf_lightning.models import build_model
 from cf_lightning.optim.one_cycle import param_groups
+from cf_lightning.run_files import LR_FIND_PLOT, LR_FIND_RESULT
 
-PLOT_FILE, RESULT_FILE = "lr_find.png", "lr_find.json"
+PLOT_FILE, RESULT_FILE = LR_FIND_PLOT, LR_FIND_RESULT
 
 
 @dataclass

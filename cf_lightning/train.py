@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import warnings
 from functools import partial
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from cf_lightning.callbacks.checkpoint_info import CheckpointInfo
 from cf_lightning.callbacks.checkpoint_io import AtomicCheckpointIO
 from cf_lightning.callbacks.curves import TrainingCurves
 from cf_lightning.callbacks.hparams_log import log_run_hparams
+from cf_lightning.callbacks.interruption import StopOnSignal
 from cf_lightning.callbacks.nonfinite import NonFiniteLossGuard
 from cf_lightning.callbacks.progress import LossProgressBar
 from cf_lightning.callbacks.ranking_evaluation import RankingEvaluation
@@ -30,7 +32,7 @@ from cf_lightning.callbacks.report import EpochReport
 from cf_lightning.callbacks.tensorboard_extras import InterpretationLogger
 from cf_lightning.config import CONFIG_DIR, TrainConfig, validate
 from cf_lightning.config.cli import clean_errors, drop_plus_of_listed_groups
-from cf_lightning.config.distributed import hydra_ddp_job
+from cf_lightning.config.distributed import check_devices, hydra_ddp_job
 from cf_lightning.config.loggers import build_logger, tensorboard_of
 from cf_lightning.config.preflight import check_accelerator, check_batch_size, lightning_trainer
 from cf_lightning.config.run_folder import run_folder
@@ -41,6 +43,7 @@ from cf_lightning.errors import ConfigError
 from cf_lightning.metrics.ranking import higher_is_better
 from cf_lightning.models import MODELS, build_model
 from cf_lightning.models.topn.losses import RANKING_LOSSES
+from cf_lightning.run_files import BEST_CHECKPOINT, CHECKPOINTS
 
 # train/loss, lr and momentum: a point every this many optimizer steps (a device sync each, no more).
 LOG_EVERY_N_STEPS = 50
@@ -50,15 +53,32 @@ def train(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
     """Train ``cfg.model`` on ``cfg.data``; write checkpoints, the logger's files (TensorBoard events by
     default), ``epochs.csv``, ``metrics.json`` and ``loss.png`` into ``out_dir`` (Hydra's run folder by
     default); return the metrics."""
+    quiet_lightnings_own_deprecation()
     config = validate(cfg)  # the typed config the run uses from here on
     check_accelerator(config.accelerator)
+    check_devices(config.accelerator)  # before Lightning starts a process per device
     _check_loss_applies(config.model.name, config.loss.name)
     out_dir = Path(out_dir or hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
-    with run_folder(out_dir, config.ckpt_path, config.overwrite):  # one run per folder (config/run_folder.py)
-        return _fit(config, cfg, out_dir)
+    stop = StopOnSignal(out_dir)  # SIGTERM / SIGINT: last.ckpt saved, then RunStopped (config/stopping.py)
+    with (
+        run_folder(out_dir, config.ckpt_path, config.overwrite),
+        stop.catching(),
+    ):  # one run per folder (config/run_folder.py)
+        return _fit(config, cfg, out_dir, stop)
 
 
-def _fit(cfg: TrainConfig, composed: DictConfig, out_dir: Path) -> dict:
+def quiet_lightnings_own_deprecation() -> None:
+    """Hide the one warning Lightning 2.6 raises against newer torch at every fit (its ``_pytree.py`` builds a
+    ``LeafSpec``): it is about Lightning's code, not the run, and the user can do nothing about it."""
+    warnings.filterwarnings(
+        "ignore",
+        message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        category=FutureWarning,
+        module=r"pytorch_lightning\.utilities\._pytree",
+    )
+
+
+def _fit(cfg: TrainConfig, composed: DictConfig, out_dir: Path, stop: pl.Callback | None = None) -> dict:
     """``cfg``: the typed config; ``composed``: the same config as Hydra composed it, for the HPARAMS record."""
     apply_threads(cfg.threads, cfg.data.batch_size)
     logger = build_logger(cfg.logger, out_dir)  # before any data is read: a logger that cannot start stops here
@@ -83,6 +103,7 @@ def _fit(cfg: TrainConfig, composed: DictConfig, out_dir: Path) -> dict:
         default_root_dir=out_dir,
         callbacks=[
             NonFiniteLossGuard(),
+            *([stop] if stop is not None else []),
             report,
             *_callbacks(cfg, out_dir),
             *_logger_callbacks(cfg, logger),
@@ -165,8 +186,8 @@ def _callbacks(cfg: TrainConfig, out_dir: Path) -> list[pl.Callback]:
     if cfg.callbacks.checkpoint:
         callbacks.append(
             ModelCheckpoint(
-                dirpath=out_dir / "checkpoints",
-                filename="best-epoch={epoch}",
+                dirpath=out_dir / CHECKPOINTS,
+                filename=BEST_CHECKPOINT,
                 monitor=cfg.evaluation.monitor,
                 mode="max" if higher_is_better(cfg.evaluation.monitor) else "min",
                 save_last=True,

@@ -8,8 +8,6 @@ from pathlib import Path
 
 from cf_lightning.atomic import write_bytes
 
-LOSS_PLOT_FILE = "loss.png"
-
 
 def write_loss_plot(rows: Sequence[dict], path: str | Path) -> None:
     """Plot ``train_loss`` and ``valid_loss`` of the epoch ``rows`` (the table's) into ``path`` (PNG, atomic)."""

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 from cf_lightning.atomic import write_text
-from cf_lightning.callbacks.loss_plot import LOSS_PLOT_FILE, write_loss_plot
-from cf_lightning.config import METRICS_FILE
+from cf_lightning.callbacks.loss_plot import write_loss_plot
 from cf_lightning.metrics.ranking import higher_is_better
+from cf_lightning.run_files import EPOCHS_FILE, LOSS_PLOT_FILE, METRICS_FILE
 
-EPOCHS_FILE = "epochs.csv"
 TABLE_COLUMNS = ("epoch", "train_loss", "valid_loss", "time")
+VALID_LOSS = ("valid_loss", "valid_loss")  # the table's third column: its header, and its key in a row
 
 
 class EpochReport(pl.Callback):
@@ -66,9 +66,15 @@ class EpochReport(pl.Callback):
         # pl_module.print: rank 0 only, and above the progress bar rather than through it.
         if not self._header_printed:  # the first epoch of this process (a resumed run reprints the earlier rows)
             self._header_printed = True
-            pl_module.print(format_table(self.rows))
+            pl_module.print(format_table(self.rows, self.shown))
         else:
-            pl_module.print(format_row(self.rows[-1]))
+            pl_module.print(format_row(self.rows[-1], self.shown))
+
+    @property
+    def shown(self) -> tuple[str, str]:
+        """The table's third column (header, row key): what the run selects its best epoch by. For a ranking run
+        that is the ranking metric (``ndcg@10``), not ``valid_loss``: the MSE of scores that are not ratings."""
+        return VALID_LOSS if self.monitor == "val/loss" else (self.monitor.removeprefix("val/"), self.monitor)
 
     def on_fit_end(self, trainer, pl_module) -> None:
         if trainer.is_global_zero and self.rows:
@@ -112,12 +118,13 @@ def _best_index(values: list[float], maximize: bool) -> int:
     return min(range(len(values)), key=lambda i: (math.isnan(values[i]), sign * values[i]))
 
 
-def format_table(rows: list[dict]) -> str:
-    """The table ``fit_one_cycle`` prints: epoch, train_loss, valid_loss, time (mm:ss)."""
-    return "\n".join(["epoch  train_loss  valid_loss  time", *map(format_row, rows)])
+def format_table(rows: list[dict], shown: tuple[str, str] = VALID_LOSS) -> str:
+    """The table ``fit_one_cycle`` prints: epoch, train_loss, valid_loss (or the ``shown`` column), time (mm:ss)."""
+    return "\n".join([f"epoch  train_loss  {shown[0]:<10}  time", *(format_row(row, shown) for row in rows)])
 
 
-def format_row(row: dict) -> str:
+def format_row(row: dict, shown: tuple[str, str] = VALID_LOSS) -> str:
     """One epoch's line of ``format_table``."""
     minutes, seconds = divmod(int(round(row["time"])), 60)
-    return f"{row['epoch']:<5d}  {row['train_loss']:<10.6f}  {row['valid_loss']:<10.6f}  {minutes:02d}:{seconds:02d}"
+    value = row.get(shown[1], math.nan)  # an epoch without ranking metrics (evaluation.every_n_epochs): nan
+    return f"{row['epoch']:<5d}  {row['train_loss']:<10.6f}  {value:<10.6f}  {minutes:02d}:{seconds:02d}"

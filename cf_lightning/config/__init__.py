@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 
 from cf_lightning.config.run_names import register_resolvers
 from cf_lightning.config.schema import TrainConfig, register_configs, validate
+from cf_lightning.run_files import METRICS_FILE  # every run's summary (read by sweep_summary, the tables)
 
 
 def config_dir(package: Path) -> Path:
@@ -28,7 +29,6 @@ def config_dir(package: Path) -> Path:
 
 CONFIG_DIR = str(config_dir(Path(__file__).resolve().parents[1]))
 OBJECTIVE = "val/loss_best"  # what a sweep minimises: the best validation loss, not the last
-METRICS_FILE = "metrics.json"  # every run's summary, read by sweep_summary, crossval, the tables
 
 
 def register() -> None:

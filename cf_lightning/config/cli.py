@@ -21,8 +21,11 @@ from typing import Any, NoReturn, TypeVar
 
 from hydra._internal import utils as hydra_utils
 from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.types import RunMode
 
+from cf_lightning.config.hydra_errors import check_group_choices, explain
+from cf_lightning.config.stopping import RunStopped, StopCommand, exit_stopped
 from cf_lightning.errors import CFLightningError
 
 EXIT_STATUS = 2  # argparse's status for a usage error: the user can fix it
@@ -72,7 +75,15 @@ def _report_ours(run_and_report: Callable[[Callable[[], Any]], Any]) -> Callable
     def guarded_run_and_report(func: Callable[[], Any]) -> Any:
         def guarded() -> Any:
             try:
+                check_group_choices(sys.argv[1:])  # model=autorec_schema: a schema node is not a model
                 return func()
+            except (MissingConfigException, ConfigCompositionException) as error:  # model=nope, optimizer.lr_maxx=1
+                ours = explain(error)
+                if ours is None or full_traceback_wanted():
+                    raise
+                exit_with(ours)
+            except RunStopped as stopped:  # without the job_status callback (hydra.callbacks changed)
+                exit_stopped(stopped)
             except CFLightningError as error:
                 if full_traceback_wanted():
                     raise
@@ -109,6 +120,8 @@ def clean_errors(main: F) -> F:
         JobReturn.return_value = property(_quiet_single_run_failure, _hydra_return_value.fset)
         try:
             return main(*args, **kwargs)
+        except StopCommand as stop:  # a signal stopped the run (and the sweep): 143 or 130
+            exit_stopped(stop.stopped)
         except AbortRun as abort:
             if full_traceback_wanted():
                 raise abort.error from None

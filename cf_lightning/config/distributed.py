@@ -26,6 +26,8 @@ from hydra.utils import get_original_cwd
 from lightning_fabric.strategies.launchers import subprocess_script as fabric_launcher
 from pytorch_lightning.strategies.launchers import subprocess_script as pl_launcher
 
+from cf_lightning.errors import ConfigError
+
 # Hydra overrides that describe the sweep or the parent's outputs, not the job: a child leaves them out.
 PARENT_ONLY_OVERRIDES = (
     "hydra.mode",
@@ -40,6 +42,42 @@ PARENT_ONLY_OVERRIDES = (
     "hydra.callbacks",
     "hydra/callbacks",
 )
+GPU_ACCELERATORS = ("gpu", "cuda")
+
+
+def available_devices(accelerator: str) -> tuple[int, str]:
+    """How many devices of ``accelerator`` this machine has for one node's processes, and their name."""
+    kind = str(accelerator).lower()
+    if kind == "auto":
+        kind = "gpu" if torch.cuda.is_available() else "cpu"
+    if kind in GPU_ACCELERATORS:
+        return torch.cuda.device_count(), "GPUs"
+    if kind == "cpu":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return cores or 1, "CPU cores"
+    return -1, ""  # tpu, mps, ...: Lightning checks those itself
+
+
+def check_devices(accelerator) -> None:
+    """Refuse ``accelerator.devices`` beyond this machine's devices before any process is started: Lightning
+    would start the other ranks' processes and wait for ever for those that cannot run."""
+    devices = getattr(accelerator, "devices", "auto")
+    have, name = available_devices(getattr(accelerator, "accelerator", "auto"))
+    if have < 0 or devices in ("auto", -1, "-1", None):
+        return
+    wanted = [int(d) for d in str(devices).split(",") if d.strip()] if isinstance(devices, str) else devices
+    if isinstance(wanted, int):
+        needed, what = wanted, f"{wanted} processes (one per device)"
+    else:  # a list of device ids
+        wanted = [int(d) for d in wanted]
+        needed, what = (max(wanted) + 1 if wanted else 0), f"device ids up to {max(wanted, default=0)}"
+    if needed > have:
+        raise ConfigError(
+            f"accelerator.devices={devices}: asks for {what}, and this machine has {have} {name} (the run would "
+            f"wait for ever for the processes that cannot start); use accelerator.devices={max(have, 1)} or less"
+        )
+
+
 # What Lightning's subprocess launcher sets in the parent's environment for one job's process group.
 LAUNCHER_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "OMP_NUM_THREADS")
 

@@ -29,9 +29,10 @@ from omegaconf import DictConfig, OmegaConf
 import cf_lightning.config.run_names  # noqa: F401  (registers the job_name resolver in joblib's workers too)
 from cf_lightning.atomic import write_text
 from cf_lightning.config import run_folder
+from cf_lightning.config.stopping import RunStopped, StopCommand
 from cf_lightning.errors import ResultWriteError
+from cf_lightning.run_files import STATUS_FILE
 
-STATUS_FILE = "job_status.json"
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 IN_PLACE_LIMIT = 4096  # a file system block: rewriting an existing file within it needs no new space
 
@@ -59,24 +60,30 @@ class JobStatusCallback(Callback):
         _write(out_dir, {"status": RUNNING, "overrides": _overrides(config), "started": self._started[out_dir]})
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        import torch  # only here: importing this module must stay cheap
+        from cf_lightning.config.threads import threads_used  # only here: importing this module must stay cheap
 
         out_dir = config.hydra.runtime.output_dir
         if not _ours(out_dir):
             return
+        started = self._started.pop(out_dir, None)
         status = {
             "status": COMPLETED if job_return.status == JobStatus.COMPLETED else FAILED,
             "overrides": _overrides(config),
-            "started": self._started.pop(out_dir, None),
+            "started": started,
             "finished": time.time(),
-            "torch_threads": torch.get_num_threads(),
+            "torch_threads": threads_used(started),  # what training used
             "pid": os.getpid(),  # jobs of a parallel launcher run in processes of their own
         }
-        if job_return.status != JobStatus.COMPLETED:
-            error = job_return._return_value  # the public property re-raises the exception
+        error = job_return._return_value if job_return.status != JobStatus.COMPLETED else None  # (the public
+        # property re-raises the exception)
+        if isinstance(error, RunStopped):
+            status["status"], status["error"] = error.status, str(error)
+        elif error is not None:
             status["error"] = f"{type(error).__name__}: {error}"
             status["traceback"] = "".join(traceback.format_exception(error))
         _write(out_dir, status)
+        if isinstance(error, RunStopped):
+            raise StopCommand(error)  # past Hydra's job loop: a stopped sweep runs no further jobs
 
 
 def _overrides(config: DictConfig) -> list[str]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,14 +30,14 @@ from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from cf_lightning import run_files
 from cf_lightning.atomic import write_bytes
 from cf_lightning.errors import RunFolderError
+from cf_lightning.run_files import CHECKPOINTS, LAST_CHECKPOINT, LOCK_FILE, RESULT_FILES
 
 log = logging.getLogger(__name__)
 
-LOCK_FILE = ".run.lock"
-CHECKPOINTS = "checkpoints"
-TENSORBOARD = "tb"
+FOREIGN_NAMED = 3  # overwrite=true's refusal names this many of the files it would not delete
 RANK_VARIABLES = ("RANK", "SLURM_PROCID", "LOCAL_RANK")  # torchrun, srun, Lightning's own launcher
 
 _held: dict[str, FileLock] = {}  # folders this process holds, by absolute path
@@ -67,19 +66,36 @@ def refused(folder: str | Path) -> bool:
     return folder_key(folder) in _refused
 
 
-def _result_names() -> tuple[str, ...]:
-    # Imported here: the commands import this module early, and these modules import Lightning.
-    from cf_lightning.callbacks.report import EPOCHS_FILE
-    from cf_lightning.config import METRICS_FILE
-    from cf_lightning.crossval import CROSSVAL_FILE
-
-    return METRICS_FILE, EPOCHS_FILE, CROSSVAL_FILE
-
-
 def previous_results(folder: Path) -> list[Path]:
     """What an earlier run left in ``folder``: its result files and checkpoints."""
-    found = [folder / name for name in _result_names() if (folder / name).is_file()]
+    found = [folder / name for name in RESULT_FILES if (folder / name).is_file()]
     return found + sorted((folder / CHECKPOINTS).glob("*.ckpt"))
+
+
+def delete_previous_run(folder: Path) -> None:
+    """``overwrite=true``: delete the results an earlier run wrote in ``folder``, and nothing else.
+
+    Only the names a run of this project writes (``cf_lightning/run_files.py``) are ever deleted; a
+    folder holding any other file is refused as a whole, naming it, and loses nothing."""
+    files = run_files.files_in(folder)
+    foreign = [path for path in files if not run_files.written_by_a_run(path)]
+    if foreign:
+        named = ", ".join(str(path) for path in foreign[:FOREIGN_NAMED])
+        more = f" and {len(foreign) - FOREIGN_NAMED} more" if len(foreign) > FOREIGN_NAMED else ""
+        raise RunFolderError(
+            f"overwrite=true: {folder} also holds files that no run of cf_lightning writes ({named}{more}), "
+            "so nothing was deleted; move them out of the folder, or start this run in a new folder "
+            "(leave out hydra.run.dir)"
+        )
+    log.warning("overwrite=true: deleting the previous run's results in %s", folder)
+    emptied: set[Path] = set()
+    for path in files:
+        if run_files.a_result(path):
+            (folder / path).unlink()
+            emptied.update(parent for parent in (folder / path).parents if folder in parent.parents)
+    for sub in sorted(emptied, key=lambda p: len(p.parts), reverse=True):  # checkpoints/, tb/, fold=...: deepest first
+        if not any(sub.iterdir()):
+            sub.rmdir()
 
 
 def check_previous_run(folder: Path, ckpt_path: str | None, overwrite: bool) -> None:
@@ -89,13 +105,7 @@ def check_previous_run(folder: Path, ckpt_path: str | None, overwrite: bool) -> 
     if not found:
         return
     if overwrite:
-        log.warning("overwrite=true: deleting the previous run's results in %s", folder)
-        for name in (*_result_names(), CHECKPOINTS, TENSORBOARD):
-            path = folder / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
+        delete_previous_run(folder)
         return
     if ckpt_path is not None:
         if Path(folder_key(ckpt_path)).parent == folder / CHECKPOINTS:
@@ -106,7 +116,7 @@ def check_previous_run(folder: Path, ckpt_path: str | None, overwrite: bool) -> 
             "in a new folder (leave out hydra.run.dir), or add overwrite=true to delete the old results"
         )
     finished = any(path.parent == folder for path in found)  # metrics.json, epochs.csv: it ended
-    last = folder / CHECKPOINTS / "last.ckpt"
+    last = folder / CHECKPOINTS / LAST_CHECKPOINT
     resume = f"ckpt_path={last}" if last.is_file() else f"ckpt_path=<one of {folder / CHECKPOINTS}>"
     raise RunFolderError(
         f"{folder} already holds a {'finished' if finished else 'stopped'} run ({found[0].name}); "
@@ -120,8 +130,14 @@ def claim(folder: str | Path, ckpt_path: str | None = None, overwrite: bool = Fa
     key = folder_key(folder)
     if key in _held or not first_process():
         return False
-    Path(key).mkdir(parents=True, exist_ok=True)
-    lock = FileLock(os.path.join(key, LOCK_FILE), timeout=0, thread_local=False)
+    lock_path = os.path.join(key, LOCK_FILE)
+    try:
+        Path(key).mkdir(parents=True, exist_ok=True)
+        # Created here first: FileLock reads a lock file it cannot create as one another run holds.
+        os.close(os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644))
+    except OSError as error:
+        raise RunFolderError(_unusable(key, error.filename or lock_path, error)) from None
+    lock = FileLock(lock_path, timeout=0, thread_local=False)
     try:
         lock.acquire()
     except Timeout:
@@ -131,11 +147,30 @@ def claim(folder: str | Path, ckpt_path: str | None = None, overwrite: bool = Fa
         ) from None
     try:
         check_previous_run(Path(key), ckpt_path, overwrite)
+        for partial in run_files.partial_checkpoints(Path(key)):  # saves cut short by a kill: never whole
+            partial.unlink()
+    except OSError as error:
+        lock.release()
+        raise RunFolderError(_unusable(key, error.filename or key, error)) from None
     except BaseException:
         lock.release()
         raise
     _held[key] = lock
     return True
+
+
+def _unusable(folder: str, path: str, error: OSError) -> str:
+    """The message for a run folder that the operating system refuses (a file, /proc, a read-only mount)."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        problem = "it is a file, not a folder"
+    elif path.endswith(LOCK_FILE):
+        problem = f"its lock file {path} cannot be created ({error.strerror or error})"
+    else:
+        problem = f"{path}: {error.strerror or error}"
+    return (
+        f"hydra.run.dir={folder}: the run folder cannot be used: {problem}; choose a writable folder on an "
+        "ordinary disk (hydra.run.dir=<folder>), or leave out hydra.run.dir for a new one under outputs/"
+    )
 
 
 def release(folder: str | Path) -> None:

@@ -8,6 +8,7 @@ with two threads every op waits for both, so a second busy process on a small ma
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 
 import torch
@@ -43,9 +44,21 @@ def job_threads(threads: int | None, launcher: Mapping | None = None, batch_size
     return 1 if batch_size is not None and batch_size < SMALL_BATCH_ROWS else None
 
 
+_used: list[tuple[int, float]] = []  # the threads the last job set, and when (job_status.json records them)
+
+
 def apply_threads(threads: int | None, batch_size: int | None = None) -> None:
     """Set torch's intra-op threads for this job (``threads`` key of conf/train.yaml; null = chosen by
     ``job_threads`` from the launcher and the training batch size)."""
     n = job_threads(threads, batch_size=batch_size)
     if n is not None:
         torch.set_num_threads(n)
+    _used[:] = [(torch.get_num_threads(), time.time())]
+
+
+def threads_used(since: float | None) -> int:
+    """The torch threads a job started at ``since`` trained with: the count it set, if it set one after
+    ``since`` (the job puts torch's own count back when it ends); else the current count."""
+    if _used and since is not None and _used[0][1] >= since:
+        return _used[0][0]
+    return torch.get_num_threads()
