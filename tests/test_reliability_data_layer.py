@@ -20,7 +20,7 @@ from cf_lightning.errors import ConfigError, DataFormatError, DataNotFoundError,
 try:  # the shared helpers are moving out of conftest (issue 24)
     from tests.helpers import cache_entries, make_cfg
 except ImportError:
-    from tests.conftest import cache_entries, make_cfg
+    from tests.helpers import cache_entries, make_cfg
 
 ML100K = LAYOUTS["ml-100k"]
 

@@ -20,7 +20,7 @@ from cf_lightning.config.stopping import RunStopped
 from cf_lightning.errors import RunFolderError
 from cf_lightning.train import main as train_main
 from cf_lightning.train import train
-from tests.conftest import FAST, make_cfg, quick_overrides, run_command
+from tests.helpers import FAST, make_cfg, quick_overrides, run_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
