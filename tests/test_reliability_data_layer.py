@@ -16,11 +16,7 @@ from cf_lightning.data.layouts import LAYOUTS
 from cf_lightning.data.locate import DatasetSource, locate, verified_archive_md5
 from cf_lightning.data.movielens import read_items, read_ratings
 from cf_lightning.errors import ConfigError, DataFormatError, DataNotFoundError, ResultWriteError, UnsafeArchiveError
-
-try:  # the shared helpers are moving out of conftest (issue 24)
-    from tests.helpers import cache_entries, make_cfg
-except ImportError:
-    from tests.helpers import cache_entries, make_cfg
+from tests.helpers import cache_entries, make_cfg
 
 ML100K = LAYOUTS["ml-100k"]
 
