@@ -402,9 +402,12 @@ def _stopped_by(signum: int, args: list[str], cwd: Path) -> subprocess.Completed
     """A training run sent ``signum`` once its second epoch's row is printed (epoch 0's last.ckpt is saved)."""
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}  # each row as it is printed
     command = [sys.executable, "-m", "cf_lightning.train", *args]
+    # SIGINT as in a terminal, even when this script runs in a background job (which ignores it).
+    restore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
     process = subprocess.Popen(
-        command, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+        command, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=restore_sigint,
+    )  # fmt: skip
     for line in process.stdout:
         if line.startswith("1 "):
             break

@@ -74,11 +74,18 @@ def test_overwrite_deletes_a_runs_own_files_and_keeps_what_the_new_run_rewrites(
 # --- item 4: SIGTERM and SIGINT ---------------------------------------------------------------------------------
 
 
+def default_sigint() -> None:
+    """In the child: Ctrl+C as in a terminal, even when this test runs in a background job (which ignores SIGINT,
+    and a process started with SIGINT ignored never raises KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_training(run: Path, overrides: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "cf_lightning.train", *overrides, f"hydra.run.dir={run}"],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},  # each row as printed
+        preexec_fn=default_sigint,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
