@@ -20,7 +20,7 @@ from tests.helpers import make_cfg
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 COMMANDS = ("train", "crossval", "lr_find", "interpret", "recommend", "explore", "sweep_summary", "results_table")
-COMMANDS += ("chapter_table",)
+COMMANDS += ("chapter_table", "compare")
 
 
 def test_a_checkout_reads_its_own_conf_and_an_installed_package_its_packaged_copy(tmp_path):
