@@ -120,7 +120,6 @@ def test_every_module_imports(module):
     assert importlib.import_module(module).__name__ == module
 
 
-@pytest.mark.xfail(reason="other branches fix the remaining cycles", strict=False)
 def test_no_import_cycle_between_modules():
     assert cycles(import_graph()) == []
 
