@@ -37,6 +37,7 @@ from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.data.negatives import NegativeSampling
 from cf_lightning.errors import ConfigError
 from cf_lightning.metrics.ranking import higher_is_better
+from cf_lightning.model_io.size import build_within_memory
 from cf_lightning.models import MODELS, build_model
 from cf_lightning.models.topn.losses import RANKING_LOSSES
 
@@ -65,7 +66,8 @@ def _fit(cfg: DictConfig, out_dir: Path) -> dict:
     datamodule.prepare_data()
     datamodule.setup("fit")
     check_batch_size(cfg.data.batch_size, len(datamodule.train_idx))
-    model = build_model(
+    model = build_within_memory(  # refused before allocating when it cannot fit (model_io/size.py)
+        build_model,
         OmegaConf.to_container(cfg.model, resolve=True),
         datamodule.n_users,
         datamodule.n_items,
