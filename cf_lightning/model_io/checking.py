@@ -142,7 +142,7 @@ def compare_state_dicts(expected: dict, found: dict, where: str) -> None:
         raise CheckpointError(f"{where}: its weights are not this model's tensors ({listed})")
     for name, tensor in expected.items():
         other = found[name]
-        if tuple(other.shape) != tuple(tensor.shape):
+        if not _same_shape(tuple(other.shape), tuple(tensor.shape)):
             raise CheckpointError(
                 f"{where}: tensor {name} has shape {tuple(other.shape)} in the checkpoint, but the model its "
                 f"hyperparameters describe has {tuple(tensor.shape)}"
@@ -151,6 +151,13 @@ def compare_state_dicts(expected: dict, found: dict, where: str) -> None:
             raise CheckpointError(
                 f"{where}: tensor {name} is {other.dtype} in the checkpoint, but the model expects {tensor.dtype}"
             )
+
+
+def _same_shape(found: tuple, expected: tuple) -> bool:
+    """Equal shapes, where a length 0 in ``expected`` stands for any length: a buffer that a model registers
+    empty is sized by the data it is fitted on (the autoencoders' training matrix, SVD++'s rated items) and
+    takes the checkpoint's length on load. Its size is the file's, so it cannot claim more memory than that."""
+    return len(found) == len(expected) and all(e in (0, f) for f, e in zip(found, expected))
 
 
 def build_checked(path, model_class: type, checkpoint: dict, *, schema: type | None, model_name: str | None):
