@@ -138,7 +138,7 @@ def test_item3_absurd_hyperparameters_are_refused_before_allocating(trained, tmp
     load += "except Exception as e:\n    print('refused', e, file=sys.stderr)"
     untouched, _ = peak_rss_mb("import sys\n" + load.format(str(trained.checkpoint)))
     edited, err = peak_rss_mb("import sys\n" + load.format(str(path)))
-    assert "refused" in err and key in err or "shape" in err
+    assert "refused" in err and (key in err or "shape" in err), err
     assert edited < untouched + 200, f"{edited} MB loading the edited checkpoint, {untouched} MB the untouched one"
 
 
