@@ -55,23 +55,25 @@ def check_hyperparameters(path, hparams, schema: type | None, model_name: str | 
         raise CheckpointError(
             f"{path}: its hyperparameters are not those of model {model_name!r} ({said}); {WRITTEN_BY_TRAIN}"
         )
-    _validate_with_schema(path, schema, model_name, {key: hparams[key] for key in fields})
-    return dict(hparams)
+    # The schema's typed values are what the model is built with (e.g. "3" for an int field is refused, not passed).
+    return {**hparams, **_validate_with_schema(path, schema, model_name, {key: hparams[key] for key in fields})}
 
 
-def _validate_with_schema(path, schema: type, model_name: str | None, values: dict) -> None:
+def _validate_with_schema(path, schema: type, model_name: str | None, values: dict) -> dict:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     try:
         typed = OmegaConf.merge(OmegaConf.structured(schema), {"name": model_name or "?", **values})
         OmegaConf.to_object(typed)  # runs the schema's range checks (__post_init__)
+        checked = OmegaConf.to_container(typed, resolve=True)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
         reason = str(err).splitlines()[0]
         raise CheckpointError(f"{path}: hyper_parameters.{key}: {reason}; {WRITTEN_BY_TRAIN}") from None
     except CFLightningError as err:  # the schema's own ConfigError names the key as "model.<key>"
         raise CheckpointError(f"{path}: hyper_parameters: {err}; {WRITTEN_BY_TRAIN}") from None
+    return {key: checked[key] for key in values}
 
 
 def check_recorded_facts(path, checkpoint: dict, n_users: int, n_items: int) -> None:
@@ -176,7 +178,7 @@ def build_checked(path, model_class: type, checkpoint: dict, *, schema: type | N
             shapes_only = model_class(**hparams)
     except CFLightningError as err:  # e.g. a model that refuses sizes it cannot hold (bayesian_mf's dense table)
         raise CheckpointError(f"{where}: {err}") from None
-    except (TypeError, ValueError, RuntimeError, KeyError, IndexError, AttributeError) as err:
+    except Exception as err:  # whatever a constructor raises on values it cannot take (overflow, types, ...)
         raise CheckpointError(
             f"{where}: its hyperparameters do not fit {model_class.__name__} ({str(err).splitlines()[0]}); "
             f"{WRITTEN_BY_TRAIN}"
@@ -190,7 +192,7 @@ def build_checked(path, model_class: type, checkpoint: dict, *, schema: type | N
         model.on_load_checkpoint(checkpoint)
     except CFLightningError as err:
         raise CheckpointError(f"{where}: {err}") from None
-    except (TypeError, ValueError, RuntimeError, KeyError, IndexError, AttributeError) as err:
+    except Exception as err:  # the shapes matched, so this is a value the model's own loading refuses
         raise CheckpointError(
             f"{where}: its hyperparameters or weights do not fit {model_class.__name__} "
             f"({str(err).splitlines()[0]}); {WRITTEN_BY_TRAIN}"
