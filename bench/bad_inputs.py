@@ -264,6 +264,7 @@ def cases(root: Path, work: Path) -> list[Outcome]:
     results.extend(cases_typed_config(root, work))
     results += cases_data_layer(root, work)
     results += cases_run_lifecycle(root, work)
+    results += cases_ckpt_safety(root, work)
     return results
 
 
@@ -487,6 +488,218 @@ def cases_run_lifecycle(root: Path, work: Path) -> list[Outcome]:
         ("model=autorec_schema", "a schema node chosen as the model"),
     ):
         train(f"{case} (Hydra's own check)", f"`train {override}`", [*data, *QUICK, override])
+    return results
+
+
+# Issue 25, checkpoints and inference (items 1, 3, 9, 10, 11, 13, 18, 19, 22). Run with python -c: the README's
+# load_from_checkpoint API, which has no command of its own.
+LOAD_API = """
+import sys
+from cf_lightning.errors import CFLightningError
+from cf_lightning.models import DotProductBias
+try:
+    DotProductBias.load_from_checkpoint(sys.argv[1])
+except CFLightningError as error:
+    sys.exit(f"error: {error}")
+"""
+
+
+class PlantedPickle:
+    """Unpickling this creates the file ``marker``: what any code in a checkpoint could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def cases_ckpt_safety(root: Path, work: Path) -> list[Outcome]:
+    import http.server
+    import pickle
+    import threading
+
+    import torch
+
+    results: list[Outcome] = []
+    data = [f"data.root={root}"]
+    here = work / "ckpt-safety"
+    here.mkdir(parents=True, exist_ok=True)
+
+    def probe(case: str, shown: str, args: list[str], module: str = "train", **kw) -> Outcome:
+        print(f"... {case}", file=sys.stderr, flush=True)
+        started = time.time()
+        results.append(outcome(case, shown, run(module, args, here, **kw)))
+        results[-1].command += f" ({time.time() - started:.1f} s)"
+        return results[-1]
+
+    def api(case: str, shown: str, target: str, env: dict | None = None) -> Outcome:
+        print(f"... {case}", file=sys.stderr, flush=True)
+        environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        done = subprocess.run(
+            [sys.executable, "-c", LOAD_API, target], cwd=here, env=environment, capture_output=True, text=True
+        )
+        results.append(outcome(case, shown, done))
+        return results[-1]
+
+    run_dir = here / "run"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.exists():
+        probe(
+            "(a one-epoch run, for the checkpoint cases below)",
+            "`train hydra.run.dir=R`",
+            [*data, *QUICK, f"hydra.run.dir={run_dir}"],
+        )
+    original = torch.load(last, map_location="cpu", weights_only=True)
+
+    def edited(name: str, change) -> Path:
+        checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+        change(checkpoint)
+        torch.save(checkpoint, here / name)
+        return here / name
+
+    # 1: a pickled payload, served from a URL and from a local path under TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1.
+    marker = here / "code-ran"
+    tampered = edited("tampered.ckpt", lambda c: c.update(planted=PlantedPickle(marker)))
+    payload = tampered.read_bytes()
+
+    class Serve(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Serve)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/model.ckpt"
+        api("1: a pickle payload from a URL", "`DotProductBias.load_from_checkpoint('http://…')`", url)
+        results[-1].command += f"; code ran: {marker.exists()}"
+    finally:
+        server.shutdown()
+        server.server_close()
+    api(
+        "1: a pickle payload, local, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1",
+        "`DotProductBias.load_from_checkpoint(tampered.ckpt)`",
+        str(tampered),
+        env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"},
+    )
+    results[-1].command += f"; code ran: {marker.exists()}"
+
+    user = str(original["cf_lightning_vocab"]["users"][1])
+    recommend = ["--user", user]
+
+    # 3: hyperparameters that would size a huge model.
+    for key, value in (("n_factors", 50_000), ("n_factors", 2_000_000), ("n_items", 10**9)):
+        path = edited(f"{key}.ckpt", lambda c, k=key, v=value: c["hyper_parameters"].update({k: v}))
+        probe(
+            f"3: {key}={value} in a {last.stat().st_size / 1e6:.1f} MB checkpoint",
+            f"`recommend edited.ckpt --user {user}`",
+            [str(path), *recommend],
+            module="recommend",
+        )
+
+    # 9: resuming from what is not a checkpoint.
+    noise = here / "random.ckpt"
+    noise.write_bytes(os.urandom(4096))
+    pickled = here / "pickle.ckpt"
+    pickled.write_bytes(pickle.dumps({"state_dict": PlantedPickle(marker)}))
+    for name, path in (("a missing file", "/nonexistent.ckpt"), ("random bytes", noise), ("a pickle", pickled)):
+        probe(
+            f"9: ckpt_path= {name}",
+            f"`train ckpt_path={Path(path).name}`",
+            [*data, *QUICK, f"ckpt_path={path}", f"hydra.run.dir={here / 'resume'}"],
+        )
+
+    # 10: edited fields of the checkpoint, through recommend and interpret.
+    edits = {
+        "y_range='ab'": lambda c: c["hyper_parameters"].update(y_range="ab"),
+        "a repeated user id": lambda c: c["cf_lightning_vocab"]["users"].__setitem__(
+            2, c["cf_lightning_vocab"]["users"][1]
+        ),
+        "item_name='evil'": lambda c: c["cf_lightning_vocab"].update(item_name="evil"),
+        "item_counts 3 short": lambda c: c.update(cf_lightning_item_counts=c["cf_lightning_item_counts"][:-3]),
+        "item_counts of strings": lambda c: c.update(
+            cf_lightning_item_counts=["x"] * len(c["cf_lightning_item_counts"])
+        ),
+    }
+    for number, (name, change) in enumerate(edits.items()):
+        path = edited(f"edit{number}.ckpt", change)
+        probe(f"10: {name}", f"`recommend edited.ckpt --user {user}`", [str(path), *recommend], module="recommend")
+        probe(
+            f"10: {name}",
+            "`interpret edited.ckpt`",
+            [str(path), "--pca-out", str(here / "pca.png")],
+            module="interpret",
+        )
+
+    # 11: impossible interpret options.
+    for options in (
+        ["-k", "-3", "--similar", "Star Wars (1977)"],
+        ["--components", "99", "99"],
+        ["--components", "-1", "0"],
+        ["--pca-items", "0"],
+        ["--pca-items", "1"],
+    ):
+        probe(
+            f"11: interpret {' '.join(options)}",
+            f"`interpret CKPT {' '.join(options)}`",
+            [str(last), *options],
+            module="interpret",
+        )
+
+    # 13: a model larger than the memory.
+    probe(
+        "13: model.n_factors=1000000000",
+        "`train model.n_factors=1000000000`",
+        [*data, *QUICK, "model.n_factors=1000000000", f"hydra.run.dir={here / 'huge'}"],
+    )
+
+    # 18: a tensor of another shape.
+    cut = edited(
+        "cut.ckpt",
+        lambda c: c["state_dict"].update(
+            {"item_factors.weight": c["state_dict"]["item_factors.weight"][:, :10].clone()}
+        ),
+    )
+    probe(
+        "18: item_factors.weight cut to 10 columns",
+        f"`recommend cut.ckpt --user {user}`",
+        [str(cut), *recommend],
+        module="recommend",
+    )
+
+    # 19: a figure that cannot be written (/proc stands in for a read-only run folder: root ignores permissions).
+    outcome19 = probe(
+        "19: the PCA figure cannot be written",
+        "`interpret CKPT --pca-out /proc/pca.png`",
+        [str(last), "--pca-out", "/proc/pca.png"],
+        module="interpret",
+    )
+    outcome19.command += " (biases and neighbours printed first)"
+    probe(
+        "19: --pca-out is a folder",
+        "`interpret CKPT --pca-out <folder>`",
+        [str(last), "--pca-out", str(here)],
+        module="interpret",
+    )
+
+    # 22: warnings once each; 10,000 unknown titles summarised.
+    # In ten --ratings arguments: one argument of 270 kB is over Linux's limit for a single argument (128 kB).
+    many = [
+        ",".join(f"Unknown Film {i} (1999)=4" for i in range(start, start + 1000)) for start in range(0, 10_000, 1000)
+    ]
+    probe(
+        "22: 10,000 unknown titles",
+        '`recommend CKPT --ratings "Unknown Film 0 (1999)=4,…" (×10)`',
+        [str(last), *(arg for chunk in many for arg in ("--ratings", chunk))],
+        module="recommend",
+    )
+    results[-1].command += f"; code ran at any point: {marker.exists()}"
     return results
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cf_lightning.atomic import atomic_open
 from cf_lightning.config.cli import clean_errors
-from cf_lightning.errors import CFLightningError
+from cf_lightning.errors import CFLightningError, ResultWriteError
 from cf_lightning.inference.interpretation import (
     N_BIASES,
     N_DEFAULT_SIMILAR,
@@ -32,6 +32,7 @@ from cf_lightning.inference.interpretation import (
     pca_figure,
 )
 from cf_lightning.inference.recommender import Recommender, UnknownIdWarning
+from cf_lightning.recommend import print_warnings
 
 
 def run_folder(checkpoint: Path) -> Path:
@@ -41,21 +42,26 @@ def run_folder(checkpoint: Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.pca_out and Path(args.pca_out).is_dir():
+        parser.error(
+            f"--pca-out {args.pca_out}: a folder; give the figure's file name, e.g. {Path(args.pca_out) / 'pca.png'}"
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnknownIdWarning)
         try:
             rec = Recommender.from_checkpoint(args.checkpoint, data_root=args.data_root)
+            _check_pca_options(parser, rec, args)
             print(describe(rec))
             _print_biases(rec, args.n)
-            _save_pca(rec, args)
             _print_neighbours(rec, args)
+            _save_pca(rec, args)  # last: a folder it cannot write to costs the figure only
         except CFLightningError as err:  # one line the user can act on, no traceback
             print(f"error: {err}", file=sys.stderr)
             return 2
         finally:
-            for warning in caught:
-                print(f"warning: {warning.message}", file=sys.stderr)
+            print_warnings(caught)
     return 0
 
 
@@ -71,13 +77,36 @@ def _print_biases(rec: Recommender, n: int) -> None:
     print(highest.to_string(index=False))
 
 
+def _check_pca_options(parser: argparse.ArgumentParser, rec: Recommender, args) -> None:
+    """``--components`` and ``--pca-items`` against the model's factor table, as argparse would refuse them."""
+    factors = rec.item_factors()
+    if factors is None:
+        return
+    dimensions, items = factors.shape[1], factors.shape[0] - 1  # row 0 is #na#
+    # The PCA of n items in d dimensions has min(n, d) components (0-based indices below that).
+    components = min(dimensions, args.pca_items, items)
+    if max(args.components) >= components:
+        parser.error(
+            f"--components {' '.join(map(str, args.components))}: the PCA of {min(args.pca_items, items)} items' "
+            f"{dimensions}-dimensional factors has components 0 to {components - 1}; choose two of those "
+            "(or more --pca-items)"
+        )
+
+
 def _save_pca(rec: Recommender, args) -> None:
     figure = pca_figure(rec, args.pca_items, args.pca_labels, args.components)
     if figure is None:
         return
     out = Path(args.pca_out) if args.pca_out else run_folder(Path(args.checkpoint)) / "pca.png"
-    with atomic_open(out) as file:  # a failed write leaves the previous figure, never half a PNG
-        figure.savefig(file, format="png")
+    try:
+        with atomic_open(out) as file:  # a failed write leaves the previous figure, never half a PNG
+            figure.savefig(file, format="png")
+    except ResultWriteError as err:
+        reason = getattr(err.__cause__, "strerror", None) or err.__cause__ or err
+        hint = "choose another path with --pca-out" if args.pca_out else "pass --pca-out PATH to save it elsewhere"
+        raise ResultWriteError(
+            f"cannot save the PCA figure to {out} ({reason}); everything else is printed above; {hint}"
+        ) from None
     print(f"\nPCA figure: {out}")
 
 
@@ -90,19 +119,47 @@ def _print_neighbours(rec: Recommender, args) -> None:
         print(nearest_items(rec, item, args.k, args.min_ratings).to_string(index=False))
 
 
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an int >= ``minimum`` (argparse's own message and exit status 2 otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"int >= {minimum}"
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cf_lightning.interpret", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="a checkpoint written by cf_lightning.train (<run>/checkpoints/*.ckpt)")
     parser.add_argument("--data-root", help="folder of the training ratings, if it moved (item counts of old runs)")
-    parser.add_argument("-n", type=int, default=N_BIASES, help="rows of each bias table (default %(default)s)")
+    parser.add_argument("-n", type=_at_least(1), default=N_BIASES, help="rows of each bias table (default %(default)s)")
     parser.add_argument("--similar", action="append", metavar="ITEM", help="a title (or id) to find neighbours of")
-    parser.add_argument("-k", type=int, default=N_NEIGHBOURS, help="neighbours per item (default %(default)s)")
-    parser.add_argument("--min-ratings", type=int, default=0, help="neighbours need this many ratings (default 0)")
-    parser.add_argument("--pca-out", help="PNG path (default <run folder>/pca.png)")
-    parser.add_argument("--pca-items", type=int, default=PCA_FIT_ITEMS, help="most-rated items to fit the PCA on")
-    parser.add_argument("--pca-labels", type=int, default=PCA_LABELS, help="most-rated items to draw and label")
+    parser.add_argument("-k", type=_at_least(1), default=N_NEIGHBOURS, help="neighbours per item (default %(default)s)")
     parser.add_argument(
-        "--components", type=int, nargs=2, default=PCA_COMPONENTS, metavar=("X", "Y"), help="0-based (default 0 2)"
+        "--min-ratings", type=_at_least(0), default=0, help="neighbours need this many ratings (default 0)"
+    )
+    parser.add_argument("--pca-out", help="PNG path (default <run folder>/pca.png)")
+    # A PCA needs two items at least to have a direction; --components are checked against it after loading.
+    parser.add_argument(
+        "--pca-items", type=_at_least(2), default=PCA_FIT_ITEMS, help="most-rated items to fit the PCA on"
+    )
+    parser.add_argument(
+        "--pca-labels", type=_at_least(0), default=PCA_LABELS, help="most-rated items to draw and label"
+    )
+    parser.add_argument(
+        "--components",
+        type=_at_least(0),
+        nargs=2,
+        default=PCA_COMPONENTS,
+        metavar=("X", "Y"),
+        help="0-based (default 0 2)",
     )
     return parser
 

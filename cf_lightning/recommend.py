@@ -64,11 +64,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         finally:
-            for warning in caught:
-                print(f"warning: {warning.message}", file=sys.stderr)
+            print_warnings(caught)
     print(title)
     print(table.round(3).to_string(index=False))
     return 0
+
+
+def print_warnings(caught: Sequence[warnings.WarningMessage]) -> None:
+    """Each distinct warning once: the same unknown item is looked up more than once (fold-in, then the
+    exclusion of the rated items), and a command line repeats nothing the user needs to read twice."""
+    for message in dict.fromkeys(str(warning.message) for warning in caught):
+        print(f"warning: {message}", file=sys.stderr)
 
 
 def _run(args) -> tuple[str, pd.DataFrame]:

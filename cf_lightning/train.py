@@ -41,6 +41,7 @@ from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.data.negatives import NegativeSampling
 from cf_lightning.errors import ConfigError
 from cf_lightning.metrics.ranking import higher_is_better
+from cf_lightning.model_io.size import build_within_memory
 from cf_lightning.models import MODELS, build_model
 from cf_lightning.models.topn.losses import RANKING_LOSSES
 from cf_lightning.run_files import BEST_CHECKPOINT, CHECKPOINTS
@@ -89,7 +90,9 @@ def _fit(cfg: TrainConfig, composed: DictConfig, out_dir: Path, stop: pl.Callbac
     datamodule.setup("fit")
     check_batch_size(cfg.data.batch_size, len(datamodule.train_idx))
     optimizer = dataclasses.asdict(cfg.optimizer)  # plain data: saved with the hyperparameters
-    model = build_model(cfg.model, datamodule.n_users, datamodule.n_items, optimizer=optimizer)
+    model = build_within_memory(  # refused before allocating when it cannot fit (model_io/size.py)
+        build_model, cfg.model, datamodule.n_users, datamodule.n_items, optimizer=optimizer
+    )
     model.vocab = datamodule.vocab
     model.loss_config = loss = dataclasses.asdict(cfg.loss)
     if loss["name"] in RANKING_LOSSES:  # rated = interacted, with unrated items drawn per batch

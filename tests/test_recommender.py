@@ -57,7 +57,7 @@ def test_a_checkpoint_without_its_model_name_is_refused_not_guessed(trained, tmp
         Recommender.from_checkpoint(tmp_path / "unknown.ckpt")
     checkpoint[MODEL_NAME_KEY] = "embnn"  # a registered name whose class does not fit these weights
     torch.save(checkpoint, tmp_path / "misnamed.ckpt")
-    with pytest.raises(CheckpointError, match="do not fit EmbeddingNN"):
+    with pytest.raises(CheckpointError, match="not those of model .embnn."):
         Recommender.from_checkpoint(tmp_path / "misnamed.ckpt")
 
 

@@ -20,18 +20,11 @@ import dataclasses
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 
 from cf_lightning.errors import CheckpointMismatchError
+from cf_lightning.model_io.keys import DATA_KEY, ITEM_COUNTS_KEY, MODEL_NAME_KEY, item_counts
 
-MODEL_NAME_KEY = "cf_lightning_model_name"
-DATA_KEY = "cf_lightning_data"  # {"config": the data config as plain data, "folder": absolute path}
-ITEM_COUNTS_KEY = "cf_lightning_item_counts"  # ratings per item row (train and validation), a list of ints
-
-
-def item_counts(items: torch.Tensor, n_items: int) -> list[int]:
-    """How many ratings each item row has; row 0 (``#na#``) counts ratings of unknown items."""
-    return torch.bincount(items, minlength=n_items).tolist()
+__all__ = ["DATA_KEY", "ITEM_COUNTS_KEY", "MODEL_NAME_KEY", "CheckpointInfo", "check_schedule", "item_counts"]
 
 
 class CheckpointInfo(pl.Callback):

@@ -6,6 +6,11 @@ resume or ``recommend`` then fails on. This plugin (passed to the Trainer's ``pl
 temporary file in the same folder and renames it into place (``cf_lightning.atomic``): a failed
 save leaves the previous checkpoint, or none, and ends the run with ``ResultWriteError``. Lightning
 deletes an older best checkpoint only after the new one is saved, so that one stays too.
+
+Loading (a resume's ``ckpt_path=``, ``trainer.test(ckpt_path="best")``) goes through the package's one
+checkpoint reader, ``model_io.reading.read_checkpoint``: local files only, ``weights_only=True``, and one
+``error:`` line for a missing, corrupt or pickled file instead of torch's traceback and its advice to
+load with ``weights_only=False``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import torch
 from pytorch_lightning.plugins import TorchCheckpointIO
 
 from cf_lightning.atomic import atomic_open
+from cf_lightning.model_io.reading import read_checkpoint
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -32,3 +38,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         torch.save(checkpoint, buffer)
         with atomic_open(path) as file:
             file.write(buffer.getbuffer())
+
+    def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
+        # Whatever Lightning passes for weights_only: pickled code never runs here.
+        return read_checkpoint(path, map_location=map_location if map_location is not None else "cpu")

@@ -12,10 +12,10 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 
-from cf_lightning.callbacks.checkpoint_info import item_counts
 from cf_lightning.config.loggers import tensorboard_of
 from cf_lightning.inference.interpretation import PCA_COMPONENTS, bias_tables, describe, most_rated_rows, pca_figure
 from cf_lightning.inference.recommender import Recommender
+from cf_lightning.model_io.keys import item_counts
 
 TAG = "interpretation"
 # The projector loads every vector into the browser: past some tens of thousands it stalls, and the

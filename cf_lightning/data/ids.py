@@ -60,11 +60,25 @@ def _movie_of_title(vocab: CollabVocab, item):
     return movie_ids[0]
 
 
+# Unknown values named one by one (each with its "did you mean"); the rest are counted in one warning.
+# Close matches cost a comparison with every title each, so 10,000 unknown titles took a minute.
+MAX_NAMED_UNKNOWN = 5
+
+
 def rows(vocab: Vocab, values: Sequence, kind: str) -> np.ndarray:
     values = [_coerce(v, vocab) for v in values]
     found = vocab.encode(values)
-    for value in dict.fromkeys(v for v, row in zip(values, found) if row == 0):
+    unknown = list(dict.fromkeys(v for v, row in zip(values, found) if row == 0))
+    for value in unknown[:MAX_NAMED_UNKNOWN]:
         warnings.warn(_unknown_message(vocab, value, kind), UnknownIdWarning, stacklevel=3)
+    if len(unknown) > MAX_NAMED_UNKNOWN:
+        rest = len(unknown) - MAX_NAMED_UNKNOWN
+        warnings.warn(
+            f"... and {rest} more unknown {kind}{'s' if rest > 1 else ''} ({len(unknown)} in all, the first "
+            f"{MAX_NAMED_UNKNOWN} named above): not in the model's vocabulary, so the {UNKNOWN} row stands in",
+            UnknownIdWarning,
+            stacklevel=3,
+        )
     return found
 
 

@@ -9,28 +9,23 @@ from ``data_root`` (``--data-root``); anything else is a ``CheckpointError`` say
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from cf_lightning.callbacks.checkpoint_info import DATA_KEY, ITEM_COUNTS_KEY, MODEL_NAME_KEY
 from cf_lightning.data.datamodule import read_options
 from cf_lightning.data.layouts import LAYOUTS
 from cf_lightning.data.movielens import DUPLICATE_POLICIES
 from cf_lightning.data.vocab import CollabVocab
-from cf_lightning.errors import CFLightningError
-from cf_lightning.models.base import VOCAB_KEY, CollabModel
-from cf_lightning.models.registry import MODEL_CLASSES
+from cf_lightning.model_io.checking import build_checked
+from cf_lightning.model_io.keys import DATA_KEY, ITEM_COUNTS_KEY, MODEL_NAME_KEY, VOCAB_KEY
+from cf_lightning.model_io.reading import WRITTEN_BY_TRAIN, CheckpointError, read_checkpoint
+from cf_lightning.models.base import CollabModel
+from cf_lightning.models.registry import MODEL_CLASSES, model_spec
 
-WRITTEN_BY_TRAIN = "use a checkpoint written by cf_lightning.train (<run folder>/checkpoints/last.ckpt)"
-
-
-class CheckpointError(CFLightningError):
-    """A checkpoint cannot be turned into a model, or its ratings cannot be found: it names the file and the fix."""
+__all__ = ["WRITTEN_BY_TRAIN", "CheckpointError", "LoadedCheckpoint", "load_checkpoint", "read_checkpoint"]
 
 
 @dataclass(frozen=True)
@@ -46,35 +41,6 @@ class LoadedCheckpoint:
     @property
     def vocab(self) -> CollabVocab:
         return self.model.vocab
-
-
-def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
-    """The checkpoint's contents as plain data; a ``CheckpointError`` for anything that is not a readable checkpoint."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file; runs write theirs to <run folder>/checkpoints/")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: the file is empty (0 bytes), not a checkpoint; {WRITTEN_BY_TRAIN}")
-    try:
-        path.open("rb").close()
-    except OSError as err:
-        raise CheckpointError(f"{path}: cannot be read ({err.strerror or err}); check its permissions") from None
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)  # never runs pickled code
-    except pickle.UnpicklingError:
-        # torch's own message advises weights_only=False, i.e. running whatever code the file holds: not shown.
-        raise CheckpointError(
-            f"{path}: not a checkpoint this program can read safely: it is corrupt or holds pickled objects, "
-            f"which are never loaded; {WRITTEN_BY_TRAIN}"
-        ) from None
-    except Exception as err:  # a damaged archive comes as RuntimeError, EOFError, KeyError, OSError, ...
-        raise CheckpointError(
-            f"{path}: the file is truncated or corrupt ({type(err).__name__}), not a readable checkpoint; "
-            f"{WRITTEN_BY_TRAIN}"
-        ) from None
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
-        raise CheckpointError(f"{path}: holds no model weights ('state_dict'); {WRITTEN_BY_TRAIN}")
-    return checkpoint
 
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> LoadedCheckpoint:
@@ -96,31 +62,17 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> LoadedCheckp
             f"{path}: model {name!r} is not one this version knows ({', '.join(MODEL_CLASSES)}); "
             "load it with the version of cf_lightning that trained it"
         )
-    model = _build(path, MODEL_CLASSES[name], checkpoint)
+    model = build_checked(path, MODEL_CLASSES[name], checkpoint, schema=model_spec(name).schema, model_name=name)
     data = checkpoint.get(DATA_KEY)
     data = data if isinstance(data, dict) else {}
     folder, config = data.get("folder"), data.get("config")
     return LoadedCheckpoint(
         model=model.eval(),
         model_name=name,
-        counts=checkpoint.get(ITEM_COUNTS_KEY),
+        counts=checkpoint.get(ITEM_COUNTS_KEY),  # checked by build_checked: n_items non-negative ints
         data_folder=folder if isinstance(folder, str) else None,
         data_config=config if isinstance(config, dict) else None,
     )
-
-
-def _build(path: Path, model_class: type[CollabModel], checkpoint: dict) -> CollabModel:
-    hparams = checkpoint.get("hyper_parameters")
-    try:
-        model = model_class(**hparams)
-        model.load_state_dict(checkpoint["state_dict"])
-        model.on_load_checkpoint(checkpoint)
-    except (TypeError, ValueError, RuntimeError, KeyError) as err:  # hyperparameters or weights that do not fit
-        raise CheckpointError(
-            f"{path}: its hyperparameters or weights do not fit {model_class.__name__} ({str(err).splitlines()[0]}); "
-            f"{WRITTEN_BY_TRAIN}"
-        ) from None
-    return model
 
 
 # --- the training ratings (what each user has rated) -------------------------------------------
@@ -130,7 +82,12 @@ def reading_options(data_config: dict | None) -> dict:
     """How to read the recorded data (its layout and duplicates policy), checked against what this version knows."""
     options = read_options(data_config)  # a checkpoint from before a key existed reads as that version did
     layout, duplicates = options["layout"], options["duplicates"]
-    if layout not in LAYOUTS or duplicates not in DUPLICATE_POLICIES:
+    if (
+        not isinstance(layout, str)
+        or not isinstance(duplicates, str)
+        or layout not in LAYOUTS
+        or duplicates not in DUPLICATE_POLICIES
+    ):
         raise CheckpointError(
             f"the checkpoint records data.layout={layout!r} and data.duplicates={duplicates!r}; this version "
             f"reads layouts {', '.join(LAYOUTS)} and policies {', '.join(DUPLICATE_POLICIES)}"

@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cf_lightning.callbacks.checkpoint_info import item_counts
 from cf_lightning.data import ids
 from cf_lightning.data.ids import UnknownIdWarning
 from cf_lightning.data.vocab import CollabVocab
@@ -38,6 +37,7 @@ from cf_lightning.inference.loading import (
     recorded_rating_range,
 )
 from cf_lightning.inference.ranking import check_k, ranked_frame, score_items, top_k
+from cf_lightning.model_io.keys import item_counts
 from cf_lightning.models.base import CollabModel
 
 __all__ = ["CheckpointError", "Recommender", "UnknownIdWarning"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -12,16 +14,16 @@ from torchmetrics import MeanAbsoluteError, MeanSquaredError
 
 from cf_lightning.data.ids import predict as predict_ids
 from cf_lightning.data.vocab import CollabVocab
+from cf_lightning.model_io.keys import LOSS_KEY, VOCAB_KEY
 from cf_lightning.models.layers import sigmoid_range
 from cf_lightning.models.topn.losses import RANKING_LOSSES, ranking_loss
-from cf_lightning.models.vocab_match import require_same_vocab
+from cf_lightning.models.vocab_match import require_same_tensors, require_same_vocab
 from cf_lightning.optim.one_cycle import one_cycle
 from cf_lightning.optim.sparse import require_sparse_all_reduce, use_sparse_gradients, wants_sparse_gradients
 
-VOCAB_KEY = "cf_lightning_vocab"
 # The logged name of each evaluation stage's mean squared error: val/loss is what checkpoints and sweeps watch.
 MSE_NAME = {"val": "loss", "test": "mse"}
-LOSS_KEY = "cf_lightning_loss"  # the loss config the model was trained with (plain data)
+__all__ = ["LOSS_KEY", "MSE_NAME", "VOCAB_KEY", "CollabModel"]
 
 
 class CollabModel(pl.LightningModule):
@@ -255,6 +257,50 @@ class CollabModel(pl.LightningModule):
         """The learned per-item bias (rows = item vocabulary), or None if the model has none."""
         return None
 
+    # --- loading ------------------------------------------------------------------------------
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls,
+        checkpoint_path: str | Path,
+        map_location: Any = None,
+        hparams_file: Any = None,
+        strict: bool | None = None,
+        weights_only: bool | None = None,
+        **hyperparameters: Any,
+    ) -> CollabModel:
+        """The model a checkpoint written by ``cf_lightning.train`` holds, with its vocabulary, in eval mode.
+
+        Lightning's own loader is not used: it downloads URLs and unpickles with ``weights_only=False``
+        (always for a URL; for a local file under ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``), so a
+        checkpoint could run code. This reads local files only with ``weights_only=True`` and checks the
+        hyperparameters against the weights before building (``cf_lightning.model_io``).
+        ``hyperparameters`` override recorded ones, as in Lightning.
+        """
+        from cf_lightning.model_io.checking import build_checked
+        from cf_lightning.model_io.keys import MODEL_NAME_KEY
+        from cf_lightning.model_io.reading import CheckpointError, read_checkpoint
+        from cf_lightning.models.registry import MODEL_CLASSES, model_spec
+
+        if weights_only is False or hparams_file is not None or strict is False:
+            raise CheckpointError(
+                f"{checkpoint_path}: load_from_checkpoint reads checkpoints with weights_only=True, strictly and "
+                "with their own hyperparameters only; drop weights_only=False, strict=False and hparams_file"
+            )
+        checkpoint = read_checkpoint(checkpoint_path, map_location="cpu")
+        name = checkpoint.get(MODEL_NAME_KEY)
+        model_class = MODEL_CLASSES[name] if isinstance(name, str) and name in MODEL_CLASSES else cls
+        if not issubclass(model_class, cls):
+            raise CheckpointError(
+                f"{checkpoint_path}: holds model {name!r} ({model_class.__name__}), not a {cls.__name__}; load it "
+                f"with {model_class.__name__}.load_from_checkpoint or cf_lightning.inference.recommender.Recommender"
+            )
+        if hyperparameters and isinstance(checkpoint.get("hyper_parameters"), dict):
+            checkpoint["hyper_parameters"] = {**checkpoint["hyper_parameters"], **hyperparameters}
+        schema = model_spec(name).schema if isinstance(name, str) and name in MODEL_CLASSES else None
+        model = build_checked(checkpoint_path, model_class, checkpoint, schema=schema, model_name=name)
+        # Lightning also takes a dict or a function as map_location: those stay on the CPU.
+        return model.to(map_location if isinstance(map_location, str | torch.device) else "cpu").eval()
+
     # The vocabulary travels in the checkpoint as plain lists, never a pickled object.
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.vocab is not None:
@@ -262,10 +308,12 @@ class CollabModel(pl.LightningModule):
         checkpoint[LOSS_KEY] = dict(self.loss_config)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        trainer = self._trainer
         if VOCAB_KEY in checkpoint:
             saved = CollabVocab.from_dict(checkpoint[VOCAB_KEY])
             if self.vocab is not None:  # resuming on data already loaded: it must be the same ids, row for row
-                trainer = self._trainer
                 require_same_vocab(saved, self.vocab, trainer.ckpt_path if trainer is not None else None)
             self.vocab = saved
+        if trainer is not None:  # resuming (ckpt_path=): Lightning loads the weights after this hook
+            require_same_tensors(self.state_dict(), checkpoint.get("state_dict"), trainer.ckpt_path)
         self.loss_config = dict(checkpoint.get(LOSS_KEY, {"name": "mse"}))  # checkpoints before losses: mse

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from cf_lightning.data.vocab import CollabVocab
 from cf_lightning.errors import CheckpointMismatchError
+from cf_lightning.model_io.checking import compare_state_dicts
+from cf_lightning.model_io.reading import CheckpointError
 
 
 def require_same_vocab(saved: CollabVocab, current: CollabVocab, ckpt_path: str | None = None) -> None:
@@ -28,3 +30,15 @@ def require_same_vocab(saved: CollabVocab, current: CollabVocab, ckpt_path: str 
             f"would belong to other ids. Resume with the data settings it was trained on (data.root, "
             f"data.item_name, the files), or start a new run without ckpt_path."
         )
+
+
+def require_same_tensors(current: dict, saved, ckpt_path: str | None = None) -> None:
+    """Raise ``CheckpointMismatchError`` naming the first tensor of ``saved`` (the checkpoint's state dict)
+    whose name, shape or dtype is not the model's (e.g. another ``model.n_factors``)."""
+    try:
+        compare_state_dicts(current, saved if isinstance(saved, dict) else {}, f"ckpt_path={ckpt_path}")
+    except CheckpointError as err:
+        raise CheckpointMismatchError(
+            f"{err}. Resume with the run's own model settings (its .hydra/config.yaml), or start a new run "
+            "without ckpt_path"
+        ) from None
