@@ -124,7 +124,6 @@ def test_no_import_cycle_between_modules():
     assert cycles(import_graph()) == []
 
 
-@pytest.mark.xfail(reason="other branches fix the remaining cycles", strict=False)
 def test_no_import_cycle_between_subpackages():
     assert cycles(by_subpackage(import_graph())) == []
 
