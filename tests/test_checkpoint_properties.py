@@ -25,7 +25,7 @@ from cf_lightning import recommend
 from cf_lightning.errors import CFLightningError
 from cf_lightning.inference.recommender import Recommender
 from cf_lightning.train import train
-from tests.conftest import FAST, make_cfg, quick_overrides
+from tests.helpers import FAST, make_cfg, quick_overrides
 
 # Below this, growth is the allocator's and the page cache's noise, not the checkpoint's doing.
 MEMORY_FLOOR_KB = 32 * 1024

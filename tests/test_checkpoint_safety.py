@@ -26,7 +26,7 @@ from cf_lightning.inference.recommender import CheckpointError, Recommender
 from cf_lightning.models import DotProductBias
 from cf_lightning.models.base import VOCAB_KEY
 from cf_lightning.train import train
-from tests.conftest import FAST, make_cfg, quick_overrides, run_command
+from tests.helpers import FAST, make_cfg, quick_overrides, run_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
