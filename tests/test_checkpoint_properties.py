@@ -3,7 +3,7 @@ data section, ``recommend`` and ``Recommender.from_checkpoint`` either work or s
 (exit status 2, a ``CFLightningError``); they never write a file, and never take more than twice the memory
 that loading the untouched checkpoint takes.
 
-Each example runs in a forked child of the test process (``load_in_child``): it has torch and the package
+Each example runs in a child forked from a fork server (``load_in_child``): it has torch and the package
 imported already, so an example costs a fraction of a second instead of a fresh Python's seconds, and its
 memory is its own: the growth of its resident set from the fork to its high-water mark (``VmHWM``).
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
-import os
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -54,24 +54,26 @@ def _load(path: Path, user: str) -> dict:
     return {"code": code, "stderr": err.getvalue(), "api": api, "grew_kb": memory_kb("VmHWM") - start}
 
 
+def _load_reporting(path: Path, user: str) -> dict:
+    try:
+        return _load(path, user)
+    except BaseException as other:  # reported, so the parent sees it
+        return {"code": -1, "stderr": "", "api": f"crashed: {other!r}", "grew_kb": 0}
+
+
+# A fork of the test process itself can hang for ever: its other threads (torch's OpenMP pool, after the
+# tiny training run) hold locks the child then waits on (seen: a child asleep in futex_wait). The fork
+# server is a fresh, single-threaded process with torch and the package imported once; each example is a
+# fork of it, so it still costs a fraction of a second.
+_FORK_SERVER = multiprocessing.get_context("forkserver")
+_FORK_SERVER.set_forkserver_preload(["torch", "cf_lightning.recommend", "cf_lightning.inference.recommender"])
+CHILD_TIMEOUT_S = 300  # a child that runs longer fails the test instead of hanging the suite
+
+
 def load_in_child(path: Path, user: str) -> dict:
-    """``_load`` in a forked child; its outcome comes back through a pipe as JSON."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report, then leave without running the parent's teardown
-        os.close(read_end)
-        try:
-            outcome = _load(path, user)
-        except BaseException as other:
-            outcome = {"code": -1, "stderr": "", "api": f"crashed: {other!r}", "grew_kb": 0}
-        with os.fdopen(write_end, "w") as pipe:
-            json.dump(outcome, pipe)
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as pipe:
-        text = pipe.read()
-    os.waitpid(pid, 0)
-    return json.loads(text)
+    """``_load`` in a fresh child process (one per example); its outcome comes back pickled."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=_FORK_SERVER, max_tasks_per_child=1) as pool:
+        return pool.submit(_load_reporting, path, user).result(timeout=CHILD_TIMEOUT_S)
 
 
 # Where an editor may write, and what: the sections a checkpoint carries besides the weights.
