@@ -108,6 +108,8 @@ def test_the_stacked_samples_predict_the_mean_of_the_samples_dense_predictions()
     expected = torch.stack(kept).mean(0)[users, items]
     assert torch.allclose(model.score(users, items).double(), expected, atol=1e-5)
     assert not torch.allclose(model.score(users, items).double(), kept[-1][users, items], atol=1e-3)
+    few = torch.tensor([0, 9, 20, 33, 61])  # scattered pairs: a dot per pair, not the grid's matrix product
+    assert torch.allclose(model.score(users[few], items[few]).double(), expected[few], atol=1e-5)
 
 
 def test_a_sweep_runs_on_the_sparse_pattern_only():

@@ -158,12 +158,22 @@ class BayesianMF(FittedModel):
         return (self.item_bias_sum / self.kept if int(self.kept) > 0 else self.item_bias).float()
 
 
-# Pairs scored at once: their gathered rows hold at most this many cells (64 MiB of float32).
+# Pairs scored at once: their gathered rows (or their block of user x item scores) hold at most this many
+# cells (64 MiB of float32).
 PAIR_CELLS = 1 << 24
 
 
 def _pair_dots(left: torch.Tensor, right: torch.Tensor, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-    """``left[u] . right[i]`` for each pair, a bounded number of pairs at a time (the rows may be wide)."""
+    """``left[u] . right[i]`` for each pair, a bounded number of pairs at a time (the rows may be wide).
+
+    Pairs that mostly fill a grid of their users x items (a ranking's block of users x every item) are one
+    matrix product of the distinct rows, read at the pairs: many times faster than a dot per pair.
+    """
+    distinct_users, user_at = torch.unique(users, return_inverse=True)
+    distinct_items, item_at = torch.unique(items, return_inverse=True)
+    grid = len(distinct_users) * len(distinct_items)
+    if grid <= 2 * len(users) and grid <= PAIR_CELLS:
+        return (left[distinct_users] @ right[distinct_items].T)[user_at, item_at]
     out = torch.empty(len(users), device=left.device)
     step = max(1, PAIR_CELLS // max(left.shape[1], 1))
     for start in range(0, len(users), step):
