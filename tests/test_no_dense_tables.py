@@ -38,15 +38,15 @@ print("ok", float(predicted.mean()))
 
 AUTOREC = """
 from cf_lightning.data.rating_matrix import ItemRows, RatingMatrix
-from cf_lightning.models.rating.autoencoder import AutoRec, masked_mse
+from cf_lightning.models.rating.autoencoder import AutoRec
 model = AutoRec({n_users}, {n_items}, hidden=4, l2=1.0, clip=[1, 5])
 matrix = RatingMatrix.from_triples(users, items, ratings, {n_users}, {n_items})
 model.training_matrix.set(matrix)
 model.cold_start.fit(users, items, ratings)
 optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
 rows = ItemRows(matrix, matrix.rated_items())
-for start in range(0, len(rows), 256):  # one epoch: batches of 256 item rows
-    batch = rows[torch.arange(start, min(start + 256, len(rows)))]
+for start in range(0, len(rows), 512):  # one epoch: batches of 512 item rows (4 GB if dense)
+    batch = rows[torch.arange(start, min(start + 512, len(rows)))]
     loss = model.batch_loss(*batch)
     optimizer.zero_grad()
     loss.backward()
