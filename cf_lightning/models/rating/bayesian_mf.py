@@ -110,16 +110,16 @@ class BayesianMF(FittedModel):
             self.kept += 1
 
     def _state(self) -> GibbsState:
-        cpu = lambda t: t.detach().cpu().clone()  # noqa: E731
+        copy = lambda t: t.detach().clone()  # noqa: E731  (on the model's device, as the training tensors)
         return GibbsState(
-            mu=cpu(self.mu),
-            alpha=cpu(self.alpha),
-            user_bias=cpu(self.user_bias),
-            item_bias=cpu(self.item_bias),
-            P=cpu(self.P),
-            Q=cpu(self.Q),
-            Y=cpu(self.Y) if self.hparams.implicit_users else None,
-            Z=cpu(self.Z) if self.hparams.implicit_items else None,
+            mu=copy(self.mu),
+            alpha=copy(self.alpha),
+            user_bias=copy(self.user_bias),
+            item_bias=copy(self.item_bias),
+            P=copy(self.P),
+            Q=copy(self.Q),
+            Y=copy(self.Y) if self.hparams.implicit_users else None,
+            Z=copy(self.Z) if self.hparams.implicit_items else None,
         )
 
     def _store(self, state: GibbsState) -> None:

@@ -18,7 +18,8 @@ Everything is computed from the rated pairs only: sums over a row's ratings are 
 the dot products of the ratings a sampled dense-dense product at the ratings' positions, and the K x K
 posterior precisions are built and solved a group of rows at a time. Memory grows with the ratings and
 with (users + items) x K^2, never with users x items. Everything here is plain torch in float64 with no
-Lightning (its random draws come from torch's CPU generator): ``models/bayesian_mf.py`` wraps it.
+Lightning, on the device of the training tensors (its normal draws come from torch's CPU generator, so a
+seed gives the same chain on a GPU): ``models/bayesian_mf.py`` wraps it.
 """
 
 from __future__ import annotations
@@ -138,13 +139,13 @@ class GibbsState:
         cls, data: TrainingRatings, n_factors: int, implicit_users: bool, implicit_items: bool, init_std: float
     ) -> GibbsState:
         def table(n: int) -> torch.Tensor:
-            return _randn(n, n_factors) * init_std
+            return _randn(n, n_factors, device=data.ratings.device) * init_std
 
         return cls(
             mu=data.ratings.mean(),
             alpha=torch.tensor(1.0, dtype=torch.float64),
-            user_bias=torch.zeros(data.n_users, dtype=torch.float64),
-            item_bias=torch.zeros(data.n_items, dtype=torch.float64),
+            user_bias=torch.zeros(data.n_users, dtype=torch.float64, device=data.ratings.device),
+            item_bias=torch.zeros(data.n_items, dtype=torch.float64, device=data.ratings.device),
             P=table(data.n_users),
             Q=table(data.n_items),
             Y=table(data.n_items) if implicit_users else None,
@@ -169,9 +170,10 @@ class GibbsState:
         return self.mu + self.user_bias[users] + self.item_bias[items] + dot
 
 
-def _randn(*shape: int) -> torch.Tensor:
-    # float32 draws widened: torch's float64 normal sampler is several times slower on CPU.
-    return torch.randn(shape).double()
+def _randn(*shape: int, device=None) -> torch.Tensor:
+    # float32 draws widened: torch's float64 normal sampler is several times slower on CPU. Drawn by the
+    # CPU generator and moved, so a seed gives the same chain on any device.
+    return torch.randn(shape).double().to(device)
 
 
 def gibbs_sweep(
@@ -201,7 +203,7 @@ def gibbs_sweep(
     # Global mean, then each bias table given its (sampled or fixed) prior.
     resid = r - state.user_bias[users] - state.item_bias[items] - dot
     precision = alpha * len(r) + MU_PRIOR_PRECISION
-    state.mu = alpha * resid.sum() / precision + _randn() / precision.sqrt()
+    state.mu = alpha * resid.sum() / precision + _randn(device=r.device) / precision.sqrt()
     target = r - state.mu - state.item_bias[items] - dot
     state.user_bias = _sample_biases(state.user_bias, users, data.user_counts, target, alpha, bias_precision)
     target = r - state.mu - state.user_bias[users] - dot
@@ -237,8 +239,9 @@ def gibbs_sweep(
 
 
 def _gamma(shape, rate) -> torch.Tensor:
-    shape = torch.as_tensor(shape, dtype=torch.float64)
-    return torch.distributions.Gamma(shape, torch.as_tensor(rate, dtype=torch.float64)).sample()
+    # A scalar, drawn on the CPU (a 0-dim CPU tensor mixes with tensors on any device).
+    shape = torch.as_tensor(shape, dtype=torch.float64).cpu()
+    return torch.distributions.Gamma(shape, torch.as_tensor(rate, dtype=torch.float64).cpu()).sample()
 
 
 def _sample_biases(
@@ -252,7 +255,7 @@ def _sample_biases(
         mean, lam = torch.zeros((), dtype=torch.float64), torch.tensor(float(fixed), dtype=torch.float64)
     sums = torch.bincount(rows, weights=target, minlength=n)
     precision = alpha * counts + lam
-    return (alpha * sums + lam * mean) / precision + _randn(n) / precision.sqrt()
+    return (alpha * sums + lam * mean) / precision + _randn(n, device=bias.device) / precision.sqrt()
 
 
 def _normal_gamma(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -262,7 +265,7 @@ def _normal_gamma(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     beta = BIAS_BETA0 + n
     rate = GAMMA_B0 + 0.5 * ((x - xbar) ** 2).sum() + BIAS_BETA0 * n * xbar**2 / (2 * beta)
     lam = _gamma(GAMMA_A0 + n / 2, rate)
-    mean = n * xbar / beta + _randn() / (beta * lam).sqrt()
+    mean = n * xbar / beta + _randn(device=x.device) / (beta * lam).sqrt()
     return mean, lam
 
 
@@ -270,8 +273,9 @@ def _wishart(scale: torch.Tensor, df: float) -> torch.Tensor:
     """A Wishart(scale, df) draw by Bartlett's decomposition (df > K - 1)."""
     k = scale.shape[0]
     chol = torch.linalg.cholesky(scale)
-    a = torch.tril(_randn(k, k), diagonal=-1)
+    a = torch.tril(_randn(k, k, device=scale.device), diagonal=-1)
     chi2 = torch.distributions.Chi2(torch.tensor([df - j for j in range(k)], dtype=torch.float64)).sample()
+    chi2 = chi2.to(scale.device)
     a = a + torch.diag(chi2.sqrt())
     la = chol @ a
     return la @ la.T
@@ -283,11 +287,11 @@ def _normal_wishart(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     xbar = x.mean(0)
     centred = x - xbar
     scatter = centred.T @ centred + (FACTOR_BETA0 * n / (FACTOR_BETA0 + n)) * torch.outer(xbar, xbar)
-    w = torch.linalg.inv(torch.eye(k, dtype=torch.float64) + scatter)  # W0 = I
+    w = torch.linalg.inv(torch.eye(k, dtype=torch.float64, device=x.device) + scatter)  # W0 = I
     precision = _wishart((w + w.T) / 2, float(k + n))
     beta = FACTOR_BETA0 + n
     mean_cov_chol = torch.linalg.cholesky(torch.linalg.inv(beta * precision))
-    mean = n * xbar / beta + mean_cov_chol @ _randn(k)
+    mean = n * xbar / beta + mean_cov_chol @ _randn(k, device=x.device)
     return mean, precision
 
 
@@ -330,7 +334,7 @@ def _sample_rows(table: torch.Tensor, pattern, weighted, other: torch.Tensor, ta
     n, k = table.shape
     mean, lam = _normal_wishart(table)
     rhs = (lam @ mean) + alpha * (weighted(target) @ other)
-    noise = _randn(n, k, 1)  # drawn at once: the same stream whatever the grouping
+    noise = _randn(n, k, 1, device=table.device)  # drawn at once: the same stream whatever the grouping
     outer = _outer_rows(other)
     sample = torch.empty_like(table)
     for start, stop in _row_groups(n, k):
@@ -372,10 +376,10 @@ def _sample_implicit(
         summed = owner_pattern @ x  # owners x K
         return alpha * (member_pattern @ torch.bmm(gram, summed[:, :, None])[:, :, 0]) + x @ lam
 
-    noisy_target = target + _randn(len(target)) / alpha.sqrt()
+    noisy_target = target + _randn(len(target), device=target.device) / alpha.sqrt()
     per_owner = weighted(noisy_target) @ partner
     rhs = alpha * (member_pattern @ (owner_norm[:, None] * per_owner)) + (lam @ mean)[None, :]
-    rhs = rhs + _randn(n, k) @ torch.linalg.cholesky(lam).T
+    rhs = rhs + _randn(n, k, device=table.device) @ torch.linalg.cholesky(lam).T
     diagonal = alpha * (member_pattern @ torch.diagonal(gram, dim1=1, dim2=2)) + torch.diagonal(lam)[None, :]
     return conjugate_gradient(apply_h, rhs, table, 1.0 / diagonal)
 
