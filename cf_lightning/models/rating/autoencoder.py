@@ -150,6 +150,19 @@ class ItemAutoencoder(CollabModel):
         return self(users, items)
 
 
+def product_at(left: torch.Tensor, right: torch.Tensor, row_of: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """``(left @ right)[row_of[n], columns[n]]`` for each ``n``, differentiable, without the whole product and
+    without gathering a row per entry (a sampled product on the entries' pattern)."""
+    order = torch.argsort(row_of, stable=True)
+    counts = torch.bincount(row_of, minlength=len(left))
+    crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+    pattern = torch.sparse_csr_tensor(
+        crow, columns[order], torch.zeros(len(order), dtype=left.dtype, device=left.device), (len(left), right.shape[1])
+    )
+    values = torch.sparse.sampled_addmm(pattern, left, right, beta=0.0).values()
+    return values[torch.argsort(order)]
+
+
 def sparse_input(rows: SparseRows, n_rows: int, n_users: int) -> torch.Tensor:
     """The batch's rows as a sparse ``(n_rows, n_users)`` matrix (COO), for a first layer's product."""
     indices = torch.stack([rows.row_of, rows.users])
@@ -189,7 +202,7 @@ class AutoRec(ItemAutoencoder):
         return torch.sigmoid(torch.sparse.mm(values, self.encoder.weight.T) + self.encoder.bias)
 
     def decode_at(self, code, row_of, users):
-        return (code[row_of] * self.decoder.weight[users]).sum(1) + self.decoder.bias[users]
+        return product_at(code, self.decoder.weight.T, row_of, users) + self.decoder.bias[users]
 
     def reconstruct(self, values: torch.Tensor) -> torch.Tensor:
         """The whole reconstruction ``(B, n_users)`` of dense rows ``values`` (tests compare with it)."""

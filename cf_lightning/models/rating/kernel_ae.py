@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cf_lightning.models.layers import trunc_normal_
-from cf_lightning.models.rating.autoencoder import ItemAutoencoder, sparse_input, squared_norm
+from cf_lightning.models.rating.autoencoder import ItemAutoencoder, product_at, sparse_input, squared_norm
 
 KERNEL_INIT_STD = 1e-3  # GLocal-K's: every kernel entry starts near 1 (dense), and learns its sparsity
 GLOBAL_INIT_STD = 0.1  # GLocal-K's initial spread of the global kernel's matrix C
@@ -64,7 +64,7 @@ class KernelLayer(nn.Module):
 
     def forward_at(self, x: torch.Tensor, row_of: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
         """Output ``outputs[n]`` of input row ``row_of[n]`` only."""
-        return (x[row_of] * self.effective_weight().T[outputs]).sum(1) + self.bias[outputs]
+        return product_at(x, self.effective_weight(), row_of, outputs) + self.bias[outputs]
 
 
 class KernelAE(ItemAutoencoder):
