@@ -98,11 +98,11 @@ def myfm_bayesian_mf(folder: Path, sweeps: int) -> dict:
 SIDES = {"ours": ours_bayesian_mf, "myfm": myfm_bayesian_mf}
 
 
-def bayesian_mf_vs_myfm(shape: str, workdir: Path, sweeps: int) -> dict:
+def bayesian_mf_vs_myfm(shape: str, workdir: Path, sweeps: int, ours_only: bool = False) -> dict:
     """Both sides on the same generated set, each in its own process; their sweep times and the ratio."""
     folder = generated_set(workdir, shape)
     result = {"peer": "bayesian_mf vs myFM", "shape": shape, "rank": RANK}
-    for side in SIDES:
+    for side in ["ours"] if ours_only else SIDES:
         command = [
             sys.executable,
             "-m",
@@ -116,7 +116,8 @@ def bayesian_mf_vs_myfm(shape: str, workdir: Path, sweeps: int) -> dict:
         ]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         result[side] = json.loads(done.stdout.strip().splitlines()[-1])
-    result["ratio"] = result["ours"]["seconds_per_sweep"] / result["myfm"]["seconds_per_sweep"]
+    if not ours_only:
+        result["ratio"] = result["ours"]["seconds_per_sweep"] / result["myfm"]["seconds_per_sweep"]
     return result
 
 
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shape", choices=sorted(SHAPES), default="1m")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/cf_peers"))
     parser.add_argument("--sweeps", type=int, default=5)
+    parser.add_argument("--ours-only", action="store_true", help="skip the peer (its time and memory)")
     parser.add_argument("--side", choices=sorted(SIDES), help=argparse.SUPPRESS)  # one side, in its own process
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.peer is None:
         parser.error("--peer is required")
-    print(json.dumps(PEERS[args.peer](args.shape, args.workdir, args.sweeps), indent=2))
+    print(json.dumps(PEERS[args.peer](args.shape, args.workdir, args.sweeps, args.ours_only), indent=2))
 
 
 if __name__ == "__main__":
