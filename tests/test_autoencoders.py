@@ -101,6 +101,9 @@ def test_the_sparse_loss_and_its_gradients_equal_the_dense_masked_ones(name):
     model.training_matrix.set(matrix)
     predicted = model(ask_users, batch[ask_rows])
     assert torch.allclose(predicted, whole[ask_rows, ask_users], atol=1e-5)
+    model._encode_all()  # an evaluation pass: every item encoded once, the same predictions
+    assert torch.allclose(model(ask_users, batch[ask_rows]), predicted, atol=1e-6)
+    model._forget_codes()
 
 
 def _fit(data_dir, out, *overrides):

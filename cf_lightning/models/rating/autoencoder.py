@@ -138,9 +138,13 @@ class ItemAutoencoder(CollabModel):
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Entry ``u`` of item ``i``'s reconstructed training row, clamped to ``clip``; cold start falls back.
 
-        Each asked item's row is encoded once; the reconstruction is read at the asked users only."""
+        Each asked item's row is encoded once (or read from the codes of an evaluation pass); the
+        reconstruction is read at the asked users only."""
         unique, inverse = torch.unique(items, return_inverse=True)
-        code = self.encode(unique, self.training_matrix.matrix().sparse_rows(unique))
+        if self._codes is not None:
+            code = self._codes[unique]
+        else:
+            code = self.encode(unique, self.training_matrix.matrix().sparse_rows(unique))
         predictions = self.decode_at(code, inverse, users)
         if self.clip is not None:
             predictions = predictions.clamp(*self.clip)
@@ -148,6 +152,45 @@ class ItemAutoencoder(CollabModel):
 
     def raw_score(self, users, items):
         return self(users, items)
+
+    # An evaluation pass (validation, test, predict) encodes every item once, at its start: its batches of
+    # pairs then only decode (without this, each batch re-encodes the rows of the items it holds).
+    _codes: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def _encode_all(self) -> None:
+        matrix = self.training_matrix.matrix()
+        items = torch.arange(self.hparams.n_items, device=matrix.crow.device)
+        per_pass = max(1, CODE_CELLS // max(self.hparams.n_users, 1))  # bounds a dense (global kernel) pass
+        self._codes = torch.cat([self.encode(chunk, matrix.sparse_rows(chunk)) for chunk in items.split(per_pass)])
+
+    def _forget_codes(self) -> None:
+        self._codes = None
+
+    def on_validation_epoch_start(self) -> None:
+        self._encode_all()
+
+    def on_validation_epoch_end(self) -> None:
+        self._forget_codes()
+        super().on_validation_epoch_end()
+
+    def on_test_epoch_start(self) -> None:
+        self._encode_all()
+
+    def on_test_epoch_end(self) -> None:
+        self._forget_codes()
+        super().on_test_epoch_end()
+
+    def on_predict_epoch_start(self) -> None:
+        self._encode_all()
+
+    def on_predict_epoch_end(self) -> None:
+        self._forget_codes()
+
+
+# Items encoded at once when an evaluation pass encodes them all: their dense rows (with the global kernel)
+# hold at most this many cells (64 MiB of float32).
+CODE_CELLS = 1 << 24
 
 
 def product_at(left: torch.Tensor, right: torch.Tensor, row_of: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
