@@ -37,8 +37,8 @@ MODELS = {  # one epoch of each; bayesian_mf: one sweep, with its implicit block
     "kernel_ae": ["model=kernel_ae"],
     "blend": [
         "model=blend",
-        f"model.members=['model=bias_only epochs=1','{SMALL_BAYES} epochs=1 {FITTED_BATCHES}']",
-        FITTED_BATCHES,
+        f"model.members=['model=bias_only epochs=1','{SMALL_BAYES} epochs=1']",
+        FITTED_BATCHES,  # the members share the run's data settings (bias_only's SGD steps too)
     ],
 }
 
