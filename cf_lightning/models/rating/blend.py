@@ -111,8 +111,8 @@ class Blend(FittedModel):
     @torch.no_grad()
     def _member_predictions(self, users, items) -> torch.Tensor:
         """Each member's predictions of the pairs: (rows x members)."""
-        if not len(self.member_models):
-            raise RuntimeError("blend: no members yet (they are trained when fitting starts)")
+        if not len(self.member_models):  # not fitted yet (members train when fitting starts): zeros, as w0 alone
+            return torch.zeros(len(users), len(self.hparams.members), device=self.weights.device)
         return torch.stack([member(users, items).float() for member in self.member_models], dim=1)
 
     def score(self, users, items):  # no y_range: the score is the prediction
