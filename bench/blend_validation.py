@@ -24,9 +24,9 @@ def rmse(predicted: torch.Tensor, ratings: torch.Tensor) -> float:
 
 
 def main(root: str, fold: str, *members: str) -> None:
-    dm, tables = fold_and_members(root, fold, members)
+    dm, predictions = fold_and_members(root, fold, members)
     valid = dm.subset(dm.valid_idx)
-    x, y = tables[:, valid.users, valid.items].T.double(), valid.ratings.double()
+    x, y = predictions(valid).double(), valid.ratings.double()
     for k, member in enumerate(members):
         print(f"{member.partition('=')[0]}: validation RMSE {rmse(x[:, k], y):.4f}")
     weights = fit_weights(x, y)

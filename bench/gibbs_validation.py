@@ -40,16 +40,16 @@ def main(root: str, *settings: str) -> None:
     torch.manual_seed(int(args.get("seed", 42)))
     implicit_users, implicit_items = args.get("iu", "1") == "1", args.get("ii", "1") == "1"
     state = gibbs.GibbsState.initial(data, k, implicit_users, implicit_items, 0.1)
-    total, kept = torch.zeros(dm.n_users, dm.n_items, dtype=torch.float64), 0
+    total, kept = torch.zeros(len(valid), dtype=torch.float64), 0
     start = time.process_time()
     for sweep in range(1, sweeps + 1):
         gibbs.gibbs_sweep(state, data)
         if sweep > burn:
-            total += state.predictions(data)
+            total += state.predictions(data, valid.users, valid.items)
             kept += 1
         if sweep % 20 == 0 or sweep == sweeps:
-            mean = total / kept if kept else state.predictions(data)
-            error = mean[valid.users, valid.items].clamp(1, 5) - valid.ratings.double()
+            mean = total / kept if kept else state.predictions(data, valid.users, valid.items)
+            error = mean.clamp(1, 5) - valid.ratings.double()
             rmse = float((error**2).mean().sqrt())
             cpu = time.process_time() - start
             print(f"{' '.join(settings)}: sweep {sweep} validation RMSE {rmse:.4f} cpu {cpu:.1f} s")

@@ -25,7 +25,7 @@ from cf_lightning.atomic import write_text
 from cf_lightning.config import CONFIG_DIR
 from cf_lightning.errors import ConfigError
 from cf_lightning.models import MODELS
-from cf_lightning.models.rating.blend import Blend, dense_predictions, fit_weights, held_out_record
+from cf_lightning.models.rating.blend import Blend, fit_weights, held_out_record
 
 
 def blend_callbacks(model, run: Callable) -> list[pl.Callback]:
@@ -44,13 +44,12 @@ class BlendMembers(pl.Callback):
             return
         dm = trainer.datamodule
         folder = Path(trainer.default_root_dir) / "members"
-        n_users, n_items = blend.hparams.n_users, blend.hparams.n_items
         chosen_epochs = []
         for k, overrides in enumerate(blend.hparams.members):
             model, metrics, epochs = train_member(dm.cfg, dm.seed, overrides, folder, k, self.run)
             blend.member_metrics.append(metrics)
             chosen_epochs.append(epochs)
-            blend.tables[k] = dense_predictions(model, n_users, n_items).to(blend.tables)
+            blend._keep_member(k, model)
         valid = dm.subset(dm.valid_idx)
         held_out = blend._member_predictions(valid.users, valid.items)
         blend.weights.copy_(fit_weights(held_out, valid.ratings))
@@ -60,7 +59,7 @@ class BlendMembers(pl.Callback):
             for k, overrides in enumerate(blend.hparams.members):
                 refit = folder / "refit"
                 model, _, _ = train_member(dm.cfg, dm.seed, overrides, refit, k, self.run, chosen_epochs[k])
-                blend.tables[k] = dense_predictions(model, n_users, n_items).to(blend.tables)
+                blend._keep_member(k, model)
         if trainer.is_global_zero:
             write_text(folder / "blend.json", json.dumps(record, indent=2) + "\n")
 

@@ -8,7 +8,6 @@ from cf_lightning.data.rating_matrix import RatingMatrix, check_dense_rows
 from cf_lightning.data.synthetic import generate_movielens
 from cf_lightning.errors import ConfigError
 from cf_lightning.models import MODELS
-from cf_lightning.models.rating.autoencoder import masked_mse
 from cf_lightning.train import train
 from tests.helpers import make_cfg, quick_overrides
 
@@ -48,26 +47,63 @@ def test_the_matrix_view_holds_exactly_the_training_ratings(planted):
     dm.view = "item_rows"
     served: set[tuple[int, int, float]] = set()
     for chunk in dm.train_dataloader():
-        for items, values, mask in chunk:
-            rows, users = torch.nonzero(mask, as_tuple=True)
-            served |= _triples(users, items[rows], values[rows, users])
-            assert (values[~mask] == 0).all()  # unobserved inputs are 0
+        for items, (row_of, users, ratings) in chunk:
+            served |= _triples(users, items[row_of], ratings)
+            assert len(set(zip(row_of.tolist(), users.tolist()))) == len(users)  # one entry per (row, user)
     assert served <= _triples(train_rows.users, train_rows.items, train_rows.ratings)
     assert len(served) > 0.8 * len(train_rows)  # every batch but the dropped partial one
     for rows in held_out:  # not one validation or test pair is an input
         assert not {(u, i) for u, i, _ in served} & set(zip(rows.users.tolist(), rows.items.tolist()))
 
 
-def test_masked_loss_ignores_unobserved_entries():
-    values = torch.tensor([[4.0, 0.0, 2.0], [0.0, 5.0, 0.0]])
-    mask = values > 0
-    reconstructed = torch.tensor([[3.0, 9.0, 2.0], [-7.0, 4.0, 100.0]], requires_grad=True)
-    loss, n = masked_mse(reconstructed, values, mask)
-    assert n == 3
-    assert loss.item() == pytest.approx((1 + 0 + 1) / 3)
-    loss.backward()
-    assert (reconstructed.grad[~mask] == 0).all()
-    assert (reconstructed.grad[mask] != 0).any()
+def dense_masked_mse(reconstructed, values, mask):
+    """The loss as it was computed before issue 21: the whole reconstruction, masked to observed entries."""
+    squared = torch.where(mask, (reconstructed - values) ** 2, torch.zeros(()))
+    return squared.sum() / mask.sum()
+
+
+AUTOENCODERS = {
+    "autorec": dict(hidden=6, l2=1.0, clip=None),
+    "kernel_ae": dict(
+        hidden=[5, 4],
+        kernel_dim=2,
+        l2=1.0,
+        l2_kernel=0.1,
+        global_kernel=False,
+        global_kernel_size=3,
+        global_dot_scale=1.0,
+        pretrain_epochs=1,
+        clip=None,
+    ),  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("name", sorted(AUTOENCODERS))
+def test_the_sparse_loss_and_its_gradients_equal_the_dense_masked_ones(name):
+    torch.manual_seed(0)
+    n_users, n_items = 12, 7
+    pairs = torch.randperm(n_users * n_items)[:30]
+    users, items, ratings = pairs // n_items, pairs % n_items, torch.randint(1, 6, (30,)).float()
+    matrix = RatingMatrix.from_triples(users, items, ratings, n_users, n_items)
+    model = MODELS[name](n_users, n_items, **AUTOENCODERS[name])
+    batch = torch.tensor([4, 0, 6, 2])
+    sparse = model.observed_mse(batch, matrix.sparse_rows(batch))
+    sparse_grads = torch.autograd.grad(sparse, list(model.parameters()))
+    values, mask = matrix.dense_rows(batch)
+    whole = model.reconstruct(values) if name == "autorec" else model.local(values)
+    dense = dense_masked_mse(whole, values, mask)
+    dense_grads = torch.autograd.grad(dense, list(model.parameters()))
+    assert sparse.item() == pytest.approx(dense.item(), rel=1e-5)
+    for got, expected in zip(sparse_grads, dense_grads, strict=True):
+        assert torch.allclose(got, expected, atol=1e-6)
+    # Predictions of pairs read the same reconstruction.
+    ask_users, ask_rows = torch.tensor([3, 11, 0]), torch.tensor([1, 1, 3])
+    model.training_matrix.set(matrix)
+    predicted = model(ask_users, batch[ask_rows])
+    assert torch.allclose(predicted, whole[ask_rows, ask_users], atol=1e-5)
+    model._encode_all()  # an evaluation pass: every item encoded once, the same predictions
+    assert torch.allclose(model(ask_users, batch[ask_rows]), predicted, atol=1e-6)
+    model._forget_codes()
 
 
 def _fit(data_dir, out, *overrides):

@@ -6,6 +6,7 @@ import torch
 from cf_lightning.blend_members import member_config
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.errors import ConfigError
+from cf_lightning.inference.loading import load_checkpoint
 from cf_lightning.models.rating.blend import Blend, fit_weights
 from cf_lightning.train import train
 from tests.helpers import make_cfg, quick_overrides
@@ -47,10 +48,13 @@ def test_blend_fits_its_weights_on_validation_and_beats_its_members(movielens_di
     dm = CollabDataModule(cfg.data)
     dm.setup("fit")
     valid = dm.subset(dm.valid_idx)
-    expected = fit_weights(model.tables[:, valid.users, valid.items].T, valid.ratings)
+    expected = fit_weights(model._member_predictions(valid.users, valid.items), valid.ratings)
     assert torch.allclose(model.weights, expected)
+    # The package's loader (weights first, then hooks) rebuilds the members too: the same predictions.
+    loaded = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt").model
+    assert torch.equal(loaded(valid.users, valid.items), model(valid.users, valid.items))
     test = dm.subset(dm.test_idx)  # the test rows do not decide the weights
-    assert not torch.allclose(fit_weights(model.tables[:, test.users, test.items].T, test.ratings), expected)
+    assert not torch.allclose(fit_weights(model._member_predictions(test.users, test.items), test.ratings), expected)
 
 
 def _metrics(folder):
@@ -90,7 +94,8 @@ def test_refit_blends_members_retrained_on_validation_rows_with_the_held_out_wei
     dm = CollabDataModule(cfg.data)
     dm.setup("fit")
     valid = dm.subset(dm.valid_idx)
-    # The blend's tables are the refit members': the held-out weights no longer solve least squares on them.
-    assert not torch.allclose(fit_weights(model.tables[:, valid.users, valid.items].T, valid.ratings), model.weights)
+    # The blend's members are the refit ones: the held-out weights no longer solve least squares on them.
+    refit = model._member_predictions(valid.users, valid.items)
+    assert not torch.allclose(fit_weights(refit, valid.ratings), model.weights)
     held_out = record["val_rmse_held_out"]
     assert held_out["blend"] <= min(held_out[m] for m in record["members"]) + 1e-6

@@ -1,23 +1,26 @@
 """The rating-matrix view of the training rows: one row per item, its ratings by every user.
 
 Item-based autoencoders (``autorec``, ``kernel_ae``) train on rows of the sparse items × users matrix of
-the TRAINING part: ``ItemRows`` turns a batch of item rows into dense ``(values, mask)`` tensors, zeros
-where a user did not rate the item (``mask`` False). The matrix itself is kept compressed by item (CSR:
-row offsets, user rows, ratings), so it costs what the training triples cost; only a batch of rows is
-ever dense. Validation and test stay (user, item, rating) triples: a model reads entry ``u`` of its
-reconstruction of item ``i``'s training row.
+the TRAINING part: ``ItemRows`` turns a batch of item rows into ``SparseRows`` (each rating's row in the
+batch, its user, its value), so a batch costs what its ratings cost, whatever the number of users. The
+matrix itself is kept compressed by item (CSR: row offsets, user rows, ratings), so it costs what the
+training triples cost. ``dense_rows`` makes a batch of rows dense where an architecture needs whole rows
+(GLocal-K's global kernel convolves neighbouring rows); ``MAX_DENSE_CELLS`` bounds such a batch.
+Validation and test stay (user, item, rating) triples: a model reads entry ``u`` of its reconstruction of
+item ``i``'s training row.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from torch.utils.data import Dataset
 
 from cf_lightning.errors import ConfigError
 
-# The most cells a dense table may hold (512 MiB of float32 values): a batch of the rating-matrix view
-# (ML-25M's 162,541 users allow 825 rows a batch), and the dense prediction tables of bayesian_mf and
-# blend (MovieLens 100K and 1M fit, 10M does not). A bigger request is refused with the fix.
+# The most cells a dense batch of rows may hold (512 MiB of float32 values; ML-25M's 162,541 users allow
+# 825 rows a batch). A bigger request is refused with the fix.
 MAX_DENSE_CELLS = 1 << 27
 
 
@@ -29,6 +32,15 @@ def check_dense_rows(n_rows: int, n_users: int, key: str = "data.batch_size") ->
             f"{key}={n_rows}: {n_rows} item rows x {n_users:,} users is over {MAX_DENSE_CELLS:,} dense cells "
             f"for the rating-matrix view; use {key}={fits} or less"
         )
+
+
+class SparseRows(NamedTuple):
+    """A batch of item rows as their ratings: entry ``n`` is ``ratings[n]`` by user ``users[n]`` in batch row
+    ``row_of[n]`` (rows in the order asked, a row's entries by user)."""
+
+    row_of: torch.Tensor
+    users: torch.Tensor
+    ratings: torch.Tensor
 
 
 class RatingMatrix:
@@ -58,8 +70,8 @@ class RatingMatrix:
         """The item rows with at least one rating (what an epoch of the view visits)."""
         return torch.nonzero(self.crow[1:] > self.crow[:-1]).flatten()
 
-    def dense_rows(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(values, mask)``, each ``(len(items), n_users)``: the rows of ``items``, zeros where unrated."""
+    def sparse_rows(self, items: torch.Tensor) -> SparseRows:
+        """The ratings of the rows of ``items`` (memory: their ratings, not ``len(items) x n_users``)."""
         items = items.long().to(self.crow.device)
         starts, stops = self.crow[items], self.crow[items + 1]
         counts = stops - starts
@@ -68,10 +80,15 @@ class RatingMatrix:
             int(counts.sum()), device=items.device
         )
         row_of = torch.repeat_interleave(torch.arange(len(items), device=items.device), counts)
-        values = torch.zeros(len(items), self.n_users, device=items.device)
-        mask = torch.zeros(len(items), self.n_users, dtype=torch.bool, device=items.device)
-        values[row_of, self.users[positions]] = self.ratings[positions]
-        mask[row_of, self.users[positions]] = True
+        return SparseRows(row_of, self.users[positions], self.ratings[positions])
+
+    def dense_rows(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(values, mask)``, each ``(len(items), n_users)``: the rows of ``items``, zeros where unrated."""
+        row_of, users, ratings = self.sparse_rows(items)
+        values = torch.zeros(len(items), self.n_users, device=self.crow.device)
+        mask = torch.zeros(len(items), self.n_users, dtype=torch.bool, device=self.crow.device)
+        values[row_of, users] = ratings
+        mask[row_of, users] = True
         return values, mask
 
     def triples(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -81,7 +98,7 @@ class RatingMatrix:
 
 
 class ItemRows(Dataset):
-    """The view's dataset: ``data[rows]`` → ``(items, values, mask)`` for positions ``rows`` of ``items``."""
+    """The view's dataset: ``data[rows]`` → ``(items, SparseRows)`` for positions ``rows`` of ``items``."""
 
     def __init__(self, matrix: RatingMatrix, items: torch.Tensor) -> None:
         self.matrix, self.items = matrix, items
@@ -89,6 +106,6 @@ class ItemRows(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, rows: torch.Tensor) -> tuple[torch.Tensor, SparseRows]:
         items = self.items[rows]
-        return (items, *self.matrix.dense_rows(items))
+        return items, self.matrix.sparse_rows(items)

@@ -1,8 +1,8 @@
 """Item-based autoencoders: what ``autorec`` and ``kernel_ae`` share.
 
 They train on the DataModule's rating-matrix view (``view = "item_rows"``): a batch is a set of items,
-each its row of TRAINING ratings over every user (0 where unrated) with a mask of the observed entries.
-The loss is the squared error on observed entries only, plus the architecture's penalty:
+each its row of TRAINING ratings over every user (0 where unrated). The loss is the squared error on
+observed entries only, plus the architecture's penalty:
 
     objective = sum over observed (r - r_hat)^2 + penalty(weights)
 
@@ -13,6 +13,12 @@ papers' do whatever the batch size.
 A prediction ``r(u, i)`` is entry ``u`` of the reconstruction of item ``i``'s training row, clamped to
 ``clip`` (the data set's rating range). The training matrix travels in the checkpoint as buffers, so a
 loaded model predicts alone, and no validation or test rating is ever an input.
+
+Nothing is (items x users) dense, and a batch is not (batch x users) dense either: the rows arrive as
+their ratings (``SparseRows``), the first layer is a sparse product of them, and the reconstruction is
+computed only at the entries the loss (observed ratings) or the prediction (the asked pairs) reads, by
+``decode_at``: a step costs what its ratings cost times the hidden width, not users x hidden. The loss
+and its gradients are those of the dense masked computation (unobserved entries never entered them).
 
 Cold start: a user or item without training ratings (its input column or row is all zeros, its output
 unit never trained) gets the global mean plus the other side's known bias (``ColdStartFallback``), and
@@ -30,7 +36,7 @@ from omegaconf import MISSING
 from torch import nn
 
 from cf_lightning.constraints import Ge, OptionalPair, PositiveInt
-from cf_lightning.data.rating_matrix import MAX_DENSE_CELLS, RatingMatrix
+from cf_lightning.data.rating_matrix import RatingMatrix, SparseRows
 from cf_lightning.models.base import CollabModel
 from cf_lightning.models.cold_start import ColdStartFallback
 from cf_lightning.models.registry import ModelConfig, model_config
@@ -72,7 +78,7 @@ class TrainingMatrix(nn.Module):
 
 
 class ItemAutoencoder(CollabModel):
-    """Base of the item-based autoencoders: a subclass writes ``reconstruct(items, values)`` and ``penalty()``."""
+    """Base of the item-based autoencoders: a subclass writes ``encode``, ``decode_at`` and ``penalty()``."""
 
     view = "item_rows"
     user_tables: tuple[str, ...] = ()  # users are input columns: no row to fold a new user into
@@ -86,8 +92,12 @@ class ItemAutoencoder(CollabModel):
         self.register_buffer("started", torch.zeros((), dtype=torch.bool))  # initialised from the data once
 
     # --- what a subclass writes -----------------------------------------------------------------
-    def reconstruct(self, items: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """The reconstruction ``(B, n_users)`` of the training rows ``values`` of ``items``."""
+    def encode(self, items: torch.Tensor, rows: SparseRows) -> torch.Tensor:
+        """The last hidden layer ``(B, hidden)`` of the training rows ``rows`` of ``items``."""
+        raise NotImplementedError
+
+    def decode_at(self, code: torch.Tensor, row_of: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+        """Entry ``users[n]`` of the reconstruction of batch row ``row_of[n]`` from its ``code``."""
         raise NotImplementedError
 
     def penalty(self) -> torch.Tensor:
@@ -112,35 +122,43 @@ class ItemAutoencoder(CollabModel):
             self.started.fill_(True)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        """``batch``: a chunk of ``(items, values, mask)`` minibatches of item rows, one optimizer step each."""
+        """``batch``: a chunk of ``(items, SparseRows)`` minibatches of item rows, one optimizer step each."""
         losses = torch.stack([self._row_step(*minibatch) for minibatch in batch])
         self._log_train_loss_after_last_chunk(batch_idx)
         return losses
 
-    def _row_step(self, items: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        mse, n_observed = masked_mse(self.reconstruct(items, values), values, mask)
+    def observed_mse(self, items: torch.Tensor, rows: SparseRows) -> torch.Tensor:
+        """The mean squared error of the reconstruction over the rows' observed entries."""
+        reconstructed = self.decode_at(self.encode(items, rows), rows.row_of, rows.users)
+        return ((reconstructed - rows.ratings) ** 2).sum() / max(len(rows.ratings), 1)
+
+    def batch_loss(self, items: torch.Tensor, rows: SparseRows) -> torch.Tensor:
+        """The minibatch objective: the observed squared error plus the penalty's share."""
+        return self.observed_mse(items, rows) + self.penalty() / self.n_training_ratings
+
+    def _row_step(self, items: torch.Tensor, rows: SparseRows) -> torch.Tensor:
+        mse = self.observed_mse(items, rows)
         loss = mse + self.penalty() / self.n_training_ratings
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         optimizer.step()
         self.lr_schedulers().step()
-        self._accumulate_train_loss(mse, n_observed)  # train/loss: the squared error on observed entries
+        self._accumulate_train_loss(mse, len(rows.ratings))  # train/loss: the squared error on observed entries
         return loss.detach()
 
     # --- predicting ---------------------------------------------------------------------------
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Entry ``u`` of item ``i``'s reconstructed training row, clamped to ``clip``; cold start falls back."""
+        """Entry ``u`` of item ``i``'s reconstructed training row, clamped to ``clip``; cold start falls back.
+
+        Each asked item's row is encoded once (or read from the codes of an evaluation pass); the
+        reconstruction is read at the asked users only."""
         unique, inverse = torch.unique(items, return_inverse=True)
-        predictions = torch.empty(len(users), device=users.device)
-        matrix = self.training_matrix.matrix()
-        rows_per_pass = max(1, MAX_DENSE_CELLS // (8 * max(self.hparams.n_users, 1)))  # input, output, hidden
-        for start in range(0, len(unique), rows_per_pass):
-            chunk = unique[start : start + rows_per_pass]
-            values, _ = matrix.dense_rows(chunk)
-            reconstructed = self.reconstruct(chunk, values)
-            here = (inverse >= start) & (inverse < start + len(chunk))
-            predictions[here] = reconstructed[inverse[here] - start, users[here]]
+        if self._codes is not None:
+            code = self._codes[unique]
+        else:
+            code = self.encode(unique, self.training_matrix.matrix().sparse_rows(unique))
+        predictions = self.decode_at(code, inverse, users)
         if self.clip is not None:
             predictions = predictions.clamp(*self.clip)
         return self.cold_start(users, items, predictions)
@@ -148,12 +166,63 @@ class ItemAutoencoder(CollabModel):
     def raw_score(self, users, items):
         return self(users, items)
 
+    # An evaluation pass (validation, test, predict) encodes every item once, at its start: its batches of
+    # pairs then only decode (without this, each batch re-encodes the rows of the items it holds).
+    _codes: torch.Tensor | None = None
 
-def masked_mse(reconstructed: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """The mean squared error over the observed entries (``mask``) only, and their number."""
-    n_observed = int(mask.sum())
-    squared = torch.where(mask, (reconstructed - values) ** 2, torch.zeros((), device=values.device))
-    return squared.sum() / max(n_observed, 1), n_observed
+    @torch.no_grad()
+    def _encode_all(self) -> None:
+        matrix = self.training_matrix.matrix()
+        items = torch.arange(self.hparams.n_items, device=matrix.crow.device)
+        per_pass = max(1, CODE_CELLS // max(self.hparams.n_users, 1))  # bounds a dense (global kernel) pass
+        self._codes = torch.cat([self.encode(chunk, matrix.sparse_rows(chunk)) for chunk in items.split(per_pass)])
+
+    def _forget_codes(self) -> None:
+        self._codes = None
+
+    def on_validation_epoch_start(self) -> None:
+        self._encode_all()
+
+    def on_validation_epoch_end(self) -> None:
+        self._forget_codes()
+        super().on_validation_epoch_end()
+
+    def on_test_epoch_start(self) -> None:
+        self._encode_all()
+
+    def on_test_epoch_end(self) -> None:
+        self._forget_codes()
+        super().on_test_epoch_end()
+
+    def on_predict_epoch_start(self) -> None:
+        self._encode_all()
+
+    def on_predict_epoch_end(self) -> None:
+        self._forget_codes()
+
+
+# Items encoded at once when an evaluation pass encodes them all: their dense rows (with the global kernel)
+# hold at most this many cells (64 MiB of float32).
+CODE_CELLS = 1 << 24
+
+
+def product_at(left: torch.Tensor, right: torch.Tensor, row_of: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """``(left @ right)[row_of[n], columns[n]]`` for each ``n``, differentiable, without the whole product and
+    without gathering a row per entry (a sampled product on the entries' pattern)."""
+    order = torch.argsort(row_of, stable=True)
+    counts = torch.bincount(row_of, minlength=len(left))
+    crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+    pattern = torch.sparse_csr_tensor(
+        crow, columns[order], torch.zeros(len(order), dtype=left.dtype, device=left.device), (len(left), right.shape[1])
+    )
+    values = torch.sparse.sampled_addmm(pattern, left, right, beta=0.0).values()
+    return values[torch.argsort(order)]
+
+
+def sparse_input(rows: SparseRows, n_rows: int, n_users: int) -> torch.Tensor:
+    """The batch's rows as a sparse ``(n_rows, n_users)`` matrix (COO), for a first layer's product."""
+    indices = torch.stack([rows.row_of, rows.users])
+    return torch.sparse_coo_tensor(indices, rows.ratings, (n_rows, n_users))
 
 
 def squared_norm(*tensors: torch.Tensor) -> torch.Tensor:
@@ -184,7 +253,15 @@ class AutoRec(ItemAutoencoder):
         with torch.no_grad():
             self.decoder.bias.fill_(mean)  # an empty code reconstructs the training mean, not 0
 
-    def reconstruct(self, items, values):
+    def encode(self, items, rows):
+        values = sparse_input(rows, len(items), self.hparams.n_users)
+        return torch.sigmoid(torch.sparse.mm(values, self.encoder.weight.T) + self.encoder.bias)
+
+    def decode_at(self, code, row_of, users):
+        return product_at(code, self.decoder.weight.T, row_of, users) + self.decoder.bias[users]
+
+    def reconstruct(self, values: torch.Tensor) -> torch.Tensor:
+        """The whole reconstruction ``(B, n_users)`` of dense rows ``values`` (tests compare with it)."""
         return self.decoder(torch.sigmoid(self.encoder(values)))
 
     def penalty(self):

@@ -3,8 +3,11 @@
 No gradient optimizer: like the closed-form baselines, the model fits itself from the training rows.
 Each training epoch runs ``sweeps_per_epoch`` Gibbs sweeps (``cf_lightning/models/rating/gibbs.py``); the
 epoch's batches only measure the training loss. After ``burn_in`` sweeps every sample is kept and the
-prediction is the mean of the kept samples' predictions, held as a dense (users x items) sum, so a
-prediction for any pair (a validation, test or unseen pair) is one lookup. Users and items without
+prediction is the mean of the kept samples' predictions. No (users x items) table is held: the mean of
+``U_s V_s^T`` over the kept samples ``s`` is ``[U_1 .. U_S] [V_1 .. V_S]^T / S``, so each kept sample's
+effective vectors are appended to a stack per side (users x S K and items x S K, float32) and a
+prediction for any pair (a validation, test or unseen pair) is one dot product of two stacked rows plus
+the summed biases: the exact posterior mean, in memory linear in users + items. Users and items without
 training ratings are drawn from the learned priors, so they get the global mean plus the prior mean
 of the biases: a sensible cold-start answer, not a squashed zero.
 """
@@ -19,8 +22,6 @@ import torch
 from omegaconf import MISSING
 
 from cf_lightning.constraints import Ge, Gt, OptionalPair
-from cf_lightning.data.rating_matrix import MAX_DENSE_CELLS  # the dense prediction sum must fit (100K/1M do)
-from cf_lightning.errors import ConfigError
 from cf_lightning.models.fitted import FittedModel
 from cf_lightning.models.rating.gibbs import GibbsState, TrainingRatings, gibbs_sweep
 from cf_lightning.models.registry import ModelConfig, model_config
@@ -68,11 +69,6 @@ class BayesianMF(FittedModel):
         optimizer: dict | None = None,
     ) -> None:
         super().__init__(n_users, n_items, optimizer)
-        if n_users * n_items > MAX_DENSE_CELLS:
-            raise ConfigError(
-                f"model=bayesian_mf: {n_users} users x {n_items} items is over {MAX_DENSE_CELLS:,} cells; its "
-                "averaged predictions are a dense table. Use it on MovieLens 100K or 1M, or another model."
-            )
         self.clip = None if clip is None else tuple(clip)
         k = n_factors
         self.register_buffer("mu", torch.zeros((), dtype=torch.float64))
@@ -88,9 +84,13 @@ class BayesianMF(FittedModel):
         self.register_buffer("item_vectors", torch.zeros(n_items, k))
         self.register_buffer("sweeps_done", torch.zeros((), dtype=torch.long))
         self.register_buffer("kept", torch.zeros((), dtype=torch.long))
-        self.register_buffer("prediction_sum", torch.zeros(n_users, n_items))
-        self.register_buffer("item_vector_sum", torch.zeros(n_items, k))
+        # The kept samples: summed mu and biases, and the stacked effective vectors (one K block per sample).
+        self.register_buffer("mu_sum", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("user_bias_sum", torch.zeros(n_users, dtype=torch.float64))
         self.register_buffer("item_bias_sum", torch.zeros(n_items, dtype=torch.float64))
+        self.register_buffer("user_stack", torch.zeros(n_users, 0))
+        self.register_buffer("item_stack", torch.zeros(n_items, 0))
+        self.register_buffer("item_vector_sum", torch.zeros(n_items, k))
         self._data: TrainingRatings | None = None
 
     # --- fitting --------------------------------------------------------------------------------
@@ -121,22 +121,25 @@ class BayesianMF(FittedModel):
         self._store(state)
         self.sweeps_done += 1
         if int(self.sweeps_done) > hp.burn_in:
-            self.prediction_sum += state.predictions(self._data).to(self.prediction_sum)
-            self.item_vector_sum += self.item_vectors
+            self.mu_sum += self.mu
+            self.user_bias_sum += self.user_bias
             self.item_bias_sum += self.item_bias
+            self.user_stack = torch.cat([self.user_stack, self.user_vectors], dim=1)
+            self.item_stack = torch.cat([self.item_stack, self.item_vectors], dim=1)
+            self.item_vector_sum += self.item_vectors
             self.kept += 1
 
     def _state(self) -> GibbsState:
-        cpu = lambda t: t.detach().cpu().clone()  # noqa: E731
+        copy = lambda t: t.detach().clone()  # noqa: E731  (on the model's device, as the training tensors)
         return GibbsState(
-            mu=cpu(self.mu),
-            alpha=cpu(self.alpha),
-            user_bias=cpu(self.user_bias),
-            item_bias=cpu(self.item_bias),
-            P=cpu(self.P),
-            Q=cpu(self.Q),
-            Y=cpu(self.Y) if self.hparams.implicit_users else None,
-            Z=cpu(self.Z) if self.hparams.implicit_items else None,
+            mu=copy(self.mu),
+            alpha=copy(self.alpha),
+            user_bias=copy(self.user_bias),
+            item_bias=copy(self.item_bias),
+            P=copy(self.P),
+            Q=copy(self.Q),
+            Y=copy(self.Y) if self.hparams.implicit_users else None,
+            Z=copy(self.Z) if self.hparams.implicit_items else None,
         )
 
     def _store(self, state: GibbsState) -> None:
@@ -149,12 +152,21 @@ class BayesianMF(FittedModel):
         self.user_vectors.copy_(state.user_vectors(self._data))
         self.item_vectors.copy_(state.item_vectors(self._data))
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The stacks grow with the kept samples: take the saved widths before loading the values.
+        for name in ("user_stack", "item_stack"):
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name], device=self.mu.device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     # --- predicting -----------------------------------------------------------------------------
     def score(self, users, items):  # no y_range: the score is the prediction
-        if int(self.kept) > 0:
-            prediction = self.prediction_sum[users, items] / self.kept
+        kept = int(self.kept)
+        if kept > 0:
+            biases = (self.mu_sum + self.user_bias_sum[users] + self.item_bias_sum[items]) / kept
+            prediction = biases.float() + _pair_dots(self.user_stack, self.item_stack, users, items) / kept
         else:  # burn-in: the current sample
-            dot = (self.user_vectors[users] * self.item_vectors[items]).sum(1)
+            dot = _pair_dots(self.user_vectors, self.item_vectors, users, items)
             prediction = (self.mu + self.user_bias[users] + self.item_bias[items]).float() + dot
         return prediction if self.clip is None else prediction.clamp(*self.clip)
 
@@ -164,3 +176,27 @@ class BayesianMF(FittedModel):
 
     def item_bias_weights(self):
         return (self.item_bias_sum / self.kept if int(self.kept) > 0 else self.item_bias).float()
+
+
+# Pairs scored at once: their gathered rows (or their block of user x item scores) hold at most this many
+# cells (64 MiB of float32).
+PAIR_CELLS = 1 << 24
+
+
+def _pair_dots(left: torch.Tensor, right: torch.Tensor, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """``left[u] . right[i]`` for each pair, a bounded number of pairs at a time (the rows may be wide).
+
+    Pairs that mostly fill a grid of their users x items (a ranking's block of users x every item) are one
+    matrix product of the distinct rows, read at the pairs: many times faster than a dot per pair.
+    """
+    distinct_users, user_at = torch.unique(users, return_inverse=True)
+    distinct_items, item_at = torch.unique(items, return_inverse=True)
+    grid = len(distinct_users) * len(distinct_items)
+    if grid <= 2 * len(users) and grid <= PAIR_CELLS:
+        return (left[distinct_users] @ right[distinct_items].T)[user_at, item_at]
+    out = torch.empty(len(users), device=left.device)
+    step = max(1, PAIR_CELLS // max(left.shape[1], 1))
+    for start in range(0, len(users), step):
+        stop = start + step
+        out[start:stop] = (left[users[start:stop]] * right[items[start:stop]]).sum(1)
+    return out

@@ -2,8 +2,10 @@
 
 Each member is a string of overrides of the training config (``"model=svdpp epochs=5"``). When fitting
 starts, the blend trains every member on the same data, split and seed (in ``<run>/members/<k>_<name>``,
-each scored on validation like any run, so a member's best epoch is chosen there), reads each member's
-predictions for every (user, item) pair into a dense table, and fits ``w0 + sum_k w_k member_k`` by
+each scored on validation like any run, so a member's best epoch is chosen there), keeps the trained
+members as its own submodules (their weights travel in the blend's checkpoint, so a loaded blend
+predicts any pair: no (users x items) table of predictions is ever made), reads their predictions for
+the validation rows only, and fits ``w0 + sum_k w_k member_k`` by
 least squares on the validation rows: rows carved from the training part, never the test set. The
 members never trained on those rows, so the weights are fitted on held-out predictions. The blend's
 own ``val/loss`` is measured on the rows its weights were fitted on (a few weights: slightly
@@ -19,15 +21,15 @@ ratings. The blend's own ``val/*`` are then measured on rows its members trained
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Annotated
 
 import torch
 from omegaconf import MISSING
+from torch import nn
 
 from cf_lightning.constraints import NonEmpty, OptionalPair
-from cf_lightning.data.rating_matrix import MAX_DENSE_CELLS
-from cf_lightning.errors import ConfigError
 from cf_lightning.models.fitted import FittedModel
 from cf_lightning.models.registry import ModelConfig, model_config
 
@@ -48,7 +50,7 @@ RIDGE = 1e-4
 
 
 class Blend(FittedModel):
-    """``clip(w0 + sum_k w_k member_k(u, i))``; the members' predictions are held as dense tables."""
+    """``clip(w0 + sum_k w_k member_k(u, i))``; the trained members are submodules, asked pair by pair."""
 
     def __init__(
         self,
@@ -60,18 +62,44 @@ class Blend(FittedModel):
         optimizer: dict | None = None,
     ) -> None:
         super().__init__(n_users, n_items, optimizer)
-        if n_users * n_items * max(len(members), 1) > MAX_DENSE_CELLS:
-            raise ConfigError(
-                f"model=blend: {len(members)} members x {n_users} users x {n_items} items is over "
-                f"{MAX_DENSE_CELLS:,} cells of dense prediction tables; blend on MovieLens 100K or 1M"
-            )
         self.clip = None if clip is None else tuple(clip)
-        self.register_buffer("tables", torch.zeros(len(members), n_users, n_items))
+        self.member_models = nn.ModuleList()  # filled when fitting starts, or from the checkpoint
+        # What rebuilds the members from a checkpoint (model names, hyperparameters, losses), as JSON bytes:
+        # a buffer, so it is in the state dict before the members' own weights are loaded.
+        self.register_buffer("member_specs", torch.zeros(0, dtype=torch.uint8))
         self.register_buffer("weights", torch.zeros(len(members) + 1, dtype=torch.float64))
         self.member_metrics: list[dict] = []
 
+    def _keep_member(self, k: int, model) -> None:
+        """Member ``k`` (replacing a first-pass member on refit), frozen, and its spec for the checkpoint."""
+        model = model.to(self.weights.device).eval().requires_grad_(False)
+        if k < len(self.member_models):
+            self.member_models[k] = model
+        else:
+            self.member_models.append(model)
+        specs = [member_spec(member) for member in self.member_models]
+        self.member_specs = torch.tensor(list(json.dumps(specs, default=_plain).encode()), dtype=torch.uint8)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Rebuild the members the checkpoint names before their weights (children load after this).
+        key = prefix + "member_specs"
+        if key in state_dict and len(state_dict[key]) and not len(self.member_models):
+            specs = json.loads(bytes(state_dict[key].tolist()).decode())
+            self.member_models = nn.ModuleList(build_member(spec) for spec in specs)
+            self.member_specs = torch.empty_like(state_dict[key])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.member_models.eval()  # members only predict (no dropout), whatever the blend's mode
+        return self
+
+    @torch.no_grad()
     def _member_predictions(self, users, items) -> torch.Tensor:
-        return self.tables[:, users, items].T  # rows x members
+        """Each member's predictions of the pairs: (rows x members)."""
+        if not len(self.member_models):  # not fitted yet (members train when fitting starts): zeros, as w0 alone
+            return torch.zeros(len(users), len(self.hparams.members), device=self.weights.device)
+        return torch.stack([member(users, items).float() for member in self.member_models], dim=1)
 
     def score(self, users, items):  # no y_range: the score is the prediction
         features = self._member_predictions(users, items).double()
@@ -102,14 +130,35 @@ def fit_weights(predictions: torch.Tensor, ratings: torch.Tensor) -> torch.Tenso
     return torch.linalg.solve(x.T @ x + ridge, x.T @ ratings.double())
 
 
+def member_spec(model) -> dict:
+    """What rebuilds a trained member (before its weights are loaded): its model name, hyperparameters, loss."""
+    from cf_lightning.models import MODELS
+
+    name = next(name for name, cls in MODELS.items() if type(model) is cls)
+    return {"name": name, "hparams": dict(model.hparams), "loss": dict(model.loss_config)}
+
+
+def _plain(value):
+    """JSON for the config containers a member's hyperparameters may hold (lists, tuples, OmegaConf)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else list(value)
+
+
+def build_member(spec: dict):
+    from cf_lightning.models import MODELS
+
+    model = MODELS[spec["name"]](**spec["hparams"])
+    model.loss_config = dict(spec["loss"])
+    return model.eval().requires_grad_(False)
+
+
 @torch.no_grad()
-def dense_predictions(model, n_users: int, n_items: int, rows_per_call: int = 1_000_000) -> torch.Tensor:
-    """Every (user, item) prediction of ``model`` as a (users x items) table."""
+def pair_predictions(model, users: torch.Tensor, items: torch.Tensor, rows_per_call: int = 1_000_000) -> torch.Tensor:
+    """``model``'s predictions of the pairs ``(users[n], items[n])``, a bounded number of pairs per call."""
     model.eval()
-    users = torch.arange(n_users).repeat_interleave(n_items)
-    items = torch.arange(n_items).repeat(n_users)
-    out = torch.empty(n_users * n_items)
+    out = torch.empty(len(users))
     for start in range(0, len(users), rows_per_call):
         stop = start + rows_per_call
         out[start:stop] = model(users[start:stop].to(model.device), items[start:stop].to(model.device)).float().cpu()
-    return out.view(n_users, n_items)
+    return out

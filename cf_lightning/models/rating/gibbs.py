@@ -14,7 +14,12 @@ conditional: the hyperparameters, ``alpha``, ``mu``, the biases, then ``P`` and 
 K x K Gaussian solves) and ``Y`` and ``Z`` jointly (their rows share ratings, so each table is one
 Gaussian, sampled exactly by perturb-and-solve with preconditioned conjugate gradients).
 
-Everything here is plain torch in float64 with no Lightning: ``models/bayesian_mf.py`` wraps it.
+Everything is computed from the rated pairs only: sums over a row's ratings are sparse (CSR) products,
+the dot products of the ratings a sampled dense-dense product at the ratings' positions, and the K x K
+posterior precisions are built and solved a group of rows at a time. Memory grows with the ratings and
+with (users + items) x K^2, never with users x items. Everything here is plain torch in float64 with no
+Lightning, on the device of the training tensors (its normal draws come from torch's CPU generator, so a
+seed gives the same chain on a GPU): ``models/bayesian_mf.py`` wraps it.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ MU_PRIOR_PRECISION = 1e-4
 # Conjugate gradients stop at this relative residual (the sample's error is far below its spread).
 CG_TOL = 1e-4
 CG_MAX_ITER = 200
+# The K x K precisions of at most this many cells (float64: 128 MiB) are built and solved at once.
+GROUP_CELLS = 1 << 24
 
 
 @dataclass
@@ -39,8 +46,8 @@ class TrainingRatings:
     """The training rows sorted by user, with the user x item indicator both ways (CSR index arrays).
 
     Sums over a user's ratings (or an item's) are sparse-times-dense products on these patterns, and the
-    dot products of all ratings one dense ``U @ V.T`` read at ``flat``: on 2 cores both are many times
-    faster than gathering ``K``-wide rows per rating.
+    dot products of all ratings one sampled product on the user pattern (``torch.sparse.sampled_addmm``):
+    on 2 cores both are many times faster than gathering ``K``-wide rows per rating.
     """
 
     users: torch.Tensor  # sorted
@@ -53,13 +60,12 @@ class TrainingRatings:
     item_order: torch.Tensor  # rows in item order: users[item_order] are the item pattern's columns
     user_counts: torch.Tensor  # float64
     item_counts: torch.Tensor
-    flat: torch.Tensor  # users * n_items + items
 
     @classmethod
     def build(cls, users, items, ratings, n_users: int, n_items: int) -> TrainingRatings:
-        users, items = users.long().cpu(), items.long().cpu()
+        users, items = users.long(), items.long()
         order = torch.argsort(users * n_items + items, stable=True)
-        users, items, ratings = users[order], items[order], ratings.double().cpu()[order]
+        users, items, ratings = users[order], items[order], ratings.double()[order]
         item_order = torch.argsort(items * n_users + users, stable=True)
         user_counts = torch.bincount(users, minlength=n_users)
         item_counts = torch.bincount(items, minlength=n_items)
@@ -74,7 +80,6 @@ class TrainingRatings:
             item_order,
             user_counts.double(),
             item_counts.double(),
-            users * n_items + items,
         )
 
     @property
@@ -99,12 +104,13 @@ class TrainingRatings:
         )
 
     def dots(self, U: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
-        """``U[u] . V[i]`` for every rating."""
-        return (U @ V.T).view(-1)[self.flat]
+        """``U[u] . V[i]`` for every rating, in row order (only at the rated pairs)."""
+        pattern = self.by_user(torch.zeros_like(self.ratings))
+        return torch.sparse.sampled_addmm(pattern, U, V.T, beta=0.0).values()
 
 
 def _crow(counts: torch.Tensor) -> torch.Tensor:
-    crow = torch.zeros(len(counts) + 1, dtype=torch.long)
+    crow = torch.zeros(len(counts) + 1, dtype=torch.long, device=counts.device)
     crow[1:] = torch.cumsum(counts, 0)
     return crow
 
@@ -133,13 +139,13 @@ class GibbsState:
         cls, data: TrainingRatings, n_factors: int, implicit_users: bool, implicit_items: bool, init_std: float
     ) -> GibbsState:
         def table(n: int) -> torch.Tensor:
-            return _randn(n, n_factors) * init_std
+            return _randn(n, n_factors, device=data.ratings.device) * init_std
 
         return cls(
             mu=data.ratings.mean(),
             alpha=torch.tensor(1.0, dtype=torch.float64),
-            user_bias=torch.zeros(data.n_users, dtype=torch.float64),
-            item_bias=torch.zeros(data.n_items, dtype=torch.float64),
+            user_bias=torch.zeros(data.n_users, dtype=torch.float64, device=data.ratings.device),
+            item_bias=torch.zeros(data.n_items, dtype=torch.float64, device=data.ratings.device),
             P=table(data.n_users),
             Q=table(data.n_items),
             Y=table(data.n_items) if implicit_users else None,
@@ -157,15 +163,17 @@ class GibbsState:
             return self.Q
         return self.Q + data.item_norm[:, None] * (data.by_item() @ self.Z)
 
-    def predictions(self, data: TrainingRatings) -> torch.Tensor:
-        """The dense (users x items) matrix of this sample's predicted ratings."""
+    def predictions(self, data: TrainingRatings, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """This sample's predicted ratings of the pairs ``(users[n], items[n])``."""
         U, V = self.user_vectors(data), self.item_vectors(data)
-        return self.mu + self.user_bias[:, None] + self.item_bias[None, :] + U @ V.T
+        dot = (U[users] * V[items]).sum(1)
+        return self.mu + self.user_bias[users] + self.item_bias[items] + dot
 
 
-def _randn(*shape: int) -> torch.Tensor:
-    # float32 draws widened: torch's float64 normal sampler is several times slower on CPU.
-    return torch.randn(shape).double()
+def _randn(*shape: int, device=None) -> torch.Tensor:
+    # float32 draws widened: torch's float64 normal sampler is several times slower on CPU. Drawn by the
+    # CPU generator and moved, so a seed gives the same chain on any device.
+    return torch.randn(shape).double().to(device)
 
 
 def gibbs_sweep(
@@ -195,7 +203,7 @@ def gibbs_sweep(
     # Global mean, then each bias table given its (sampled or fixed) prior.
     resid = r - state.user_bias[users] - state.item_bias[items] - dot
     precision = alpha * len(r) + MU_PRIOR_PRECISION
-    state.mu = alpha * resid.sum() / precision + _randn() / precision.sqrt()
+    state.mu = alpha * resid.sum() / precision + _randn(device=r.device) / precision.sqrt()
     target = r - state.mu - state.item_bias[items] - dot
     state.user_bias = _sample_biases(state.user_bias, users, data.user_counts, target, alpha, bias_precision)
     target = r - state.mu - state.user_bias[users] - dot
@@ -231,8 +239,9 @@ def gibbs_sweep(
 
 
 def _gamma(shape, rate) -> torch.Tensor:
-    shape = torch.as_tensor(shape, dtype=torch.float64)
-    return torch.distributions.Gamma(shape, torch.as_tensor(rate, dtype=torch.float64)).sample()
+    # A scalar, drawn on the CPU (a 0-dim CPU tensor mixes with tensors on any device).
+    shape = torch.as_tensor(shape, dtype=torch.float64).cpu()
+    return torch.distributions.Gamma(shape, torch.as_tensor(rate, dtype=torch.float64).cpu()).sample()
 
 
 def _sample_biases(
@@ -246,7 +255,7 @@ def _sample_biases(
         mean, lam = torch.zeros((), dtype=torch.float64), torch.tensor(float(fixed), dtype=torch.float64)
     sums = torch.bincount(rows, weights=target, minlength=n)
     precision = alpha * counts + lam
-    return (alpha * sums + lam * mean) / precision + _randn(n) / precision.sqrt()
+    return (alpha * sums + lam * mean) / precision + _randn(n, device=bias.device) / precision.sqrt()
 
 
 def _normal_gamma(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -256,7 +265,7 @@ def _normal_gamma(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     beta = BIAS_BETA0 + n
     rate = GAMMA_B0 + 0.5 * ((x - xbar) ** 2).sum() + BIAS_BETA0 * n * xbar**2 / (2 * beta)
     lam = _gamma(GAMMA_A0 + n / 2, rate)
-    mean = n * xbar / beta + _randn() / (beta * lam).sqrt()
+    mean = n * xbar / beta + _randn(device=x.device) / (beta * lam).sqrt()
     return mean, lam
 
 
@@ -264,8 +273,9 @@ def _wishart(scale: torch.Tensor, df: float) -> torch.Tensor:
     """A Wishart(scale, df) draw by Bartlett's decomposition (df > K - 1)."""
     k = scale.shape[0]
     chol = torch.linalg.cholesky(scale)
-    a = torch.tril(_randn(k, k), diagonal=-1)
+    a = torch.tril(_randn(k, k, device=scale.device), diagonal=-1)
     chi2 = torch.distributions.Chi2(torch.tensor([df - j for j in range(k)], dtype=torch.float64)).sample()
+    chi2 = chi2.to(scale.device)
     a = a + torch.diag(chi2.sqrt())
     la = chol @ a
     return la @ la.T
@@ -277,36 +287,63 @@ def _normal_wishart(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     xbar = x.mean(0)
     centred = x - xbar
     scatter = centred.T @ centred + (FACTOR_BETA0 * n / (FACTOR_BETA0 + n)) * torch.outer(xbar, xbar)
-    w = torch.linalg.inv(torch.eye(k, dtype=torch.float64) + scatter)  # W0 = I
+    w = torch.linalg.inv(torch.eye(k, dtype=torch.float64, device=x.device) + scatter)  # W0 = I
     precision = _wishart((w + w.T) / 2, float(k + n))
     beta = FACTOR_BETA0 + n
     mean_cov_chol = torch.linalg.cholesky(torch.linalg.inv(beta * precision))
-    mean = n * xbar / beta + mean_cov_chol @ _randn(k)
+    mean = n * xbar / beta + mean_cov_chol @ _randn(k, device=x.device)
     return mean, precision
 
 
-def _gram(pattern: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    """``sum v v^T`` over each row's entries of ``pattern`` (rows x len(other)), as (rows, K, K)."""
+def _outer_rows(other: torch.Tensor) -> torch.Tensor:
+    """``v v^T`` of every row of ``other``, flattened: (len(other), K * K)."""
     k = other.shape[1]
-    outer = (other[:, :, None] * other[:, None, :]).reshape(len(other), k * k)
-    return (pattern @ outer).reshape(pattern.shape[0], k, k)
+    return (other[:, :, None] * other[:, None, :]).reshape(len(other), k * k)
+
+
+def _row_groups(n_rows: int, k: int) -> list[tuple[int, int]]:
+    """Consecutive row ranges whose K x K blocks hold at most ``GROUP_CELLS`` cells together."""
+    size = max(1, GROUP_CELLS // max(k * k, 1))
+    return [(start, min(start + size, n_rows)) for start in range(0, n_rows, size)]
+
+
+def _rows_of(pattern: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """Rows ``start:stop`` of a CSR matrix, as a CSR matrix sharing its index arrays' storage."""
+    crow = pattern.crow_indices()
+    lo, hi = int(crow[start]), int(crow[stop])
+    return torch.sparse_csr_tensor(
+        crow[start : stop + 1] - lo,
+        pattern.col_indices()[lo:hi],
+        pattern.values()[lo:hi],
+        (stop - start, pattern.shape[1]),
+    )
+
+
+def _gram(pattern: torch.Tensor, outer: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """``sum v v^T`` over the entries of rows ``start:stop`` of ``pattern`` (``outer``: ``_outer_rows(v)``)."""
+    k = int(round(outer.shape[1] ** 0.5))
+    return (_rows_of(pattern, start, stop) @ outer).reshape(stop - start, k, k)
 
 
 def _sample_rows(table: torch.Tensor, pattern, weighted, other: torch.Tensor, target: torch.Tensor, alpha):
     """Each row ``x_k | rest ~ N(S^-1 (Lambda m + alpha sum v t), S^-1)``, ``S = Lambda + alpha sum v v^T``.
 
     ``pattern`` is the (rows of ``table`` x rows of ``other``) indicator; ``weighted(values)`` the same
-    pattern holding one value per rating.
+    pattern holding one value per rating. The K x K systems are built and solved a group of rows at a time.
     """
     n, k = table.shape
     mean, lam = _normal_wishart(table)
-    precision = lam + alpha * _gram(pattern, other)
     rhs = (lam @ mean) + alpha * (weighted(target) @ other)
-    chol = torch.linalg.cholesky(precision)
-    posterior_mean = torch.cholesky_solve(rhs[:, :, None], chol)[:, :, 0]
-    # x = mean + L^-T e has covariance (L L^T)^-1 = S^-1.
-    noise = torch.linalg.solve_triangular(chol.transpose(1, 2), _randn(n, k, 1), upper=True)[:, :, 0]
-    return posterior_mean + noise
+    noise = _randn(n, k, 1, device=table.device)  # drawn at once: the same stream whatever the grouping
+    outer = _outer_rows(other)
+    sample = torch.empty_like(table)
+    for start, stop in _row_groups(n, k):
+        chol = torch.linalg.cholesky(lam + alpha * _gram(pattern, outer, start, stop))
+        posterior_mean = torch.cholesky_solve(rhs[start:stop, :, None], chol)[:, :, 0]
+        # x = mean + L^-T e has covariance (L L^T)^-1 = S^-1.
+        spread = torch.linalg.solve_triangular(chol.transpose(1, 2), noise[start:stop], upper=True)[:, :, 0]
+        sample[start:stop] = posterior_mean + spread
+    return sample
 
 
 def _sample_implicit(
@@ -329,16 +366,20 @@ def _sample_implicit(
     """
     n, k = table.shape
     mean, lam = _normal_wishart(table)
-    gram = _gram(owner_pattern, partner) * (owner_norm**2)[:, None, None]
+    outer = _outer_rows(partner)
+    owners = owner_pattern.shape[0]
+    gram = torch.cat([_gram(owner_pattern, outer, start, stop) for start, stop in _row_groups(owners, k)])
+    gram *= (owner_norm**2)[:, None, None]
+    del outer
 
     def apply_h(x: torch.Tensor) -> torch.Tensor:
         summed = owner_pattern @ x  # owners x K
         return alpha * (member_pattern @ torch.bmm(gram, summed[:, :, None])[:, :, 0]) + x @ lam
 
-    noisy_target = target + _randn(len(target)) / alpha.sqrt()
+    noisy_target = target + _randn(len(target), device=target.device) / alpha.sqrt()
     per_owner = weighted(noisy_target) @ partner
     rhs = alpha * (member_pattern @ (owner_norm[:, None] * per_owner)) + (lam @ mean)[None, :]
-    rhs = rhs + _randn(n, k) @ torch.linalg.cholesky(lam).T
+    rhs = rhs + _randn(n, k, device=table.device) @ torch.linalg.cholesky(lam).T
     diagonal = alpha * (member_pattern @ torch.diagonal(gram, dim1=1, dim2=2)) + torch.diagonal(lam)[None, :]
     return conjugate_gradient(apply_h, rhs, table, 1.0 / diagonal)
 

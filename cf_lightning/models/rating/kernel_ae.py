@@ -15,6 +15,11 @@ matrix as an items × users image, and the local layers are fine-tuned on the co
 official code recomputes ``m`` through the local layers at every step (with its gradient); here ``m`` is
 recomputed at the start of every fine-tuning epoch without a gradient, so a step needs only the batch's
 neighbouring item rows.
+
+As in ``ItemAutoencoder``: the local model's first layer is a sparse product of the batch's ratings and
+its last layer is read only at the entries asked for. The global kernel needs whole rows (it convolves
+neighbouring items' rows), so with it a batch is dense (batch x size x users, bounded by
+``data.rating_matrix.MAX_DENSE_CELLS``), and so is pooling ``m`` (a bounded chunk of items at a time).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from torch import nn
 
 from cf_lightning.constraints import Ge, Odd, OptionalPair, PositiveInt, Sizes
 from cf_lightning.models.layers import trunc_normal_
-from cf_lightning.models.rating.autoencoder import ItemAutoencoder, squared_norm
+from cf_lightning.models.rating.autoencoder import ItemAutoencoder, product_at, sparse_input, squared_norm
 from cf_lightning.models.registry import ModelConfig, model_config
 
 
@@ -68,9 +73,20 @@ class KernelLayer(nn.Module):
         squared = (self.u**2).sum(1)[:, None] + (self.v**2).sum(1)[None, :] - 2 * self.u @ self.v.T
         return (1 - squared.clamp(min=0)).clamp(min=0)
 
+    def effective_weight(self) -> torch.Tensor:
+        return self.weight * self.kernel()
+
     def forward(self, x: torch.Tensor, kernel: torch.Tensor | None = None) -> torch.Tensor:
         kernel = self.kernel() if kernel is None else kernel
         return x @ (self.weight * kernel) + self.bias
+
+    def forward_sparse(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer of a sparse input ``x`` (rows x n_in)."""
+        return torch.sparse.mm(x, self.effective_weight()) + self.bias
+
+    def forward_at(self, x: torch.Tensor, row_of: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
+        """Output ``outputs[n]`` of input row ``row_of[n]`` only."""
+        return product_at(x, self.effective_weight(), row_of, outputs) + self.bias[outputs]
 
 
 class KernelAE(ItemAutoencoder):
@@ -109,20 +125,28 @@ class KernelAE(ItemAutoencoder):
 
     # --- the local (kernelised) autoencoder -----------------------------------------------------
     def local(self, values: torch.Tensor) -> torch.Tensor:
+        """The whole reconstruction ``(B, n_users)`` of dense rows ``values``."""
         x = values
         for layer in self.layers[:-1]:
             x = torch.sigmoid(layer(x))
         return self.layers[-1](x)
 
+    def encode(self, items, rows):
+        if bool(self.global_on):  # the convolved rows are dense
+            x = torch.sigmoid(self.layers[0](self.global_convolution(items)))
+        else:
+            x = torch.sigmoid(self.layers[0].forward_sparse(sparse_input(rows, len(items), self.hparams.n_users)))
+        for layer in self.layers[1:-1]:
+            x = torch.sigmoid(layer(x))
+        return x
+
+    def decode_at(self, code, row_of, users):
+        return self.layers[-1].forward_at(code, row_of, users)
+
     def penalty(self):
         weights = squared_norm(*(layer.weight for layer in self.layers))
         kernels = squared_norm(*(layer.kernel() for layer in self.layers))
         return self.l2 * weights + self.l2_kernel * kernels
-
-    def reconstruct(self, items, values):
-        if bool(self.global_on):
-            values = self.global_convolution(items)
-        return self.local(values)
 
     # --- GLocal-K's global kernel ---------------------------------------------------------------
     def global_convolution(self, items: torch.Tensor) -> torch.Tensor:
