@@ -176,6 +176,7 @@ def build_checked(path, model_class: type, checkpoint: dict, *, schema: type | N
     try:
         with torch.device("meta"):  # shapes only: nothing allocated, whatever the sizes claim
             shapes_only = model_class(**hparams)
+            shapes_only.prepare_for_state_dict(state)  # e.g. the blend's members, named in the checkpoint
     except CFLightningError as err:  # e.g. a model that refuses sizes it cannot hold (bayesian_mf's dense table)
         raise CheckpointError(f"{where}: {err}") from None
     except Exception as err:  # whatever a constructor raises on values it cannot take (overflow, types, ...)

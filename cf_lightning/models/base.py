@@ -223,6 +223,10 @@ class CollabModel(pl.LightningModule):
             self.train(was_training)
 
     # --- what inference reads (override where the architecture has it) -----------------------
+    def prepare_for_state_dict(self, state_dict: dict, prefix: str = "") -> None:
+        """Build the submodules a checkpoint's state dict implies before it is checked or loaded (the blend's
+        members); most models have none."""
+
     # The parameters whose rows are users (a new user is folded in by fitting one row of each);
     # a model that gives every user the same predictions says uses_users = False.
     user_tables: tuple[str, ...] = ()
@@ -315,5 +319,6 @@ class CollabModel(pl.LightningModule):
                 require_same_vocab(saved, self.vocab, trainer.ckpt_path if trainer is not None else None)
             self.vocab = saved
         if trainer is not None:  # resuming (ckpt_path=): Lightning loads the weights after this hook
+            self.prepare_for_state_dict(checkpoint.get("state_dict") or {})
             require_same_tensors(self.state_dict(), checkpoint.get("state_dict"), trainer.ckpt_path)
         self.loss_config = dict(checkpoint.get(LOSS_KEY, {"name": "mse"}))  # checkpoints before losses: mse

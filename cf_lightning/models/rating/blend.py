@@ -80,13 +80,16 @@ class Blend(FittedModel):
         specs = [member_spec(member) for member in self.member_models]
         self.member_specs = torch.tensor(list(json.dumps(specs, default=_plain).encode()), dtype=torch.uint8)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Rebuild the members the checkpoint names before their weights (children load after this).
+    def prepare_for_state_dict(self, state_dict: dict, prefix: str = "") -> None:
+        """Rebuild the members a checkpoint names (``member_specs``), so their weights have a place to go."""
         key = prefix + "member_specs"
         if key in state_dict and len(state_dict[key]) and not len(self.member_models):
             specs = json.loads(bytes(state_dict[key].tolist()).decode())
             self.member_models = nn.ModuleList(build_member(spec) for spec in specs)
-            self.member_specs = torch.empty_like(state_dict[key])
+            self.member_specs = torch.empty_like(state_dict[key], device=self.weights.device)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        self.prepare_for_state_dict(state_dict, prefix)  # before the children load theirs
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def train(self, mode: bool = True):
