@@ -219,9 +219,13 @@ class ImplicitALSConfig(ModelConfig):
     l2: float = MISSING
     l2_exponent: float = MISSING  # nu: a row's regulariser grows as (count + a0 * n)^nu
     init_std: float = MISSING  # item factors start N(0, init_std / sqrt(n_factors))
+    solver: str = MISSING  # exact (Cholesky per row) | cg (conjugate gradient from the current factors)
+    cg_steps: int = MISSING  # CG steps per row and sweep (solver=cg)
 
     def __post_init__(self) -> None:
         check(self.n_factors > 0, "model.n_factors", f"must be > 0, got {self.n_factors}")
+        check(self.solver in ("exact", "cg"), "model.solver", f"must be exact or cg, got {self.solver!r}")
+        check(self.cg_steps > 0, "model.cg_steps", f"must be > 0, got {self.cg_steps}")
         for key in ("unobserved_weight", "l2", "l2_exponent"):
             check(getattr(self, key) >= 0, f"model.{key}", f"must be >= 0, got {getattr(self, key)}")
         check(self.init_std > 0, "model.init_std", f"must be > 0, got {self.init_std}")

