@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from cf_lightning.metrics.ranking import UserItems
+from cf_lightning.models.topn.ease import EASE
 from cf_lightning.models.topn.ials import RowBlocks, solve_side
 
 
@@ -53,3 +54,55 @@ def test_conjugate_gradient_converges_to_the_exact_solve_and_improves_on_its_sta
     few = solve_side(fixed, rows, 0.2, 0.1, 1.0, solver="cg", cg_steps=2, current=start)
     assert (few - exact).norm() < 0.5 * (start - exact).norm()  # warm-started steps close in on it
     assert not torch.allclose(few, exact, atol=1e-6)  # two steps of five are not the solve
+
+
+def dense_ease(matrix: torch.Tensor, l2: float) -> torch.Tensor:
+    """Steck's closed form on the dense matrix (the reference)."""
+    inverse = torch.linalg.inv(matrix.T @ matrix + l2 * torch.eye(matrix.shape[1], dtype=torch.float64))
+    weights = -inverse / inverse.diagonal()[None, :]
+    weights.fill_diagonal_(0)
+    return weights
+
+
+def every_pair(n_users: int, n_items: int):
+    users, items = torch.meshgrid(torch.arange(n_users), torch.arange(n_items), indexing="ij")
+    return users.flatten(), items.flatten()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_sparse_ease_equals_the_dense_solution_and_scores_by_blocks_as_by_pairs(dtype):
+    matrix, users, items = random_pairs(50, 30, 0.25)
+    model = EASE(50, 30, l2=3.0, dtype=dtype)
+    model.fit_statistics(users, items, torch.ones(len(users)))
+    expected = dense_ease(matrix, 3.0)
+    tolerance = 1e-6 if dtype == "float64" else 1e-4
+    torch.testing.assert_close(model.item_weights.double(), expected, atol=tolerance, rtol=0)
+    blocks = model.user_ranking_scores(torch.arange(50))
+    torch.testing.assert_close(blocks.double(), matrix @ model.item_weights.double(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(model(*every_pair(50, 30)).view(50, 30), blocks, atol=1e-5, rtol=0)
+
+
+def test_ease_max_items_keeps_the_most_interacted_items_and_never_recommends_the_others():
+    matrix, users, items = random_pairs(60, 12, 0.3)
+    matrix[:, 4] = 1  # the two most interacted items
+    matrix[:40, 9] = 1
+    users, items = torch.nonzero(matrix, as_tuple=True)
+    model = EASE(60, 12, l2=2.0, max_items=2)
+    model.fit_statistics(users, items, torch.ones(len(users)))
+    assert model.kept_items.tolist() == [4, 9]
+    torch.testing.assert_close(model.item_weights.double(), dense_ease(matrix[:, [4, 9]], 2.0), atol=1e-6, rtol=0)
+    scores = model.user_ranking_scores(torch.arange(60))
+    assert torch.isinf(scores[:, [i for i in range(12) if i not in (4, 9)]]).all()
+    assert torch.isfinite(scores[:, [4, 9]]).all()
+    torch.testing.assert_close(model.ranking_scores(*every_pair(60, 12)).view(60, 12), scores)
+
+
+def test_an_ease_checkpoint_holds_the_weights_and_histories_only_and_loads_back():
+    matrix, users, items = random_pairs(40, 10, 0.3)
+    model = EASE(40, 10, l2=1.0)
+    model.fit_statistics(users, items, torch.ones(len(users)))
+    state = model.state_dict()
+    assert max(tensor.numel() for tensor in state.values()) == max(10 * 10, len(users))  # no 40 × 10 table
+    fresh = EASE(40, 10, l2=1.0)
+    fresh.load_state_dict(state)
+    torch.testing.assert_close(fresh.user_ranking_scores(torch.arange(40)), model.user_ranking_scores(torch.arange(40)))

@@ -204,9 +204,13 @@ register_model("blend", schema=BlendConfig, model="cf_lightning.models.rating.bl
 @dataclass
 class EASEConfig(ModelConfig):
     l2: float = MISSING  # ridge penalty on the item-item weights
+    max_items: int | None = MISSING  # keep the N most-interacted items (null: all); the rest are never recommended
+    dtype: str = MISSING  # precision of the solve: float64 | float32
 
     def __post_init__(self) -> None:
         check(self.l2 > 0, "model.l2", f"must be > 0, got {self.l2}")
+        check(self.max_items is None or self.max_items > 0, "model.max_items", f"must be > 0, got {self.max_items}")
+        check(self.dtype in ("float64", "float32"), "model.dtype", f"must be float64 or float32, got {self.dtype!r}")
 
 
 register_model("ease", schema=EASEConfig, model="cf_lightning.models.topn.ease:EASE")
