@@ -10,7 +10,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_warn
 from tqdm import tqdm
 
-from cf_lightning.metrics.ranking import ANY_SUFFIX, RANKING_METRICS, UserItems, ranking_metrics, score_all_items
+from cf_lightning.metrics.ranking import ANY_SUFFIX, RANKING_METRICS, UserItems, model_scorer, ranking_metrics
 
 # Ranking that takes at least this many user batches gets a progress bar (MovieLens 100K takes 2).
 PROGRESS_MIN_BATCHES = 20
@@ -74,7 +74,7 @@ class RankingEvaluation(pl.Callback):
         bar = self._progress_bar(trainer, stage, len(users), n_items)
         try:
             with torch.no_grad():
-                score = score_all_items(pl_module.ranking_scores, n_items, pl_module.device)
+                score = model_scorer(pl_module, n_items)
                 sums = ranking_metrics(
                     score,
                     known,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
+
 from cf_lightning.models.base import CollabModel
 from cf_lightning.models.cold_start import ColdStartFallback
-from cf_lightning.models.layers import embedding
+from cf_lightning.models.layers import embedding, sigmoid_range
 
 
 class DotProductBias(CollabModel):
@@ -44,6 +46,17 @@ class DotProductBias(CollabModel):
         dot = (self.user_factors(users) * self.item_factors(items)).sum(dim=1)
         # Both biases go in before the squashing, as the chapter's model does.
         return dot + self.user_bias(users)[:, 0] + self.item_bias(items)[:, 0]
+
+    def user_ranking_scores(self, users):
+        """``ranking_scores`` of every item for a block of users: one matrix product (the ranking evaluation
+        of every user of MovieLens 25M in minutes), the same squashing and cold-start fallback as per pair."""
+        raw = self.user_factors.weight[users] @ self.item_factors.weight.T
+        raw = raw + self.user_bias.weight[users] + self.item_bias.weight[:, 0]
+        if not self.predicts_ratings:
+            return raw
+        prediction = raw if self.y_range is None else sigmoid_range(raw, *self.y_range)
+        items = torch.arange(self.hparams.n_items, device=raw.device)
+        return prediction if self.training else self.cold_start(users[:, None], items[None, :], prediction)
 
     def item_factor_weights(self):
         return self.item_factors.weight
