@@ -8,9 +8,10 @@ import textwrap
 import pytest
 import torch
 
-from cf_lightning.metrics.ranking import UserItems
+from cf_lightning.metrics.ranking import UserItems, model_scorer, top_k
+from cf_lightning.models.chapter.dot_bias import DotProductBias
 from cf_lightning.models.topn.ease import EASE
-from cf_lightning.models.topn.ials import RowBlocks, solve_side
+from cf_lightning.models.topn.ials import ImplicitALS, RowBlocks, solve_side
 
 
 def random_pairs(n_users: int, n_items: int, density: float, seed: int = 0):
@@ -152,3 +153,32 @@ def test_ials_ease_and_the_ranking_evaluation_run_where_users_x_items_would_not_
     lines = run.stdout.splitlines()
     ranked = [int(line.split()[-2]) for line in lines]
     assert len(lines) == 3 and all(900 < n <= 1000 for n in ranked), run.stdout
+
+
+def test_block_scorers_give_every_pair_s_ranking_score():
+    torch.manual_seed(0)
+    matrix, users, items = random_pairs(20, 15, 0.3)
+    ials = ImplicitALS(20, 15, n_factors=4, unobserved_weight=0.1, l2=0.01, l2_exponent=1.0, init_std=0.5)
+    ials.fit_statistics(users, items, torch.ones(len(users)))
+    ials.sweep()
+    dotbias = DotProductBias(20, 15, n_factors=4, y_range=(0, 5.5))
+    seen = users != 2  # user 2 and item 5 have no training rating: the cold-start fallback scores them
+    seen &= items != 5
+    dotbias.cold_start.fit(users[seen], items[seen], torch.rand(int(seen.sum())) * 5)
+    dotbias.eval()
+    for model in (ials, dotbias):
+        pairs = every_pair(20, 15)
+        by_pair = model.ranking_scores(*pairs).view(20, 15)
+        torch.testing.assert_close(model_scorer(model, 15)(torch.arange(20)), by_pair, atol=1e-6, rtol=1e-6)
+    assert not torch.allclose(by_pair[2], by_pair[4])  # the fallback row is not the model's
+
+
+def test_top_k_takes_the_lowest_columns_among_ties_at_the_cut_and_orders_best_first():
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 4, (200, 30), generator=generator).float()  # many ties
+    scores[0, 5:] = -torch.inf  # fewer candidates than k
+    columns, valid = top_k(scores, 8)
+    for row in range(200):
+        ranked = sorted(range(30), key=lambda column: (-scores[row, column].item(), column))[:8]
+        assert columns[row].tolist() == ranked
+    assert valid[0].tolist() == [True] * 5 + [False] * 3 and valid[1:].all()
