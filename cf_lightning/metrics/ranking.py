@@ -27,6 +27,10 @@ from dataclasses import dataclass
 import torch
 
 RANKING_METRICS = ("ndcg", "precision", "recall", "hitrate")
+# Scores at once for a model with a block scorer: a score and two masks, ~6 bytes a pair (no activations,
+# unlike per-pair scoring, which evaluation.batch_pairs bounds); blocks of hundreds of users keep the
+# product efficient (MovieLens 25M: 71 users a block).
+BLOCK_SCORER_PAIRS = 1 << 22
 ANY_SUFFIX = "_any"  # {stage}/ndcg_any@10: the same metric with every held-out rating relevant
 
 
@@ -149,6 +153,10 @@ def ranking_metrics(
         sums["hitrate"] += (n_hits > 0).double().sum()
         sums["users"] += len(batch)
     return sums
+
+
+def has_block_scorer(model) -> bool:
+    return getattr(model, "user_ranking_scores", None) is not None
 
 
 def model_scorer(model, n_items: int) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -8,7 +8,7 @@ import torch
 
 from cf_lightning.models.base import CollabModel
 from cf_lightning.models.cold_start import ColdStartFallback
-from cf_lightning.models.layers import embedding, sigmoid_range
+from cf_lightning.models.layers import embedding
 
 
 class DotProductBias(CollabModel):
@@ -50,13 +50,26 @@ class DotProductBias(CollabModel):
     def user_ranking_scores(self, users):
         """``ranking_scores`` of every item for a block of users: one matrix product (the ranking evaluation
         of every user of MovieLens 25M in minutes), the same squashing and cold-start fallback as per pair."""
-        raw = self.user_factors.weight[users] @ self.item_factors.weight.T
-        raw = raw + self.user_bias.weight[users] + self.item_bias.weight[:, 0]
+        # In place where it can be: each pass over the block's scores costs as much as the product.
+        item_bias = self.item_bias.weight[:, 0].expand(len(users), -1)
+        raw = torch.addmm(item_bias, self.user_factors.weight[users], self.item_factors.weight.T)
+        raw += self.user_bias.weight[users]
         if not self.predicts_ratings:
             return raw
-        prediction = raw if self.y_range is None else sigmoid_range(raw, *self.y_range)
+        if self.y_range is None:
+            prediction = raw
+        else:
+            low, high = self.y_range
+            prediction = raw.sigmoid_().mul_(high - low).add_(low)  # sigmoid_range, in place
+        if self.training:
+            return prediction
+        # The fallback on the unseen rows and columns only (the rest keep the model's prediction).
         items = torch.arange(self.hparams.n_items, device=raw.device)
-        return prediction if self.training else self.cold_start(users[:, None], items[None, :], prediction)
+        rows = torch.nonzero(~self.cold_start.seen_users[users]).flatten()
+        columns = torch.nonzero(~self.cold_start.seen_items).flatten()
+        prediction[rows] = self.cold_start(users[rows, None], items[None, :], prediction[rows])
+        prediction[:, columns] = self.cold_start(users[:, None], items[None, columns], prediction[:, columns])
+        return prediction
 
     def item_factor_weights(self):
         return self.item_factors.weight
