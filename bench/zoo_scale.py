@@ -30,13 +30,17 @@ from bench.peers import SHAPES, generated_set
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "zoo_scale.csv"
 COLUMNS = ("model", "shape", "seconds_per_epoch", "peak_rss_gib", "peer", "peer_seconds", "command")
+# The batch sizes the data configs give MovieLens of that size (conf/data/ml1m.yaml 1024, ml10m and up 8192):
+# the generated set is read with the default data config, whose batch (64) is ML-100K's.
+BATCH_SIZE = {"100k": 64, "1m": 1024, "10m": 8192, "20m": 8192, "25m": 8192}
 # Fitted once when training starts (on_fit_start): the epoch itself is a forward pass only.
 FITTED_AT_START = {"ease", "popularity"}
 
 
-def train_command(model: str, data_root: Path, run_dir: Path, epochs: int, threads: int) -> list[str]:
+def train_command(model: str, shape: str, data_root: Path, run_dir: Path, epochs: int, threads: int) -> list[str]:
     return [
         sys.executable, "-m", "cf_lightning.train", f"model={model}", f"data.root={data_root}",
+        f"data.batch_size={BATCH_SIZE[shape]}",
         f"epochs={epochs}", f"threads={threads}", "logger=none", "callbacks.progress_bar_refresh_rate=0",
         "evaluation.ranking=false", "evaluation.monitor=val/loss", "callbacks.interpretation=false",
         f"hydra.run.dir={run_dir}",
@@ -46,7 +50,7 @@ def train_command(model: str, data_root: Path, run_dir: Path, epochs: int, threa
 def run(model: str, shape: str, epochs: int, threads: int, workdir: Path) -> dict:
     data_root = generated_set(shape, workdir)
     run_dir = workdir / "runs" / f"{model}-{shape}"
-    command = train_command(model, data_root, run_dir, epochs, threads)
+    command = train_command(model, shape, data_root, run_dir, epochs, threads)
     subprocess.run(command, check=True, cwd=ROOT)
     peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
     metrics = json.loads((run_dir / "metrics.json").read_text())
