@@ -110,6 +110,30 @@ class EASE(FittedModel):
         self.item_column.copy_(column)
         self.history_indptr = history.indptr.to(self.device)
         self.history_columns = history.items.to(self.device)
+        self._cache_training_scores(keys.to(self.device))
+
+    @torch.no_grad()
+    def _cache_training_scores(self, keys: torch.Tensor) -> None:
+        """The scores of the training pairs (sorted ``user * n_items + item`` keys), from blocks of users'
+        scores: the epoch's forward pass over the training rows (train/loss) then looks them up instead of
+        gathering each pair's user's items again (nnz·n_kept once, against ∑ pairs' user counts every epoch).
+        Not in the checkpoint (a loaded model gathers)."""
+        n_items = self.hparams.n_items
+        users = keys // n_items
+        scores = torch.zeros(len(keys), dtype=self.item_weights.dtype, device=keys.device)
+        block = max(1, PAIR_BLOCK_GATHERS // max(1, len(self.kept_items)))
+        bounds = torch.searchsorted(users, torch.arange(0, self.hparams.n_users + block, block, device=keys.device))
+        for index, first_user in enumerate(range(0, self.hparams.n_users, block)):
+            start, stop = int(bounds[index]), int(bounds[index + 1])
+            if start == stop:
+                continue
+            user_rows = torch.arange(first_user, min(first_user + block, self.hparams.n_users), device=keys.device)
+            block_scores = self.user_ranking_scores(user_rows)
+            pair_users, pair_items = users[start:stop] - first_user, keys[start:stop] % n_items
+            scores[start:stop] = torch.where(
+                self.item_column[pair_items] >= 0, block_scores[pair_users, pair_items], 0.0
+            ).to(scores.dtype)
+        self._training_keys, self._training_scores = keys, scores
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         for name in ("history_indptr", "history_columns"):  # their length is the training set's
@@ -131,8 +155,22 @@ class EASE(FittedModel):
         return scores
 
     def score(self, users, items):
-        """``X_u · B_{:, i}`` of each pair (0 for an item without a column), a block of pairs at a time."""
+        """``X_u · B_{:, i}`` of each pair (0 for an item without a column): a training pair's from the cache
+        of ``fit_statistics``, any other from its user's items."""
         users, items = users.to(self.history_indptr.device), items.to(self.history_indptr.device)
+        keys = getattr(self, "_training_keys", None)
+        if keys is None or len(keys) == 0:
+            return self._gathered_score(users, items)
+        wanted = users.long() * self.hparams.n_items + items.long()
+        position = torch.searchsorted(keys, wanted).clamp(max=len(keys) - 1)
+        cached = keys[position] == wanted
+        out = torch.where(cached, self._training_scores[position], 0.0)
+        others = torch.nonzero(~cached).flatten()
+        if len(others):
+            out[others] = self._gathered_score(users[others], items[others])
+        return out
+
+    def _gathered_score(self, users, items):
         out = torch.zeros(len(users), dtype=self.item_weights.dtype, device=users.device)
         column = self.item_column[items]
         counts = self.history_indptr[users + 1] - self.history_indptr[users]
