@@ -43,7 +43,7 @@ def train_command(model: str, shape: str, data_root: Path, run_dir: Path, epochs
         f"data.batch_size={BATCH_SIZE[shape]}",
         f"epochs={epochs}", f"threads={threads}", "logger=none", "callbacks.progress_bar_refresh_rate=0",
         "evaluation.ranking=false", "evaluation.monitor=val/loss", "callbacks.interpretation=false",
-        f"hydra.run.dir={run_dir}",
+        "overwrite=true", f"hydra.run.dir={run_dir}",  # the bench's own folder: a rerun replaces it
     ]  # fmt: skip
 
 
