@@ -94,6 +94,19 @@ train ml100k_fp32 "data.root=$ML100K" "${SHORT[@]}"                     # the ch
 train ml100k_bf16 "data.root=$ML100K" "${SHORT[@]}" "$BF16"
 train synthetic25m_fp32 "data.root=$SYNTH" epochs=1 data.batch_size=8192 data.eval_batch_size=65536 \
   logger=none callbacks.checkpoint=false
+# The top-N zoo at the 25M shape on the device (issue 21, docs/benchmarks.md "The zoo at scale"):
+# iALS sweeps (exact, CG), EASE on the 20,000 most-interacted items, and dotbias ranked over every user
+# by the streamed ranking evaluation (scores, masks and top-k on the GPU).
+ZOO=("data.root=$SYNTH" data.batch_size=65536 data.eval_batch_size=65536 logger=none callbacks.checkpoint=false \
+  evaluation.monitor=val/loss)
+train zoo25m_ials "${ZOO[@]}" model=ials epochs=2
+train zoo25m_ials_cg "${ZOO[@]}" model=ials epochs=2 model.solver=cg
+train zoo25m_ease "${ZOO[@]}" model=ease epochs=1 model.max_items=20000 model.dtype=float32
+say "training zoo25m_dotbias_ranked (every user ranked)"
+python -m cf_lightning.train callbacks.progress_bar_refresh_rate=0 "accelerator=$ACCEL" "data.root=$SYNTH" \
+  epochs=1 data.batch_size=8192 data.eval_batch_size=65536 logger=none callbacks.checkpoint=false \
+  evaluation.ranking=true evaluation.max_users=null "hydra.run.dir=$RUNS/zoo25m_dotbias_ranked" > "$RUNS/zoo25m_dotbias_ranked.log" 2>&1 \
+  || { tail -40 "$RUNS/zoo25m_dotbias_ranked.log"; exit 1; }
 
 # --- 4. the figures ----------------------------------------------------------------------------
 python - "$RUNS" ml100k_fp32 ml100k_bf16 synthetic25m_fp32 <<'EOF'

@@ -1,146 +1,154 @@
-"""Our models against the library a researcher would otherwise pick, on the same generated set in one run.
+"""Our models beside the library a researcher would otherwise pick, on the same generated set, in one run.
 
-    python -m bench.peers --peer bayesian_mf --shape 10m [--sweeps 5] [--workdir /tmp/cf_peers]
+    python -m bench.peers --peer ials --shape 10m [--sweeps 3] [--threads 2] [--workdir /tmp/cf_peers_topn]
+    python -m bench.peers --peer ease --shape 20m [--max-items 20000] [--dtype float32]
 
-``bayesian_mf``: our Gibbs sampler (``models/rating/gibbs.py``) against myFM's (``pip install myfm``; a
-benchmark-only install, never a dependency): rank 10, no implicit blocks, on a set in MovieLens' shape made
-by ``generate_movielens_fast`` (once per shape, kept in ``--workdir``). Each side runs in its own process
-(so each peak RSS is its own whole process); prints seconds per sweep (the median of ``--sweeps`` sweeps
-after a first one), peak RSS and the ratio.
+Each peer is one function in ``PEERS`` (name -> function(args) -> printed rows), so branches add
+theirs side by side. The sets come from ``generate_movielens_fast`` in MovieLens' own shapes, written
+once under ``--workdir`` and reused. Peers are benchmark-only installs (``pip install implicit==0.7.3``),
+never dependencies of the package. ``bayesian_mf`` against myFM is ``bench/peers_bayesian_mf.py``
+(each side in its own process, so each peak RSS is its own).
+
+- ``ials``: one sweep of our ``ials`` (users then items) against ``implicit``'s
+  ``AlternatingLeastSquares`` with the same factors, the same solver kind (exact: ``use_cg=False``;
+  CG: 3 steps, ``implicit``'s default, ``model.cg_steps=3``) and the same thread count (``--threads``
+  for both: ``torch.set_num_threads`` and ``num_threads``). Median of ``--sweeps`` sweeps each, ratio
+  ours / theirs.
+- ``ease``: our EASE's fit (XᵀX, the solve, the weights) at the shape: seconds, the process's peak
+  RSS, and the checkpoint's largest tensor (it must hold no users × items tensor). No peer library.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import json
 import resource
 import statistics
-import subprocess
-import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-SHAPES = {  # MovieLens' own (users, items, ratings)
+import numpy as np
+import torch
+
+SHAPES = {  # (users, items, ratings) of MovieLens' releases
+    "100k": (943, 1_682, 100_000),
     "1m": (6_040, 3_706, 1_000_209),
     "10m": (69_878, 10_677, 10_000_054),
+    "20m": (138_493, 26_744, 20_000_263),
     "25m": (162_541, 59_047, 25_000_095),
 }
-RANK = 10
 
 
-def generated_set(workdir: Path, shape: str) -> Path:
-    """The folder of the generated set of ``shape`` (made once)."""
+def generated_set(shape: str, workdir: Path) -> Path:
+    """The folder of the generated set of ``shape`` (written on first use)."""
     from cf_lightning.data.synthetic import generate_movielens_fast
 
     folder = workdir / f"ml-{shape}"
-    if not (folder / "u.data").is_file():
+    if not (folder / "u.data").exists():
         n_users, n_items, n_ratings = SHAPES[shape]
         generate_movielens_fast(folder, n_users=n_users, n_items=n_items, n_ratings=n_ratings, seed=0)
     return folder
 
 
-def read_triples(folder: Path):
-    """0-based (users, items) and ratings of the set, as numpy arrays."""
-    import numpy as np
-    import pandas as pd
+def read_pairs(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """User and item rows (MovieLens ids as rows: id 0 is unused) of a generated set's ``u.data``."""
+    import polars as pl
 
-    frame = pd.read_csv(folder / "u.data", sep="\t", header=None, usecols=[0, 1, 2], dtype=np.int64)
-    users = np.unique(frame[0].to_numpy(), return_inverse=True)[1]
-    items = np.unique(frame[1].to_numpy(), return_inverse=True)[1]
-    return users, items, frame[2].to_numpy().astype(np.float64)
+    frame = pl.read_csv(folder / "u.data", separator="\t", has_header=False, columns=[0, 1])
+    return torch.from_numpy(frame[:, 0].to_numpy().astype(np.int64)), torch.from_numpy(
+        frame[:, 1].to_numpy().astype(np.int64)
+    )
 
 
 def peak_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1 << 20)  # KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
-def ours_bayesian_mf(folder: Path, sweeps: int) -> dict:
-    import torch
+def ials_peer(args) -> list[str]:
+    import implicit
+    import scipy.sparse
+    from implicit.cpu.als import AlternatingLeastSquares
 
-    from cf_lightning.models.rating.gibbs import GibbsState, TrainingRatings, gibbs_sweep
+    from cf_lightning.models.topn.ials import ImplicitALS
 
-    users, items, ratings = read_triples(folder)
+    users, items = read_pairs(generated_set(args.shape, args.workdir))
     n_users, n_items = int(users.max()) + 1, int(items.max()) + 1
-    data = TrainingRatings.build(
-        torch.from_numpy(users), torch.from_numpy(items), torch.from_numpy(ratings), n_users, n_items
+    torch.set_num_threads(args.threads)
+    user_items = scipy.sparse.csr_matrix(
+        (np.ones(len(users), dtype=np.float32), (users.numpy(), items.numpy())), shape=(n_users, n_items)
     )
-    torch.manual_seed(0)
-    state = GibbsState.initial(data, RANK, implicit_users=False, implicit_items=False, init_std=0.1)
-    times = []
-    for _ in range(sweeps + 1):
-        start = time.perf_counter()
-        gibbs_sweep(state, data)
-        times.append(time.perf_counter() - start)
-    return {"seconds_per_sweep": statistics.median(times[1:]), "threads": torch.get_num_threads()}
+    rows = [
+        f"ials vs implicit {implicit.__version__}, shape {args.shape} ({n_users - 1:,} × {n_items - 1:,}, "
+        f"{len(users):,} pairs), {args.factors} factors, {args.threads} threads each, median of {args.sweeps} sweeps",
+        "| solver | ours (s/sweep) | implicit (s/sweep) | ours / implicit |",
+        "|---|---|---|---|",
+    ]
+    for solver in ("exact", "cg"):
+        torch.manual_seed(0)
+        ours = ImplicitALS(
+            n_users, n_items, n_factors=args.factors, unobserved_weight=0.2, l2=0.02, l2_exponent=1.0,
+            init_std=0.1, solver=solver, cg_steps=3,
+        )  # fmt: skip
+        ours.fit_statistics(users, items, torch.ones(len(users)))
+        our_times = []
+        for _ in range(args.sweeps):
+            start = time.perf_counter()
+            ours.sweep()
+            our_times.append(time.perf_counter() - start)
+        theirs = AlternatingLeastSquares(
+            factors=args.factors, regularization=0.02, use_cg=solver == "cg", iterations=1,
+            num_threads=args.threads, random_state=0,
+        )  # fmt: skip
+        their_times = []
+        for _ in range(args.sweeps):  # fit() keeps the factors it has: each call is one more sweep
+            start = time.perf_counter()
+            theirs.fit(user_items, show_progress=False)
+            their_times.append(time.perf_counter() - start)
+        mine, other = statistics.median(our_times), statistics.median(their_times)
+        rows.append(f"| {solver} | {mine:.2f} | {other:.2f} | {mine / other:.2f}× |")
+        del ours, theirs
+    return rows
 
 
-def myfm_bayesian_mf(folder: Path, sweeps: int) -> dict:
-    import numpy as np
+def ease_peer(args) -> list[str]:
+    from cf_lightning.models.topn.ease import EASE
 
-    # Benchmark-only installs, never dependencies of the package (so not imported by name for deptry).
-    myfm = importlib.import_module("myfm")
-    sp = importlib.import_module("scipy.sparse")
-
-    users, items, ratings = read_triples(folder)
-    n_users = int(users.max()) + 1
-    rows = np.repeat(np.arange(len(users)), 2)
-    columns = np.stack([users, n_users + items], axis=1).ravel()
-    x = sp.csr_matrix((np.ones(len(columns)), (rows, columns)), shape=(len(users), n_users + int(items.max()) + 1))
-    times = []
-    for n_iter in (1, sweeps + 1):  # the difference: sweeps without the setup
-        start = time.perf_counter()
-        myfm.MyFMRegressor(rank=RANK, random_seed=0).fit(x, ratings, n_iter=n_iter, n_kept_samples=1)
-        times.append(time.perf_counter() - start)
-    return {"seconds_per_sweep": (times[1] - times[0]) / sweeps}
-
-
-SIDES = {"ours": ours_bayesian_mf, "myfm": myfm_bayesian_mf}
-
-
-def bayesian_mf_vs_myfm(shape: str, workdir: Path, sweeps: int, ours_only: bool = False) -> dict:
-    """Both sides on the same generated set, each in its own process; their sweep times and the ratio."""
-    folder = generated_set(workdir, shape)
-    result = {"peer": "bayesian_mf vs myFM", "shape": shape, "rank": RANK}
-    for side in ["ours"] if ours_only else SIDES:
-        command = [
-            sys.executable,
-            "-m",
-            "bench.peers",
-            "--side",
-            side,
-            "--folder",
-            str(folder),
-            "--sweeps",
-            str(sweeps),
-        ]
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
-        result[side] = json.loads(done.stdout.strip().splitlines()[-1])
-    if not ours_only:
-        result["ratio"] = result["ours"]["seconds_per_sweep"] / result["myfm"]["seconds_per_sweep"]
-    return result
+    users, items = read_pairs(generated_set(args.shape, args.workdir))
+    n_users, n_items = int(users.max()) + 1, int(items.max()) + 1
+    torch.set_num_threads(args.threads)
+    before = peak_rss_gib()
+    model = EASE(n_users, n_items, l2=400.0, max_items=args.max_items, dtype=args.dtype)
+    start = time.perf_counter()
+    model.fit_statistics(users, items, torch.ones(len(users)))
+    seconds = time.perf_counter() - start
+    largest_name, largest = max(model.state_dict().items(), key=lambda kv: kv[1].numel())
+    return [
+        f"ease, shape {args.shape} ({n_users - 1:,} × {n_items - 1:,}, {len(users):,} pairs), "
+        f"max_items {args.max_items}, dtype {args.dtype}, {args.threads} threads",
+        "| fit (s) | peak RSS (GiB) | peak RSS before the fit (GiB) | checkpoint's largest tensor | users × items |",
+        "|---|---|---|---|---|",
+        f"| {seconds:.1f} | {peak_rss_gib():.2f} | {before:.2f} | {largest_name} {tuple(largest.shape)} "
+        f"({largest.numel():,}) | {(n_users - 1) * (n_items - 1):,} |",
+    ]
 
 
-PEERS = {"bayesian_mf": bayesian_mf_vs_myfm}
+PEERS: dict[str, Callable[[argparse.Namespace], list[str]]] = {"ials": ials_peer, "ease": ease_peer}
 
 
-def main(argv: list[str] | None = None) -> None:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--peer", choices=sorted(PEERS))
-    parser.add_argument("--shape", choices=sorted(SHAPES), default="1m")
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/cf_peers"))
-    parser.add_argument("--sweeps", type=int, default=5)
-    parser.add_argument("--ours-only", action="store_true", help="skip the peer (its time and memory)")
-    parser.add_argument("--side", choices=sorted(SIDES), help=argparse.SUPPRESS)  # one side, in its own process
-    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.side:
-        result = SIDES[args.side](args.folder, args.sweeps)
-        print(json.dumps({**result, "peak_rss_gib": peak_rss_gib()}))
-        return
-    if args.peer is None:
-        parser.error("--peer is required")
-    print(json.dumps(PEERS[args.peer](args.shape, args.workdir, args.sweeps, args.ours_only), indent=2))
+    parser.add_argument("--peer", choices=sorted(PEERS), required=True)
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="10m")
+    parser.add_argument("--sweeps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--factors", type=int, default=64)
+    parser.add_argument("--max-items", type=int, default=20_000)
+    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cf_peers_topn")
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    print("\n".join(PEERS[args.peer](args)), flush=True)
 
 
 if __name__ == "__main__":

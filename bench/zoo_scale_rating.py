@@ -3,7 +3,7 @@
     python -m bench.zoo_scale_rating --shape 10m [--models autorec kernel_ae] [--workdir /tmp/cf_peers]
 
 Each model trains for one epoch on a set in MovieLens' shape (``generate_movielens_fast``, the set
-``bench/peers.py`` makes, kept in ``--workdir``) through ``python -m cf_lightning.train``, timed by
+``bench/peers_bayesian_mf.py`` makes, kept in ``--workdir``) through ``python -m cf_lightning.train``, timed by
 ``/usr/bin/time``: seconds of the epoch (the run's ``epochs.csv``) and the peak RSS of the whole run. Rows
 are appended to ``bench/results/zoo_scale_rating.csv``. Runs over 2 GB belong under the shared lock:
 ``flock /tmp/bigmem.lock python -m bench.zoo_scale_rating ...``.
@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.peers import generated_set
+from bench.peers_bayesian_mf import generated_set
 
 RESULTS = Path(__file__).parent / "results" / "zoo_scale_rating.csv"
 COLUMNS = ["model", "shape", "seconds_per_epoch", "peak_rss_gib", "peer", "peer_seconds", "command"]

@@ -10,7 +10,15 @@ from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_warn
 from tqdm import tqdm
 
-from cf_lightning.metrics.ranking import ANY_SUFFIX, RANKING_METRICS, UserItems, ranking_metrics, score_all_items
+from cf_lightning.metrics.ranking import (
+    ANY_SUFFIX,
+    BLOCK_SCORER_PAIRS,
+    RANKING_METRICS,
+    UserItems,
+    has_block_scorer,
+    model_scorer,
+    ranking_metrics,
+)
 
 # Ranking that takes at least this many user batches gets a progress bar (MovieLens 100K takes 2).
 PROGRESS_MIN_BATCHES = 20
@@ -71,17 +79,18 @@ class RankingEvaluation(pl.Callback):
         n_items = pl_module.hparams.n_items
         was_training = pl_module.training
         pl_module.eval()
-        bar = self._progress_bar(trainer, stage, len(users), n_items)
+        batch_pairs = max(self.batch_pairs, BLOCK_SCORER_PAIRS) if has_block_scorer(pl_module) else self.batch_pairs
+        bar = self._progress_bar(trainer, stage, len(users), n_items, batch_pairs)
         try:
             with torch.no_grad():
-                score = score_all_items(pl_module.ranking_scores, n_items, pl_module.device)
+                score = model_scorer(pl_module, n_items)
                 sums = ranking_metrics(
                     score,
                     known,
                     relevant,
                     n_items,
                     k=self.k,
-                    batch_pairs=self.batch_pairs,
+                    batch_pairs=batch_pairs,
                     users=users,
                     progress=bar.update if bar is not None else None,
                 )
@@ -101,10 +110,12 @@ class RankingEvaluation(pl.Callback):
         pl_module.log_dict(means, sync_dist=False)  # already summed over ranks
         return {key: float(value) for key, value in means.items()}
 
-    def _progress_bar(self, trainer: pl.Trainer, stage: str, n_users: int, n_items: int) -> tqdm | None:
+    def _progress_bar(
+        self, trainer: pl.Trainer, stage: str, n_users: int, n_items: int, batch_pairs: int
+    ) -> tqdm | None:
         """A bar over the users when ranking them takes many batches (big data sets), on rank 0 with the
         run's progress bar on; None otherwise."""
-        batches = math.ceil(n_users / max(1, self.batch_pairs // n_items))
+        batches = math.ceil(n_users / max(1, batch_pairs // n_items))
         progress = trainer.progress_bar_callback
         if batches < PROGRESS_MIN_BATCHES or progress is None or not progress.is_enabled or not trainer.is_global_zero:
             return None

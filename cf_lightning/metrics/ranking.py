@@ -13,7 +13,9 @@ user's relevant held-out items that are candidates):
 Users with no relevant held-out item are left out of every mean (their count is not a score);
 ``users`` in the result says how many were averaged. Ties in score are broken by the lower item
 row, so results are deterministic. Memory is bounded by ``batch_pairs`` scores at a time (the
-catalogue of MovieLens 25M, 59K items, is about 17 users a batch at the default of one million).
+catalogue of MovieLens 25M, 59K items, is about 17 users a batch at the default of one million):
+users are streamed in blocks, scored, masked and cut to the top K on the model's device, so every
+user can be ranked on the biggest sets (sampling users is a choice, not a necessity).
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ from dataclasses import dataclass
 import torch
 
 RANKING_METRICS = ("ndcg", "precision", "recall", "hitrate")
+# Scores at once for a model with a block scorer: a score and two masks, ~6 bytes a pair (no activations,
+# unlike per-pair scoring, which evaluation.batch_pairs bounds); blocks of hundreds of users keep the
+# product efficient (MovieLens 25M: 71 users a block).
+BLOCK_SCORER_PAIRS = 1 << 22
 ANY_SUFFIX = "_any"  # {stage}/ndcg_any@10: the same metric with every held-out rating relevant
 
 
@@ -73,16 +79,25 @@ def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     that only filled a slot because the row had fewer than ``k`` candidates).
     """
     k = min(k, scores.shape[1])
-    kth = scores.topk(k, dim=1).values[:, -1:]
-    above = scores > kth
-    ties = scores == kth
-    # torch.topk picks among equal scores arbitrarily; take the lowest columns among the ties instead.
-    chosen = above | (ties & (ties.cumsum(1) <= k - above.sum(1, keepdim=True)))
-    columns = torch.nonzero(chosen)[:, 1].view(len(scores), k)  # ascending column order per row
+    columns = scores.topk(k, dim=1).indices
+    kth = scores.gather(1, columns[:, -1:])
+    # torch.topk picks among equal scores arbitrarily: only rows where a tie straddles the k-th place
+    # (more than k scores >= the k-th) need choosing the lowest columns among the ties, on those rows only.
+    straddling = torch.nonzero((scores >= kth).sum(1) > k).flatten()
+    if len(straddling):
+        columns[straddling] = _lowest_columns_among_ties(scores[straddling], kth[straddling], k)
+    columns = columns.sort(dim=1).values  # ascending columns, so the stable sort below keeps them on ties
     chosen_scores = scores.gather(1, columns)
     order = torch.sort(chosen_scores, dim=1, descending=True, stable=True).indices
     columns, chosen_scores = columns.gather(1, order), chosen_scores.gather(1, order)
     return columns, chosen_scores > -math.inf
+
+
+def _lowest_columns_among_ties(scores: torch.Tensor, kth: torch.Tensor, k: int) -> torch.Tensor:
+    above = scores > kth
+    ties = scores == kth
+    chosen = above | (ties & (ties.cumsum(1) <= k - above.sum(1, keepdim=True)))
+    return torch.nonzero(chosen)[:, 1].view(len(scores), k)
 
 
 def ranking_metrics(
@@ -124,8 +139,11 @@ def ranking_metrics(
         if not keep.any():
             continue
         batch, excluded, is_relevant, n_relevant = batch[keep], excluded[keep], is_relevant[keep], n_relevant[keep]
-        scores = score(batch).detach().to("cpu", torch.float64).masked_fill(excluded, -math.inf)
+        # Scored, masked and cut to the top k where the model is (a GPU's scores never travel whole).
+        scores = score(batch).detach()
+        scores = scores.masked_fill(excluded.to(scores.device), -math.inf)
         columns, valid = top_k(scores, k)
+        columns, valid = columns.cpu(), valid.cpu()
         hits = (is_relevant.gather(1, columns) & valid).double()
         n_hits = hits.sum(1)
         dcg = (hits * discounts[: hits.shape[1]]).sum(1)
@@ -135,6 +153,19 @@ def ranking_metrics(
         sums["hitrate"] += (n_hits > 0).double().sum()
         sums["users"] += len(batch)
     return sums
+
+
+def has_block_scorer(model) -> bool:
+    return getattr(model, "user_ranking_scores", None) is not None
+
+
+def model_scorer(model, n_items: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``score(user_rows) -> (B, n_items)`` of a model's ranking scores: its own block scorer where it has
+    one (``user_ranking_scores``: a matrix product, or EASE's bags of weights), else every pair scored."""
+    block = getattr(model, "user_ranking_scores", None)
+    if block is not None:
+        return lambda users: block(users.to(model.device))
+    return score_all_items(model.ranking_scores, n_items, model.device)
 
 
 def score_all_items(pair_score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], n_items: int, device=None):

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
+import torch
 from omegaconf import MISSING
 
 from cf_lightning.constraints import LowHigh, PositiveInt
@@ -57,6 +58,30 @@ class DotProductBias(CollabModel):
         dot = (self.user_factors(users) * self.item_factors(items)).sum(dim=1)
         # Both biases go in before the squashing, as the chapter's model does.
         return dot + self.user_bias(users)[:, 0] + self.item_bias(items)[:, 0]
+
+    def user_ranking_scores(self, users):
+        """``ranking_scores`` of every item for a block of users: one matrix product (the ranking evaluation
+        of every user of MovieLens 25M in minutes), the same squashing and cold-start fallback as per pair."""
+        # In place where it can be: each pass over the block's scores costs as much as the product.
+        item_bias = self.item_bias.weight[:, 0].expand(len(users), -1)
+        raw = torch.addmm(item_bias, self.user_factors.weight[users], self.item_factors.weight.T)
+        raw += self.user_bias.weight[users]
+        if not self.predicts_ratings:
+            return raw
+        if self.y_range is None:
+            prediction = raw
+        else:
+            low, high = self.y_range
+            prediction = raw.sigmoid_().mul_(high - low).add_(low)  # sigmoid_range, in place
+        if self.training:
+            return prediction
+        # The fallback on the unseen rows and columns only (the rest keep the model's prediction).
+        items = torch.arange(self.hparams.n_items, device=raw.device)
+        rows = torch.nonzero(~self.cold_start.seen_users[users]).flatten()
+        columns = torch.nonzero(~self.cold_start.seen_items).flatten()
+        prediction[rows] = self.cold_start(users[rows, None], items[None, :], prediction[rows])
+        prediction[:, columns] = self.cold_start(users[:, None], items[None, columns], prediction[:, columns])
+        return prediction
 
     def item_factor_weights(self):
         return self.item_factors.weight

@@ -51,5 +51,9 @@ class Popularity(FittedModel):
     def ranking_scores(self, users, items):
         return self.item_count[items]
 
+    def user_ranking_scores(self, users):
+        """Every item's count for a block of users (the same for everyone)."""
+        return self.item_count.expand(len(users), -1)
+
     def item_bias_weights(self):
         return self.item_mean - self.global_mean
