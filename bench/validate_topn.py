@@ -24,7 +24,7 @@ from cf_lightning.models.topn.ease import EASE
 from cf_lightning.models.topn.ials import ImplicitALS
 from cf_lightning.models.topn.popularity import Popularity
 
-IALS_DEFAULTS = {"l2_exponent": 1.0, "init_std": 0.1}
+IALS_DEFAULTS = {"l2_exponent": 1.0, "init_std": 0.1, "solver": "exact", "cg_steps": 3}
 SWEEPS_SHOWN = (2, 4, 6, 8, 10)
 
 
@@ -71,7 +71,7 @@ def main() -> None:
                     print(f"ials {setting} sweeps={sweep}: {evaluate(model)} ({time.perf_counter() - start:.1f} s)")
             continue
         model = (
-            EASE(dm.n_users, dm.n_items, **kwargs)
+            EASE(dm.n_users, dm.n_items, **({"max_items": None, "dtype": "float64"} | kwargs))
             if args.model == "ease"
             else Popularity(dm.n_users, dm.n_items, shrinkage=5.0)
         )

@@ -37,7 +37,7 @@ def test_ease_solves_its_constrained_ridge_regression_column_by_column():
 
 def test_ease_model_scores_are_the_users_rows_times_the_weights():
     users, items = torch.nonzero(TINY, as_tuple=True)
-    model = EASE(n_users=6, n_items=5, l2=0.7)
+    model = EASE(n_users=6, n_items=5, l2=0.7, max_items=None, dtype="float64")
     model.fit_statistics(users, items, torch.full((len(users),), 4.0))
     expected = (TINY @ ease_weights(TINY.T @ TINY, 0.7)).float()
     everyone, every_item = torch.meshgrid(torch.arange(6), torch.arange(5), indexing="ij")
@@ -59,7 +59,9 @@ def ials_objective(model: ImplicitALS, matrix: torch.Tensor) -> float:
 def test_ials_sweeps_never_increase_its_objective_and_solve_the_normal_equations():
     users, items = torch.nonzero(TINY, as_tuple=True)
     torch.manual_seed(0)
-    model = ImplicitALS(6, 5, n_factors=3, unobserved_weight=0.2, l2=0.05, l2_exponent=1.0, init_std=1.0)
+    model = ImplicitALS(
+        6, 5, n_factors=3, unobserved_weight=0.2, l2=0.05, l2_exponent=1.0, init_std=1.0, solver="exact", cg_steps=3
+    )
     model.fit_statistics(users, items, torch.ones(len(users)))
     losses = []
     for _ in range(5):

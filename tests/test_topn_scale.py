@@ -73,7 +73,7 @@ def every_pair(n_users: int, n_items: int):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_sparse_ease_equals_the_dense_solution_and_scores_by_blocks_as_by_pairs(dtype):
     matrix, users, items = random_pairs(50, 30, 0.25)
-    model = EASE(50, 30, l2=3.0, dtype=dtype)
+    model = EASE(50, 30, l2=3.0, max_items=None, dtype=dtype)
     model.fit_statistics(users, items, torch.ones(len(users)))
     expected = dense_ease(matrix, 3.0)
     tolerance = 1e-6 if dtype == "float64" else 1e-4
@@ -88,7 +88,7 @@ def test_ease_max_items_keeps_the_most_interacted_items_and_never_recommends_the
     matrix[:, 4] = 1  # the two most interacted items
     matrix[:40, 9] = 1
     users, items = torch.nonzero(matrix, as_tuple=True)
-    model = EASE(60, 12, l2=2.0, max_items=2)
+    model = EASE(60, 12, l2=2.0, max_items=2, dtype="float64")
     model.fit_statistics(users, items, torch.ones(len(users)))
     assert model.kept_items.tolist() == [4, 9]
     torch.testing.assert_close(model.item_weights.double(), dense_ease(matrix[:, [4, 9]], 2.0), atol=1e-6, rtol=0)
@@ -100,11 +100,11 @@ def test_ease_max_items_keeps_the_most_interacted_items_and_never_recommends_the
 
 def test_an_ease_checkpoint_holds_the_weights_and_histories_only_and_loads_back():
     matrix, users, items = random_pairs(40, 10, 0.3)
-    model = EASE(40, 10, l2=1.0)
+    model = EASE(40, 10, l2=1.0, max_items=None, dtype="float64")
     model.fit_statistics(users, items, torch.ones(len(users)))
     state = model.state_dict()
     assert max(tensor.numel() for tensor in state.values()) == max(10 * 10, len(users))  # no 40 × 10 table
-    fresh = EASE(40, 10, l2=1.0)
+    fresh = EASE(40, 10, l2=1.0, max_items=None, dtype="float64")
     fresh.load_state_dict(state)
     torch.testing.assert_close(fresh.user_ranking_scores(torch.arange(40)), model.user_ranking_scores(torch.arange(40)))
 
@@ -130,12 +130,12 @@ relevant = UserItems.from_pairs(held_users, held_items, n_users)
 for solver in ("exact", "cg"):
     torch.manual_seed(0)
     ials = ImplicitALS(n_users, n_items, n_factors=32, unobserved_weight=0.1, l2=0.01, l2_exponent=1.0,
-                       init_std=0.1, solver=solver)
+                       init_std=0.1, solver=solver, cg_steps=3)
     ials.fit_statistics(users, items, torch.ones(len(users)))
     ials.sweep()
     sums = ranking_metrics(model_scorer(ials, n_items), known, relevant, n_items)
     print("ials", solver, int(sums["users"]), float(ials.item_factors.abs().sum()) > 0)
-ease = EASE(n_users, n_items, l2=10.0, max_items=500)  # 500 columns keep its solve to a second
+ease = EASE(n_users, n_items, l2=10.0, max_items=500, dtype="float64")  # 500 columns keep its solve to a second
 ease.fit_statistics(users, items, torch.ones(len(users)))
 sums = ranking_metrics(model_scorer(ease, n_items), known, relevant, n_items)
 print("ease", int(sums["users"]), float(sums["hitrate"]) >= 0)
@@ -158,7 +158,9 @@ def test_ials_ease_and_the_ranking_evaluation_run_where_users_x_items_would_not_
 def test_block_scorers_give_every_pair_s_ranking_score():
     torch.manual_seed(0)
     matrix, users, items = random_pairs(20, 15, 0.3)
-    ials = ImplicitALS(20, 15, n_factors=4, unobserved_weight=0.1, l2=0.01, l2_exponent=1.0, init_std=0.5)
+    ials = ImplicitALS(
+        20, 15, n_factors=4, unobserved_weight=0.1, l2=0.01, l2_exponent=1.0, init_std=0.5, solver="exact", cg_steps=3
+    )
     ials.fit_statistics(users, items, torch.ones(len(users)))
     ials.sweep()
     dotbias = DotProductBias(20, 15, n_factors=4, y_range=(0, 5.5))

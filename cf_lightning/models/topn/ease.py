@@ -93,9 +93,9 @@ class EASE(FittedModel):
         n_users: int,
         n_items: int,
         l2: float,
+        max_items: int | None,
+        dtype: str,
         optimizer: dict | None = None,
-        max_items: int | None = None,
-        dtype: str = "float64",
     ) -> None:
         super().__init__(n_users, n_items, optimizer)
         self.l2, self.dtype_name = l2, dtype

@@ -178,9 +178,9 @@ class ImplicitALS(FittedModel):
         l2: float,
         l2_exponent: float,
         init_std: float,
+        solver: str,
+        cg_steps: int,
         optimizer: dict | None = None,
-        solver: str = "exact",
-        cg_steps: int = 3,
     ) -> None:
         super().__init__(n_users, n_items, optimizer)
         self.unobserved_weight, self.l2, self.l2_exponent = unobserved_weight, l2, l2_exponent
