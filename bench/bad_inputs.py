@@ -379,6 +379,7 @@ def cases_data_layer(root: Path, work: Path) -> list[Outcome]:
         case = f"a quoted title with a newline in movies.csv ({attempt} run)"
         args = ["data=ml25m", f"data.root={csv}", "data.batch_size=64"]
         train(case, "`train data=ml25m data.root=<folder>`", args, work / "cache-newline", "cache file")
+    return results
 
 
 def cases_typed_config(root: Path, work: Path) -> list[Outcome]:
