@@ -1,5 +1,5 @@
-"""The per-user and per-rating results a test evaluation writes beside ``metrics.json``, and the split
-fingerprint that says which rows they were computed on.
+"""The per-user and per-rating results of a test evaluation, kept beside ``metrics.json``, and the split
+fingerprint that says which rows they were computed on (``train`` does not call these writers yet).
 
 - ``test_per_user.parquet``: one row per evaluated user: ``user`` (the original id) and one column
   per ranking or beyond-accuracy metric (``test/ndcg@10``, ``test/novelty``, ...).
