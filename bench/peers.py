@@ -21,7 +21,6 @@ never dependencies of the package. ``bayesian_mf`` against myFM is ``bench/peers
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import tempfile
 import time
@@ -31,24 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-SHAPES = {  # (users, items, ratings) of MovieLens' releases
-    "100k": (943, 1_682, 100_000),
-    "1m": (6_040, 3_706, 1_000_209),
-    "10m": (69_878, 10_677, 10_000_054),
-    "20m": (138_493, 26_744, 20_000_263),
-    "25m": (162_541, 59_047, 25_000_095),
-}
-
-
-def generated_set(shape: str, workdir: Path) -> Path:
-    """The folder of the generated set of ``shape`` (written on first use)."""
-    from cf_lightning.data.synthetic import generate_movielens_fast
-
-    folder = workdir / f"ml-{shape}"
-    if not (folder / "u.data").exists():
-        n_users, n_items, n_ratings = SHAPES[shape]
-        generate_movielens_fast(folder, n_users=n_users, n_items=n_items, n_ratings=n_ratings, seed=0)
-    return folder
+from bench.generated_sets import SHAPES, generated_set, peak_rss_gib
 
 
 def read_pairs(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,10 +41,6 @@ def read_pairs(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(frame[:, 0].to_numpy().astype(np.int64)), torch.from_numpy(
         frame[:, 1].to_numpy().astype(np.int64)
     )
-
-
-def peak_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 def ials_peer(args) -> list[str]:

@@ -14,30 +14,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-SHAPES = {  # MovieLens' own (users, items, ratings)
-    "1m": (6_040, 3_706, 1_000_209),
-    "10m": (69_878, 10_677, 10_000_054),
-    "25m": (162_541, 59_047, 25_000_095),
-}
+from bench.generated_sets import SHAPES, generated_set, peak_rss_gib
+
 RANK = 10
-
-
-def generated_set(workdir: Path, shape: str) -> Path:
-    """The folder of the generated set of ``shape`` (made once)."""
-    from cf_lightning.data.synthetic import generate_movielens_fast
-
-    folder = workdir / f"ml-{shape}"
-    if not (folder / "u.data").is_file():
-        n_users, n_items, n_ratings = SHAPES[shape]
-        generate_movielens_fast(folder, n_users=n_users, n_items=n_items, n_ratings=n_ratings, seed=0)
-    return folder
 
 
 def read_triples(folder: Path):
@@ -49,10 +34,6 @@ def read_triples(folder: Path):
     users = np.unique(frame[0].to_numpy(), return_inverse=True)[1]
     items = np.unique(frame[1].to_numpy(), return_inverse=True)[1]
     return users, items, frame[2].to_numpy().astype(np.float64)
-
-
-def peak_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1 << 20)  # KiB on Linux
 
 
 def ours_bayesian_mf(folder: Path, sweeps: int) -> dict:
@@ -100,7 +81,7 @@ SIDES = {"ours": ours_bayesian_mf, "myfm": myfm_bayesian_mf}
 
 def bayesian_mf_vs_myfm(shape: str, workdir: Path, sweeps: int, ours_only: bool = False) -> dict:
     """Both sides on the same generated set, each in its own process; their sweep times and the ratio."""
-    folder = generated_set(workdir, shape)
+    folder = generated_set(shape, workdir)
     result = {"peer": "bayesian_mf vs myFM", "shape": shape, "rank": RANK}
     for side in ["ours"] if ours_only else SIDES:
         command = [

@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.peers import SHAPES, generated_set
+from bench.generated_sets import SHAPES, generated_set
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "zoo_scale.csv"

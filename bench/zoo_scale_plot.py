@@ -17,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bench.peers import SHAPES  # noqa: E402
+from bench.generated_sets import SHAPES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from bench.peers import SHAPES, generated_set
+from bench.generated_sets import SHAPES, generated_set
 from cf_lightning.metrics.ranking import BLOCK_SCORER_PAIRS, UserItems, model_scorer, ranking_metrics
 from cf_lightning.models.chapter.dot_bias import DotProductBias
 

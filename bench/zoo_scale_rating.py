@@ -3,7 +3,7 @@
     python -m bench.zoo_scale_rating --shape 10m [--models autorec kernel_ae] [--workdir /tmp/cf_peers]
 
 Each model trains for one epoch on a set in MovieLens' shape (``generate_movielens_fast``, the set
-``bench/peers_bayesian_mf.py`` makes, kept in ``--workdir``) through ``python -m cf_lightning.train``, timed by
+``bench/generated_sets.py`` makes, kept in ``--workdir``) through ``python -m cf_lightning.train``, timed by
 ``/usr/bin/time``: seconds of the epoch (the run's ``epochs.csv``) and the peak RSS of the whole run. Rows
 are appended to ``bench/results/zoo_scale_rating.csv``. Runs over 2 GB belong under the shared lock:
 ``flock /tmp/bigmem.lock python -m bench.zoo_scale_rating ...``.
@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.peers_bayesian_mf import generated_set
+from bench.generated_sets import generated_set
 
 RESULTS = Path(__file__).parent / "results" / "zoo_scale_rating.csv"
 COLUMNS = ["model", "shape", "seconds_per_epoch", "peak_rss_gib", "peer", "peer_seconds", "command"]
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/cf_peers"))
     args = parser.parse_args(argv)
-    folder = generated_set(args.workdir, args.shape)
+    folder = generated_set(args.shape, args.workdir)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     new = not RESULTS.is_file()
     for model in args.models:
