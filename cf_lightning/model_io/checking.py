@@ -44,14 +44,7 @@ def check_hyperparameters(path, hparams, schema: type | None, model_name: str | 
     extra = sorted(set(hparams) - set(fields) - {*SIZES, "optimizer"})
     missing = [key for key in fields if key not in hparams]
     if extra or missing:
-        said = "; ".join(
-            part
-            for part in (
-                f"unknown: {', '.join(extra)}" if extra else "",
-                f"missing: {', '.join(missing)}" if missing else "",
-            )
-            if part
-        )
+        said = _named_parts(("unknown", extra), ("missing", missing))
         raise CheckpointError(
             f"{path}: its hyperparameters are not those of model {model_name!r} ({said}); {WRITTEN_BY_TRAIN}"
         )
@@ -133,14 +126,7 @@ def compare_state_dicts(expected: dict, found: dict, where: str) -> None:
     missing = [name for name in expected if name not in found]
     unexpected = [name for name in found if name not in expected]
     if missing or unexpected:
-        listed = "; ".join(
-            part
-            for part in (
-                f"missing {', '.join(missing[:5])}" if missing else "",
-                f"unexpected {', '.join(unexpected[:5])}" if unexpected else "",
-            )
-            if part
-        )
+        listed = _named_parts(("missing", missing[:5]), ("unexpected", unexpected[:5]), separator=" ")
         raise CheckpointError(f"{where}: its weights are not this model's tensors ({listed})")
     for name, tensor in expected.items():
         other = found[name]
@@ -199,3 +185,8 @@ def build_checked(path, model_class: type, checkpoint: dict, *, schema: type | N
             f"({str(err).splitlines()[0]}); {WRITTEN_BY_TRAIN}"
         ) from None
     return model
+
+
+def _named_parts(*parts: tuple[str, list[str]], separator: str = ": ") -> str:
+    """``"unknown: a, b; missing: c"`` from the non-empty named lists."""
+    return "; ".join(f"{name}{separator}{', '.join(names)}" for name, names in parts if names)
