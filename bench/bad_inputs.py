@@ -261,7 +261,7 @@ def cases(root: Path, work: Path) -> list[Outcome]:
         [f"data.root={bomb}", f"data.md5={bomb_md5}", *QUICK, f"hydra.run.dir={work / 'bomb-run'}"],
         env={"CF_LIGHTNING_CACHE": str(work / "cache-bomb")},
     )
-    results.extend(cases_typed_config(root, work))
+    results += cases_typed_config(root, work)
     results += cases_data_layer(root, work)
     results += cases_run_lifecycle(root, work)
     results += cases_ckpt_safety(root, work)
