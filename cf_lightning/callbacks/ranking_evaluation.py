@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytorch_lightning as pl
 import torch
@@ -74,7 +75,7 @@ class RankingEvaluation(pl.Callback):
         return means
 
     def _evaluate(self, trainer, pl_module, stage: str, suffix: str, threshold: float) -> dict[str, float]:
-        known, relevant, users = self._data(trainer.datamodule, pl_module, stage, threshold)
+        known, relevant, users, history = self._data(trainer.datamodule, pl_module, stage, threshold)
         users = users[trainer.global_rank :: trainer.world_size]  # ranks split the users, then add up
         n_items = pl_module.hparams.n_items
         was_training = pl_module.training
@@ -83,7 +84,10 @@ class RankingEvaluation(pl.Callback):
         bar = self._progress_bar(trainer, stage, len(users), n_items, batch_pairs)
         try:
             with torch.no_grad():
-                score = model_scorer(pl_module, n_items)
+                # Held-out users (strong_generalization) have no trained rows: the model folds them in from history.
+                score = (
+                    model_scorer(pl_module, n_items) if history is None else partial(pl_module.fold_in_scores, history)
+                )
                 sums = ranking_metrics(
                     score,
                     known,
@@ -124,6 +128,10 @@ class RankingEvaluation(pl.Callback):
     def _data(self, datamodule, pl_module, stage: str, threshold: float):
         """Known items, relevant items and the users to rank for ``stage`` (built once per run)."""
         if (stage, threshold) not in self._cache:
+            held_out = getattr(datamodule, "held_out_ranking", lambda _stage: None)(stage)
+            if held_out is not None:  # (known, relevant, users, history): every held-out user, all scored rows relevant
+                self._cache[stage, threshold] = held_out
+                return held_out
             n_users = pl_module.hparams.n_users
             if stage == "val":
                 known_rows, held_rows = datamodule.train_idx, datamodule.valid_idx
@@ -142,5 +150,5 @@ class RankingEvaluation(pl.Callback):
                 known_rows = known_rows[ranked[datamodule.tensors.users[known_rows]]]
             known = datamodule.subset(known_rows)
             known_items = UserItems.from_pairs(known.users, known.items, n_users)
-            self._cache[stage, threshold] = (known_items, relevant, users)
+            self._cache[stage, threshold] = (known_items, relevant, users, None)
         return self._cache[stage, threshold]

@@ -18,7 +18,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from cf_lightning.constraints import Each, Ge, Gt, Interval, Length, PositiveInt, check_fields, require
-from cf_lightning.data.config import PREDEFINED_FOLDS, DataConfig, Fraction, Seed
+from cf_lightning.data.config import PREDEFINED_FOLDS, DataConfig, Fraction, ProtocolConfig, Seed
 from cf_lightning.errors import ConfigError
 from cf_lightning.models.registry import MODEL_SCHEMAS, discover
 
@@ -108,6 +108,10 @@ class TrainConfig:
     callbacks: CallbacksConfig = MISSING
     evaluation: EvaluationConfig = MISSING
     loss: Any = MISSING  # one of LOSS_SCHEMAS, chosen by loss=NAME
+    protocol: ProtocolConfig = MISSING  # a published protocol (conf/protocol); none = the keys as given
+
+    def check_together(self) -> None:
+        self.protocol.check_fits(self.data)
 
 
 @dataclass
@@ -147,6 +151,7 @@ def register_configs() -> None:
     cs.store(group="accelerator", name="accelerator_schema", node=AcceleratorConfig)
     cs.store(group="callbacks", name="callbacks_schema", node=CallbacksConfig)
     cs.store(group="evaluation", name="evaluation_schema", node=EvaluationConfig)
+    cs.store(group="protocol", name="protocol_schema", node=ProtocolConfig)
     discover()  # each model's config, declared in its own file, is stored as model/NAME_schema
     for name, schema in LOSS_SCHEMAS.items():
         cs.store(group="loss", name=f"{name}_schema", node=schema)

@@ -26,11 +26,12 @@ from cf_lightning.data.config import DataConfig
 from cf_lightning.data.layouts import Layout, layout_of
 from cf_lightning.data.locate import DatasetSource, locate
 from cf_lightning.data.movielens import ITEMS_FILE, RATINGS_FILE
-from cf_lightning.data.protocols import predefined_fold, split_rows
+from cf_lightning.data.protocols import held_out_split, predefined_fold, split_rows
 from cf_lightning.data.rating_matrix import ItemRows, RatingMatrix, check_dense_rows
 from cf_lightning.data.synthetic import generate_movielens
 from cf_lightning.data.vocab import UNKNOWN, CollabVocab, Vocab
 from cf_lightning.errors import ConfigError
+from cf_lightning.metrics.ranking import UserItems
 
 # What a data config recorded before these keys existed (a checkpoint's) means: the one place of these defaults.
 RECORDED_DEFAULTS = {"rating_range": None, "duplicates": "error", "layout": "ml-100k"}
@@ -163,7 +164,10 @@ class CollabDataModule(pl.LightningDataModule):
         else:
             arrays = self._prepared if self._prepared is not None else self._load_arrays(self.data_folder())
             self._prepared = None
-            rows = split_rows(arrays, self.cfg)
+            if self.cfg.split == "strong_generalization":  # kept rows only: the vocabulary is the protocol's
+                arrays, rows = held_out_split(arrays, self.cfg.held_out_users)
+            else:
+                rows = split_rows(arrays, self.cfg)
         self.vocab, item_rows = build_vocab(arrays, self.cfg.item_name)
         self.tensors = RatingTensors(
             torch.from_numpy(arrays.user_rows).long(),
@@ -171,6 +175,7 @@ class CollabDataModule(pl.LightningDataModule):
             torch.from_numpy(arrays.rating),
         )
         self.train_idx, self.valid_idx, self.test_idx = rows.train, rows.valid, rows.test
+        self.valid_fold_in_idx, self.test_fold_in_idx = rows.valid_fold_in, rows.test_fold_in
         if self.cfg.train_on_validation:  # a refit: every choice was made on these rows before
             self.train_idx = torch.cat([rows.train, rows.valid])
         # Keep only what the ratings frame needs beyond the tensors (the rows are the tensors' already).
@@ -289,6 +294,25 @@ class CollabDataModule(pl.LightningDataModule):
     def has_test(self) -> bool:
         """Whether the protocol (``data.split``) has a test set; ``random`` has none."""
         return getattr(self, "test_idx", None) is not None
+
+    @property
+    def has_held_out_users(self) -> bool:
+        """Whether validation and test users are users that never train (strong_generalization)."""
+        return getattr(self, "valid_fold_in_idx", None) is not None
+
+    def held_out_ranking(self, stage: str) -> tuple[UserItems, UserItems, torch.Tensor, UserItems] | None:
+        """``(known, relevant, users, history)`` of the ``stage`` ("val" or "test") held-out users: their
+        fold-in items are both what is known (never recommended) and the history a model folds them in
+        from; every scored interaction is relevant. None when the protocol holds out no users."""
+        if not self.has_held_out_users:
+            return None
+        fold_in_rows, scored_rows = (
+            (self.valid_fold_in_idx, self.valid_idx) if stage == "val" else (self.test_fold_in_idx, self.test_idx)
+        )
+        fold_in, scored = self.subset(fold_in_rows), self.subset(scored_rows)
+        history = UserItems.from_pairs(fold_in.users, fold_in.items, self.n_users)
+        relevant = UserItems.from_pairs(scored.users, scored.items, self.n_users)
+        return history, relevant, relevant.users_with_items(), history
 
     def test_dataloader(self):
         if not self.has_test:
