@@ -157,8 +157,8 @@ def _check_loss_applies(model_name: str, loss_name: str) -> None:
         )
     if loss_name in RANKING_LOSSES and model_cls is not None and getattr(model_cls, "view", "triples") != "triples":
         raise ConfigError(
-            f"loss={loss_name}: model={model_name} trains on rows of the rating matrix (an autoencoder's masked "
-            "squared error), not on sampled negatives; drop the loss= override"
+            f"loss={loss_name}: model={model_name} trains on rows of the rating matrix with its own loss (an "
+            "autoencoder's reconstruction), not on sampled negatives; drop the loss= override"
         )
 
 
