@@ -45,6 +45,7 @@ from cf_lightning.model_io.size import build_within_memory
 from cf_lightning.models import MODELS, build_model
 from cf_lightning.models.base import can_fold_in, fold_in_refusal
 from cf_lightning.models.topn.losses import RANKING_LOSSES
+from cf_lightning.published import write_protocol_result
 from cf_lightning.run_files import BEST_CHECKPOINT, CHECKPOINTS
 
 # train/loss, lr and momentum: a point every this many optimizer steps (a device sync each, no more).
@@ -139,6 +140,8 @@ def _fit(cfg: TrainConfig, composed: DictConfig, out_dir: Path, stop: pl.Callbac
         if trainer.is_global_zero:
             report.write()
     metrics = report.summary()
+    if trainer.is_global_zero:  # a published protocol's run ends with its figures beside the published ones
+        print(write_protocol_result(out_dir, cfg.protocol.name, cfg.model.name, cfg.data.name, metrics), end="")
     log_run_hparams(trainer, composed, metrics)  # TensorBoard's HPARAMS tab
     return metrics
 
