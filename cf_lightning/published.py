@@ -105,3 +105,35 @@ def write_protocol_result(out_dir: Path, protocol: str, model: str, data: str, m
 
 def _num(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
+
+
+def collected_table(run_dirs: list[Path]) -> str:
+    """Markdown over protocol runs (each folder's ``protocol.json``), grouped by protocol and data: our
+    rows, each as a multiple of popularity's figure where a popularity run is among them, then the
+    published rows with their sources."""
+    records = []
+    for folder in run_dirs:
+        path = Path(folder) / PROTOCOL_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no protocol run here (a run with protocol=... writes it at its end)")
+        records.append(json.loads(path.read_text()))
+    text = []
+    for protocol, data in dict.fromkeys((r["protocol"], r["data"]) for r in records):
+        group = [r for r in records if (r["protocol"], r["data"]) == (protocol, data)]
+        labels = [label for label, _key in METRICS[protocol]]
+        baseline = next((r["figures"] for r in group if r["model"] == "popularity"), None)
+        text += [f"### protocol={protocol}, data={data}", "", "| model | " + " | ".join(labels) + " |"]
+        text.append("|---|" + "---|" * len(labels))
+        for record in group:
+            cells = []
+            for label in labels:
+                value, base = record["figures"].get(label), (baseline or {}).get(label)
+                ratio = f" ({value / base:.2f}× popularity)" if value is not None and base else ""
+                cells.append(_num(value) + ratio)
+            text.append(f"| {record['model']} | " + " | ".join(cells) + " |")
+        text += ["", f"Published on {PUBLISHED_ON[protocol]}:", "", "| model | source | " + " | ".join(labels) + " |"]
+        text.append("|---|---|" + "---|" * len(labels))
+        for figure in PUBLISHED[protocol]:
+            text.append(f"| {figure.model} | {figure.source} | " + " | ".join(f"{v:.4f}" for v in figure.values) + " |")
+        text.append("")
+    return "\n".join(text)
