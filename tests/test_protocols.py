@@ -44,6 +44,8 @@ def test_a_protocol_on_a_data_set_it_is_not_defined_on_is_refused_naming_both():
     validate(make_cfg("protocol=ml10m_random_90_10", "data=ml10m"))
     validate(make_cfg("protocol=ml10m_random_90_10", "data=ml1m", "protocol.data_sets=[]"))  # a smoke run
     validate(make_cfg("protocol=strong_generalization", "data=ml1m"))  # generic
+    with pytest.raises(ConfigError, match="^data.train_on_validation: the validation users"):
+        validate(make_cfg("protocol=strong_generalization", "data.train_on_validation=true"))
 
 
 def test_random_90_10_holds_exactly_int_10_percent_and_never_trains_on_a_test_row(movielens_dir):

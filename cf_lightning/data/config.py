@@ -86,6 +86,12 @@ class DataConfig:
             "data.held_out_users",
             "data.split=strong_generalization needs the held-out users: a count (10000) or a share (0.1)",
         )
+        require(
+            not (self.split == "strong_generalization" and self.train_on_validation),
+            "data.train_on_validation",
+            "the validation users of strong_generalization are held out to be folded in, never trained on; "
+            "drop data.train_on_validation=true",
+        )
         bad = [f for f in self.folds if f not in FOLDS]
         require(
             bool(self.folds) and not bad, "data.folds", f"must be a non-empty list of {FOLDS}, got {list(self.folds)}"

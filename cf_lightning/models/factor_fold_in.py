@@ -24,7 +24,8 @@ import torch
 from cf_lightning.metrics.ranking import UserItems
 
 # Weight of every item's pull towards 0, and the ridge on the user's factors, relative to one history
-# item's weight of 1. Chosen on the validation users of ML-100K's strong_generalization (docs/protocols.md).
+# item's weight of 1. bench/factor_fold_in_grid.py measures other values on a run's validation users
+# (docs/protocols.md says what it found).
 UNOBSERVED_WEIGHT = 0.01
 FOLD_IN_L2 = 1.0
 # Outer products (a history item's d × d) built at once: bounds the temporary memory of a block of users.
