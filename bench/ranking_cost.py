@@ -44,7 +44,7 @@ def main() -> None:
             start = time.perf_counter()
             sums = ranking_metrics(score, known_items, relevant, dm.n_items, k=10)
             times.append(time.perf_counter() - start)
-    ndcg = float(sums["ndcg"] / sums["users"])
+    ndcg = float(sums["ndcg@10"] / sums["users"])
     print(
         f"{int(sums['users'])} users x {dm.n_items} items: median {sorted(times)[len(times) // 2]:.2f} s "
         f"({args.threads} thread(s)); NDCG@10 {ndcg:.4f}"

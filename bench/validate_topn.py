@@ -51,9 +51,8 @@ def main() -> None:
             relevant = UserItems.from_pairs(valid.users[good], valid.items[good], dm.n_users)
             with torch.no_grad():
                 s = ranking_metrics(score_all_items(model.ranking_scores, dm.n_items), known, relevant, dm.n_items)
-            out.append(
-                f"{name}: NDCG@10 {float(s['ndcg'] / s['users']):.4f} Recall@10 {float(s['recall'] / s['users']):.4f}"
-            )
+            ndcg, recall = (float(s[f"{metric}@10"] / s["users"]) for metric in ("ndcg", "recall"))
+            out.append(f"{name}: NDCG@10 {ndcg:.4f} Recall@10 {recall:.4f}")
         return "; ".join(out)
 
     for setting in args.settings.split(";"):

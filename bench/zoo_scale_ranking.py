@@ -51,7 +51,7 @@ def main() -> None:
     print(
         f"dotbias, shape {args.shape} ({n_users - 1:,} × {n_items - 1:,}), {args.threads} threads: "
         f"{int(sums['users']):,} users ranked over every item in {seconds:.1f} s "
-        f"(NDCG@10 {float(sums['ndcg'] / sums['users']):.4f})"
+        f"(NDCG@10 {float(sums['ndcg@10'] / sums['users']):.4f})"
     )
 
 

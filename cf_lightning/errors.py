@@ -39,3 +39,7 @@ class ResultWriteError(CFLightningError, OSError):
 
 class RunFolderError(CFLightningError):
     """A run folder is in use by another run, or already holds a run that this one would mix with."""
+
+
+class FoldInUnsupported(CFLightningError):
+    """A model cannot rank users it never trained on (strong generalization's held-out users)."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from cf_lightning.atomic import write_text
 from cf_lightning.config.cli import clean_errors
 from cf_lightning.crossval import CROSSVAL_FILE, bracket_list_overrides, crossval
+from cf_lightning.published import collected_table
 
 # Published RMSE on ML-100K, for orientation (different models, tuning and training sets).
 ANCHORS = (
@@ -124,7 +125,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="write the Markdown here (default: print)")
     parser.add_argument("--run", nargs="*", metavar="OVERRIDE", help="run missing models first, with these overrides")
     parser.add_argument("--ranking", action="store_true", help="the top-N table (NDCG, Recall, HitRate) instead")
+    parser.add_argument("--protocol-runs", nargs="+", type=Path, metavar="RUN", help="protocol runs' table instead")
     args = parser.parse_args(argv)
+    if args.protocol_runs:  # runs of protocol=... (their protocol.json) beside the published figures
+        text = collected_table(args.protocol_runs)
+        if args.out:
+            write_text(args.out, text)
+        else:
+            print(text)
+        return
     models = [m for m in args.models.split(",") if m]
     if args.run is not None:
         run_missing(args.runs, models, args.run)

@@ -39,11 +39,13 @@ from cf_lightning.config.run_folder import run_folder
 from cf_lightning.config.threads import apply_threads
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.data.negatives import NegativeSampling
-from cf_lightning.errors import ConfigError
+from cf_lightning.errors import ConfigError, FoldInUnsupported
 from cf_lightning.metrics.ranking import higher_is_better
 from cf_lightning.model_io.size import build_within_memory
 from cf_lightning.models import MODELS, build_model
+from cf_lightning.models.base import can_fold_in, fold_in_refusal
 from cf_lightning.models.topn.losses import RANKING_LOSSES
+from cf_lightning.published import write_protocol_result
 from cf_lightning.run_files import BEST_CHECKPOINT, CHECKPOINTS
 
 # train/loss, lr and momentum: a point every this many optimizer steps (a device sync each, no more).
@@ -89,6 +91,8 @@ def _fit(cfg: TrainConfig, composed: DictConfig, out_dir: Path, stop: pl.Callbac
     datamodule.prepare_data()
     datamodule.setup("fit")
     check_batch_size(cfg.data.batch_size, len(datamodule.train_idx))
+    if datamodule.has_held_out_users and not can_fold_in(MODELS[cfg.model.name]):  # refused before training
+        raise FoldInUnsupported(fold_in_refusal(MODELS[cfg.model.name], cfg.model.name))
     optimizer = dataclasses.asdict(cfg.optimizer)  # plain data: saved with the hyperparameters
     model = build_within_memory(  # refused before allocating when it cannot fit (model_io/size.py)
         build_model, cfg.model, datamodule.n_users, datamodule.n_items, optimizer=optimizer
@@ -136,6 +140,8 @@ def _fit(cfg: TrainConfig, composed: DictConfig, out_dir: Path, stop: pl.Callbac
         if trainer.is_global_zero:
             report.write()
     metrics = report.summary()
+    if trainer.is_global_zero:  # a published protocol's run ends with its figures beside the published ones
+        print(write_protocol_result(out_dir, cfg.protocol.name, cfg.model.name, cfg.data.name, metrics), end="")
     log_run_hparams(trainer, composed, metrics)  # TensorBoard's HPARAMS tab
     return metrics
 
@@ -154,8 +160,8 @@ def _check_loss_applies(model_name: str, loss_name: str) -> None:
         )
     if loss_name in RANKING_LOSSES and model_cls is not None and getattr(model_cls, "view", "triples") != "triples":
         raise ConfigError(
-            f"loss={loss_name}: model={model_name} trains on rows of the rating matrix (an autoencoder's masked "
-            "squared error), not on sampled negatives; drop the loss= override"
+            f"loss={loss_name}: model={model_name} trains on rows of the rating matrix with its own loss (an "
+            "autoencoder's reconstruction), not on sampled negatives; drop the loss= override"
         )
 
 

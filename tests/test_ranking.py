@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from cf_lightning.metrics.ranking import UserItems, ranking_metrics, score_all_items, top_k
+from cf_lightning.metrics.ranking import RANKING_METRICS, UserItems, ranking_metrics, score_all_items, top_k
 from cf_lightning.train import train
 from tests.helpers import make_cfg, quick_overrides
 
@@ -20,8 +20,9 @@ def pairs(relation: dict[int, list[int]]) -> UserItems:
     return UserItems.from_pairs(torch.tensor(users, dtype=torch.long), torch.tensor(items, dtype=torch.long), N_USERS)
 
 
-def means(sums: dict) -> dict:
-    return {name: float(value / sums["users"]) for name, value in sums.items() if name != "users"}
+def means(sums: dict, k: int) -> dict:
+    """The means at ``k`` of the four metrics these tests look at, keyed by the bare name."""
+    return {name: float(sums[f"{name}@{k}"] / sums["users"]) for name in ("ndcg", "precision", "recall", "hitrate")}
 
 
 # user 1: item 1 known; relevant 3 and 5.   user 2: its only relevant item is also known, so it is left out.
@@ -50,7 +51,7 @@ def test_hand_computed_example_with_ties_and_users_without_relevant_items():
         "recall": (1 / 2 + 0 + 1) / 3,
         "hitrate": 2 / 3,
     }
-    assert means(sums) == pytest.approx(expected)
+    assert means(sums, 2) == pytest.approx(expected)
 
 
 def test_top_k_breaks_ties_by_lower_column_and_flags_excluded_fillers():
@@ -71,25 +72,31 @@ def test_training_items_are_never_recommended():
     relevant = {u: [i for i in range(1, N_ITEMS) if not known[u, i]] for u in range(1, N_USERS)}
     known_pairs = {u: torch.nonzero(known[u]).flatten().tolist() for u in range(1, N_USERS)}
     sums = ranking_metrics(lambda users: scores[users], pairs(known_pairs), pairs(relevant), N_ITEMS, k=3)
-    assert means(sums)["precision"] == 1.0  # had a training item slipped in, a slot would hold no relevant item
+    assert means(sums, 3)["precision"] == 1.0  # had a training item slipped in, a slot would hold no relevant item
 
 
-def reference(scores, known, relevant, k):
-    """A plain-Python definition to check the batched code against."""
-    totals = {"ndcg": 0.0, "precision": 0.0, "recall": 0.0, "hitrate": 0.0, "users": 0}
+def reference(scores, known, relevant, ks):
+    """A plain-Python definition of every metric at every K, to check the batched code against."""
+    totals = {f"{name}@{k}": 0.0 for k in ks for name in RANKING_METRICS} | {"users": 0}
     for user in range(scores.shape[0]):
         rel = {i for i in relevant.get(user, []) if i not in known.get(user, [])}
         if not rel:
             continue
         candidates = [i for i in range(1, scores.shape[1]) if i not in known.get(user, [])]
-        top = sorted(candidates, key=lambda i: (-float(scores[user, i]), i))[:k]
-        hits = [1.0 if i in rel else 0.0 for i in top]
-        dcg = sum(h / math.log2(rank + 2) for rank, h in enumerate(hits))
-        idcg = sum(1 / math.log2(rank + 2) for rank in range(min(len(rel), k)))
-        totals["ndcg"] += dcg / idcg
-        totals["precision"] += sum(hits) / k
-        totals["recall"] += sum(hits) / len(rel)
-        totals["hitrate"] += float(sum(hits) > 0)
+        ranked = sorted(candidates, key=lambda i: (-float(scores[user, i]), i))
+        for k in ks:
+            hits = [1.0 if i in rel else 0.0 for i in ranked[:k]]
+            dcg = sum(h / math.log2(rank + 2) for rank, h in enumerate(hits))
+            idcg = sum(1 / math.log2(rank + 2) for rank in range(min(len(rel), k)))
+            first = next((rank + 1 for rank, h in enumerate(hits) if h), None)
+            precisions = [sum(hits[: rank + 1]) / (rank + 1) for rank, h in enumerate(hits) if h]
+            totals[f"ndcg@{k}"] += dcg / idcg
+            totals[f"recall@{k}"] += sum(hits) / len(rel)
+            totals[f"nrecall@{k}"] += sum(hits) / min(k, len(rel))
+            totals[f"precision@{k}"] += sum(hits) / k
+            totals[f"hitrate@{k}"] += float(sum(hits) > 0)
+            totals[f"mrr@{k}"] += 1 / first if first else 0.0
+            totals[f"map@{k}"] += sum(precisions) / min(k, len(rel))
         totals["users"] += 1
     return totals
 
@@ -108,10 +115,12 @@ def test_batched_metrics_match_a_plain_definition(batch_pairs):
         items = torch.tensor([i for items in rel.values() for i in items], dtype=torch.long)
         return UserItems.from_pairs(users, items, n_users)
 
+    ks = (5, 1, 3, 40)  # in any order; 40 is more than the catalogue
     sums = ranking_metrics(
-        lambda users: scores[users], relation(known), relation(relevant), n_items, k=5, batch_pairs=batch_pairs
+        lambda users: scores[users], relation(known), relation(relevant), n_items, k=ks, batch_pairs=batch_pairs
     )
-    expected = reference(scores, known, relevant, 5)
+    expected = reference(scores, known, relevant, ks)
+    assert set(sums) == set(expected)
     assert {name: float(v) for name, v in sums.items()} == pytest.approx(expected)
 
 

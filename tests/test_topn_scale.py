@@ -138,7 +138,7 @@ for solver in ("exact", "cg"):
 ease = EASE(n_users, n_items, l2=10.0, max_items=500, dtype="float64")  # 500 columns keep its solve to a second
 ease.fit_statistics(users, items, torch.ones(len(users)))
 sums = ranking_metrics(model_scorer(ease, n_items), known, relevant, n_items)
-print("ease", int(sums["users"]), float(sums["hitrate"]) >= 0)
+print("ease", int(sums["users"]), float(sums["hitrate@10"]) >= 0)
 """
 
 

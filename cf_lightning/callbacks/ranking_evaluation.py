@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from functools import partial
 
 import pytorch_lightning as pl
 import torch
@@ -15,7 +17,9 @@ from cf_lightning.metrics.ranking import (
     BLOCK_SCORER_PAIRS,
     RANKING_METRICS,
     UserItems,
+    cutoffs,
     has_block_scorer,
+    metric_key,
     model_scorer,
     ranking_metrics,
 )
@@ -25,7 +29,8 @@ PROGRESS_MIN_BATCHES = 20
 
 
 class RankingEvaluation(pl.Callback):
-    """Logs ``{val,test}/{ndcg,precision,recall,hitrate}@K`` and ``{val,test}/ranked_users``.
+    """Logs ``{val,test}/{name}@K`` for every metric of ``RANKING_METRICS`` at every K of ``k`` (one K or a
+    list), and ``{val,test}/ranked_users``.
 
     It runs after an evaluation epoch, never inside the training step. During fitting it runs on
     the last epoch, and also every ``every_n_epochs`` epochs if that is > 0. ``max_users`` (if
@@ -37,7 +42,7 @@ class RankingEvaluation(pl.Callback):
 
     def __init__(
         self,
-        k: int = 10,
+        k: int | Sequence[int] = 10,
         relevance_threshold: float = 4.0,
         every_n_epochs: int = 0,
         max_users: int | None = None,
@@ -45,7 +50,7 @@ class RankingEvaluation(pl.Callback):
         seed: int = 0,
         any_relevant: bool = False,
     ) -> None:
-        self.k, self.threshold = k, relevance_threshold
+        self.ks, self.threshold = cutoffs(k), relevance_threshold
         self.every_n_epochs, self.max_users = every_n_epochs, max_users
         self.batch_pairs, self.seed = batch_pairs, seed
         # Relevance definitions: (name suffix, threshold); "any" counts every held-out rating.
@@ -74,7 +79,7 @@ class RankingEvaluation(pl.Callback):
         return means
 
     def _evaluate(self, trainer, pl_module, stage: str, suffix: str, threshold: float) -> dict[str, float]:
-        known, relevant, users = self._data(trainer.datamodule, pl_module, stage, threshold)
+        known, relevant, users, history = self._data(trainer.datamodule, pl_module, stage, threshold)
         users = users[trainer.global_rank :: trainer.world_size]  # ranks split the users, then add up
         n_items = pl_module.hparams.n_items
         was_training = pl_module.training
@@ -83,13 +88,16 @@ class RankingEvaluation(pl.Callback):
         bar = self._progress_bar(trainer, stage, len(users), n_items, batch_pairs)
         try:
             with torch.no_grad():
-                score = model_scorer(pl_module, n_items)
+                # Held-out users (strong_generalization) have no trained rows: the model folds them in from history.
+                score = (
+                    model_scorer(pl_module, n_items) if history is None else partial(pl_module.fold_in_scores, history)
+                )
                 sums = ranking_metrics(
                     score,
                     known,
                     relevant,
                     n_items,
-                    k=self.k,
+                    k=self.ks,
                     batch_pairs=batch_pairs,
                     users=users,
                     progress=bar.update if bar is not None else None,
@@ -98,14 +106,15 @@ class RankingEvaluation(pl.Callback):
             pl_module.train(was_training)
             if bar is not None:
                 bar.close()
-        names = (*RANKING_METRICS, "users")
-        totals = torch.stack([sums[name] for name in names]).float().to(pl_module.device)
+        logged = [(name, k) for k in self.ks for name in RANKING_METRICS]
+        totals = torch.stack([sums[metric_key(*each)] for each in logged] + [sums["users"]])
+        totals = totals.float().to(pl_module.device)
         totals = trainer.strategy.reduce(totals, reduce_op="sum")
         counted = float(totals[-1])
         if counted == 0:
             rank_zero_warn(f"{stage}: no user has a held-out rating >= {threshold}; ranking metrics skipped")
             return {}
-        means = {f"{stage}/{name}{suffix}@{self.k}": totals[i] / counted for i, name in enumerate(RANKING_METRICS)}
+        means = {metric_key(name, k, stage, suffix): totals[i] / counted for i, (name, k) in enumerate(logged)}
         means[f"{stage}/ranked_users{suffix}"] = totals[-1]
         pl_module.log_dict(means, sync_dist=False)  # already summed over ranks
         return {key: float(value) for key, value in means.items()}
@@ -124,6 +133,10 @@ class RankingEvaluation(pl.Callback):
     def _data(self, datamodule, pl_module, stage: str, threshold: float):
         """Known items, relevant items and the users to rank for ``stage`` (built once per run)."""
         if (stage, threshold) not in self._cache:
+            held_out = getattr(datamodule, "held_out_ranking", lambda _stage: None)(stage)
+            if held_out is not None:  # (known, relevant, users, history): every held-out user, all scored rows relevant
+                self._cache[stage, threshold] = held_out
+                return held_out
             n_users = pl_module.hparams.n_users
             if stage == "val":
                 known_rows, held_rows = datamodule.train_idx, datamodule.valid_idx
@@ -142,5 +155,5 @@ class RankingEvaluation(pl.Callback):
                 known_rows = known_rows[ranked[datamodule.tensors.users[known_rows]]]
             known = datamodule.subset(known_rows)
             known_items = UserItems.from_pairs(known.users, known.items, n_users)
-            self._cache[stage, threshold] = (known_items, relevant, users)
+            self._cache[stage, threshold] = (known_items, relevant, users, None)
         return self._cache[stage, threshold]

@@ -37,6 +37,8 @@ def register() -> None:
     register_resolvers()  # ${job_name:...}: readable sweep folder names
     # A short random id in run folder names: runs started in the same second never share a folder.
     OmegaConf.register_new_resolver("run_id", lambda: uuid.uuid4().hex[:6], use_cache=True, replace=True)
+    # ${first:${.k}}: evaluation.k's first K when it is a list (conf/evaluation/ranking.yaml's monitor).
+    OmegaConf.register_new_resolver("first", lambda value: value if isinstance(value, int) else value[0], replace=True)
 
 
 register()

@@ -18,7 +18,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from cf_lightning.constraints import Each, Ge, Gt, Interval, Length, PositiveInt, check_fields, require
-from cf_lightning.data.config import PREDEFINED_FOLDS, DataConfig, Fraction, Seed
+from cf_lightning.data.config import PREDEFINED_FOLDS, DataConfig, Fraction, ProtocolConfig, Seed
 from cf_lightning.errors import ConfigError
 from cf_lightning.models.registry import MODEL_SCHEMAS, discover
 
@@ -76,7 +76,7 @@ class EvaluationConfig:
     """Ranking metrics (cf_lightning/metrics): top-``k`` over every item the user has not rated in training."""
 
     ranking: bool = MISSING
-    k: PositiveInt = MISSING
+    k: Any = MISSING  # one K or a list of them ([10, 20, 50, 100]): every metric is logged at each
     relevance_threshold: float = MISSING  # a held-out rating >= this is relevant
     every_n_epochs: Annotated[int, Ge(0)] = MISSING  # 0 = only after the last epoch (and at test)
     max_users: Annotated[int | None, Gt(0)] = MISSING  # a fixed random sample of users; null = all
@@ -85,7 +85,20 @@ class EvaluationConfig:
     monitor: str = MISSING  # the validation metric that picks the best epoch and is the sweep objective
 
     def check_together(self) -> None:
+        ks = [self.k] if isinstance(self.k, int) else self.k
+        require(
+            isinstance(ks, list) and ks and all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in ks),
+            "evaluation.k",
+            f"must be an int > 0 or a non-empty list of them (evaluation.k=[10,20,50,100]), got {self.k!r}",
+        )
+        require(len(set(ks)) == len(ks), "evaluation.k", f"lists a K twice: {self.k}")
         require(self.monitor.startswith("val/"), "evaluation.monitor", f"must be a val/ metric, got {self.monitor!r}")
+        at = self.monitor.rpartition("@")[2]
+        require(
+            self.monitor in RATING_METRICS or not self.ranking or (at.isdigit() and int(at) in ks),
+            "evaluation.monitor",
+            f"{self.monitor} is not at a K the evaluation computes (evaluation.k={self.k}); monitor one of those",
+        )
         require(
             self.ranking or self.monitor in RATING_METRICS,
             "evaluation.monitor",
@@ -108,6 +121,10 @@ class TrainConfig:
     callbacks: CallbacksConfig = MISSING
     evaluation: EvaluationConfig = MISSING
     loss: Any = MISSING  # one of LOSS_SCHEMAS, chosen by loss=NAME
+    protocol: ProtocolConfig = MISSING  # a published protocol (conf/protocol); none = the keys as given
+
+    def check_together(self) -> None:
+        self.protocol.check_fits(self.data)
 
 
 @dataclass
@@ -147,6 +164,7 @@ def register_configs() -> None:
     cs.store(group="accelerator", name="accelerator_schema", node=AcceleratorConfig)
     cs.store(group="callbacks", name="callbacks_schema", node=CallbacksConfig)
     cs.store(group="evaluation", name="evaluation_schema", node=EvaluationConfig)
+    cs.store(group="protocol", name="protocol_schema", node=ProtocolConfig)
     discover()  # each model's config, declared in its own file, is stored as model/NAME_schema
     for name, schema in LOSS_SCHEMAS.items():
         cs.store(group="loss", name=f"{name}_schema", node=schema)

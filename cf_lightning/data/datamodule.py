@@ -26,14 +26,18 @@ from cf_lightning.data.config import DataConfig
 from cf_lightning.data.layouts import Layout, layout_of
 from cf_lightning.data.locate import DatasetSource, locate
 from cf_lightning.data.movielens import ITEMS_FILE, RATINGS_FILE
-from cf_lightning.data.protocols import predefined_fold, split_rows
+from cf_lightning.data.protocols import held_out_split, predefined_fold, split_rows
 from cf_lightning.data.rating_matrix import ItemRows, RatingMatrix, check_dense_rows
 from cf_lightning.data.synthetic import generate_movielens
+from cf_lightning.data.user_rows import UserRowMatrix, UserRows, check_dense_user_rows
 from cf_lightning.data.vocab import UNKNOWN, CollabVocab, Vocab
 from cf_lightning.errors import ConfigError
+from cf_lightning.metrics.ranking import UserItems
 
 # What a data config recorded before these keys existed (a checkpoint's) means: the one place of these defaults.
 RECORDED_DEFAULTS = {"rating_range": None, "duplicates": "error", "layout": "ml-100k"}
+# What the training loader can serve (a model's ``view``): rating triples, item rows, user rows.
+TRAINING_VIEWS = ("triples", "item_rows", "user_rows")
 
 
 def read_options(data: DataConfig | Mapping | None) -> dict:
@@ -107,9 +111,11 @@ class CollabDataModule(pl.LightningDataModule):
         # (e.g. cf_lightning.data.negatives.NegativeSampling for ranking losses); None = the rating triples.
         self.train_view = None
         # What the model trains on (its ``view`` attribute): "triples" = (user, item, rating) rows;
-        # "item_rows" = rows of the training rating matrix (autoencoders). None = the attached model's.
+        # "item_rows" = rows of the training rating matrix (autoencoders); "user_rows" = users' training rows
+        # (mult_vae, mult_dae). None = the attached model's.
         self.view: str | None = None
         self._training_matrix: RatingMatrix | None = None
+        self._training_user_rows: UserRowMatrix | None = None
         self.tensors: RatingTensors | None = None
         self._ratings: pd.DataFrame | None = None
         self._frame_parts: RatingArrays | None = None  # what the ratings frame is built from, on demand
@@ -163,7 +169,10 @@ class CollabDataModule(pl.LightningDataModule):
         else:
             arrays = self._prepared if self._prepared is not None else self._load_arrays(self.data_folder())
             self._prepared = None
-            rows = split_rows(arrays, self.cfg)
+            if self.cfg.split == "strong_generalization":  # kept rows only: the vocabulary is the protocol's
+                arrays, rows = held_out_split(arrays, self.cfg.held_out_users)
+            else:
+                rows = split_rows(arrays, self.cfg)
         self.vocab, item_rows = build_vocab(arrays, self.cfg.item_name)
         self.tensors = RatingTensors(
             torch.from_numpy(arrays.user_rows).long(),
@@ -171,6 +180,7 @@ class CollabDataModule(pl.LightningDataModule):
             torch.from_numpy(arrays.rating),
         )
         self.train_idx, self.valid_idx, self.test_idx = rows.train, rows.valid, rows.test
+        self.valid_fold_in_idx, self.test_fold_in_idx = rows.valid_fold_in, rows.test_fold_in
         if self.cfg.train_on_validation:  # a refit: every choice was made on these rows before
             self.train_idx = torch.cat([rows.train, rows.valid])
         # Keep only what the ratings frame needs beyond the tensors (the rows are the tensors' already).
@@ -213,9 +223,10 @@ class CollabDataModule(pl.LightningDataModule):
         return RatingTensors(t.users[rows], t.items[rows], t.ratings[rows])
 
     def _sampler(
-        self, rows: torch.Tensor, batch_size: int, *, train: bool, of_all_rows: bool = True
+        self, rows: torch.Tensor, batch_size: int, *, train: bool, of_all_rows: bool = True, keep_last: bool = False
     ) -> EpochBatchSampler:
-        """Batches of ``rows``: as rows of all the ratings (``of_all_rows``), or as positions in ``rows``."""
+        """Batches of ``rows``: as rows of all the ratings (``of_all_rows``), or as positions in ``rows``;
+        ``keep_last``: a training epoch keeps its last partial batch too."""
         world_size = self.trainer.world_size if self.trainer else 1
         return EpochBatchSampler(
             len(rows),
@@ -223,7 +234,7 @@ class CollabDataModule(pl.LightningDataModule):
             shuffle=train,
             # fastai's training DataLoader drops the last partial batch; under DDP it is kept, so the
             # ranks' shards together cover every training row exactly once per epoch.
-            drop_last=train and world_size == 1,
+            drop_last=train and world_size == 1 and not keep_last,
             seed=self.seed,
             rank=self.trainer.global_rank if self.trainer else 0,
             world_size=world_size,
@@ -238,8 +249,8 @@ class CollabDataModule(pl.LightningDataModule):
         """The view the training loader serves: ``self.view`` if set, else the attached model's ``view``."""
         model = self.trainer.lightning_module if self.trainer is not None else None
         view = self.view if self.view is not None else getattr(model, "view", "triples")
-        if view not in ("triples", "item_rows"):
-            raise ValueError(f"unknown training view {view!r}; the DataModule serves 'triples' and 'item_rows'")
+        if view not in TRAINING_VIEWS:
+            raise ValueError(f"unknown training view {view!r}; the DataModule serves {', '.join(TRAINING_VIEWS)}")
         return view
 
     def training_matrix(self) -> RatingMatrix:
@@ -262,8 +273,31 @@ class CollabDataModule(pl.LightningDataModule):
             )
         return items
 
+    def training_user_rows(self) -> UserRowMatrix:
+        """The users × items matrix of the TRAINING rows only, compressed by user; built once."""
+        if self._training_user_rows is None:
+            train = self.subset(self.train_idx)
+            self._training_user_rows = UserRowMatrix.from_triples(
+                train.users, train.items, train.ratings, self.n_users, self.n_items
+            )
+        return self._training_user_rows
+
+    def _user_rows(self) -> torch.Tensor:
+        """The user rows an epoch of the user-rows view visits: those with a training rating."""
+        check_dense_user_rows(self.cfg.batch_size, self.n_items)
+        return self.training_user_rows().rated_users()
+
+    def _user_row_batches(self) -> EpochBatchSampler:
+        # Shuffled per epoch with the run's seed; the last partial batch is kept (as Liang et al.'s code does).
+        return self._sampler(self._user_rows(), self.cfg.batch_size, train=True, of_all_rows=False, keep_last=True)
+
     def train_dataloader(self):
         """Chunks of ``data.steps_per_call`` training batches; each batch is one optimizer step."""
+        if self.training_view() == "user_rows":  # users' training rows (mult_vae, mult_dae)
+            model = self.trainer.lightning_module if self.trainer is not None else None
+            binary = getattr(model, "row_values", "binary") == "binary"
+            rows = UserRows(self.training_user_rows(), self._user_rows(), binary)
+            return batch_loader(rows, StepChunks(self._user_row_batches(), self.cfg.steps_per_call))
         if self.training_view() == "item_rows":  # rows of the training rating matrix (autoencoders)
             items = self._item_rows()
             batches = self._sampler(items, self.cfg.batch_size, train=True, of_all_rows=False)
@@ -280,6 +314,8 @@ class CollabDataModule(pl.LightningDataModule):
         """Training batches (optimizer steps) per epoch on this rank: the one-cycle schedule's unit."""
         if self.training_view() == "item_rows":
             return len(self._sampler(self._item_rows(), self.cfg.batch_size, train=True, of_all_rows=False))
+        if self.training_view() == "user_rows":
+            return len(self._user_row_batches())
         return len(self._sampler(self.train_idx, self.cfg.batch_size, train=True))
 
     def val_dataloader(self):
@@ -289,6 +325,25 @@ class CollabDataModule(pl.LightningDataModule):
     def has_test(self) -> bool:
         """Whether the protocol (``data.split``) has a test set; ``random`` has none."""
         return getattr(self, "test_idx", None) is not None
+
+    @property
+    def has_held_out_users(self) -> bool:
+        """Whether validation and test users are users that never train (strong_generalization)."""
+        return getattr(self, "valid_fold_in_idx", None) is not None
+
+    def held_out_ranking(self, stage: str) -> tuple[UserItems, UserItems, torch.Tensor, UserItems] | None:
+        """``(known, relevant, users, history)`` of the ``stage`` ("val" or "test") held-out users: their
+        fold-in items are both what is known (never recommended) and the history a model folds them in
+        from; every scored interaction is relevant. None when the protocol holds out no users."""
+        if not self.has_held_out_users:
+            return None
+        fold_in_rows, scored_rows = (
+            (self.valid_fold_in_idx, self.valid_idx) if stage == "val" else (self.test_fold_in_idx, self.test_idx)
+        )
+        fold_in, scored = self.subset(fold_in_rows), self.subset(scored_rows)
+        history = UserItems.from_pairs(fold_in.users, fold_in.items, self.n_users)
+        relevant = UserItems.from_pairs(scored.users, scored.items, self.n_users)
+        return history, relevant, relevant.users_with_items(), history
 
     def test_dataloader(self):
         if not self.has_test:

@@ -1,9 +1,10 @@
 """Evaluation protocols (``data.split``): which ratings train, validate and test a model.
 
-``random`` is fastai's split (train/validation, no test set). ``kfold`` holds out fold ``data.fold``
-(``k1``..``k5``) of a random 5-fold partition, on any data set. The others have a test set that
-only ``trainer.test`` reads, and draw the validation set from what is left for training by the
-same rule, so choosing epochs or hyperparameters on validation never looks at the test rows.
+``random`` is fastai's split (train/validation, no test set); ``random_test`` (the 90/10 protocols)
+adds a random test share first. ``strong_generalization`` holds out users (``held_out_split``).
+``kfold`` holds out fold ``data.fold`` (``k1``..``k5``) of a random 5-fold partition, on any data set.
+The others have a test set that only ``trainer.test`` reads, and draw the validation set from what is left
+for training by the same rule, so choosing epochs or hyperparameters on validation never looks at the test rows.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cf_lightning.data.arrays import RatingArrays, encode_ids
 from cf_lightning.data.layouts import LAYOUTS
 from cf_lightning.data.movielens import ITEMS_FILE, merge_titles, read_items, read_ratings
 from cf_lightning.data.split import (
@@ -25,6 +27,7 @@ from cf_lightning.data.split import (
     temporal_split,
     time_cut_split,
 )
+from cf_lightning.data.strong_generalization import strong_generalization_rows
 from cf_lightning.errors import DataFormatError
 
 KFOLD_COUNT = 5  # data.split=kfold: folds k1..k5, each a random 20% of the ratings
@@ -40,6 +43,10 @@ class SplitRows:
     train: torch.Tensor
     valid: torch.Tensor
     test: torch.Tensor | None
+    # strong_generalization: the held-out users' fold-in rows (known, the model's input); valid/test are
+    # then their scored rows. None for the protocols whose validation and test users also train.
+    valid_fold_in: torch.Tensor | None = None
+    test_fold_in: torch.Tensor | None = None
 
 
 def split_rows(ratings, cfg) -> SplitRows:
@@ -53,6 +60,10 @@ def split_rows(ratings, cfg) -> SplitRows:
     if cfg.split == "random":
         train, valid = random_split(n, cfg.valid_pct, cfg.split_seed)
         return SplitRows(train, valid, None)
+    if cfg.split == "random_test":  # the 90/10 protocols: int(test_pct * n) test rows, then validation of the rest
+        kept, test = random_split(n, cfg.test_pct, cfg.split_seed)
+        train, valid = random_split(len(kept), cfg.valid_pct, cfg.split_seed + 1)  # another draw than the test's
+        return SplitRows(kept[train].sort().values, kept[valid].sort().values, test.sort().values)
     if cfg.split in ("kfold", "predefined"):  # a test fold, then a random validation share of the rest
         if cfg.split == "kfold":
             fold = int(str(cfg.fold).lstrip("k")) - 1
@@ -107,3 +118,33 @@ def predefined_fold(folder: str | Path, cfg) -> tuple[pd.DataFrame, SplitRows]:
     n_base = len(base)
     train, valid = random_split(n_base, cfg.valid_pct, cfg.split_seed)
     return ratings, SplitRows(train.sort().values, valid.sort().values, torch.arange(n_base, len(ratings)))
+
+
+def held_out_split(arrays: RatingArrays, held_out_users: float) -> tuple[RatingArrays, SplitRows]:
+    """``strong_generalization``: the protocol's rows of ``arrays`` (file order), re-encoded so that the
+    vocabulary holds only the kept users and items (the paper's ``unique_sid``), and their split."""
+    users = arrays.users[arrays.user_rows - 1]
+    movies = arrays.movies[arrays.movie_rows - 1]
+    parts = strong_generalization_rows(users, movies, arrays.rating, held_out=held_out_users)
+    order = (parts.train, parts.valid_fold_in, parts.valid_scored, parts.test_fold_in, parts.test_scored)
+    kept = np.concatenate(order)
+    bounds = np.cumsum([0, *(len(part) for part in order)])
+    position = [torch.arange(int(bounds[i]), int(bounds[i + 1])) for i in range(len(order))]
+    rows = SplitRows(position[0], position[2], position[4], valid_fold_in=position[1], test_fold_in=position[3])
+    return take_rows(arrays, kept), rows
+
+
+def take_rows(arrays: RatingArrays, rows: np.ndarray) -> RatingArrays:
+    """The ratings ``rows`` of ``arrays`` (in that order), users and movies re-encoded to those they hold."""
+    user_rows, users = encode_ids(arrays.users[arrays.user_rows[rows] - 1])
+    movie_rows, movies = encode_ids(arrays.movies[arrays.movie_rows[rows] - 1])
+    title_of = dict(zip(arrays.movies.tolist(), arrays.titles))
+    return RatingArrays(
+        user_rows=user_rows,
+        movie_rows=movie_rows,
+        rating=np.ascontiguousarray(arrays.rating[rows]),
+        timestamp=np.ascontiguousarray(arrays.timestamp[rows]),
+        users=users,
+        movies=movies,
+        titles=[title_of[m] for m in movies.tolist()],
+    )

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cf_lightning.errors import ConfigError
+
 PAPER_SEED = 98765
 PAPER_HELD_OUT_USERS = 10_000  # validation users, and as many test users, on ML-20M
 MIN_RATING_EXCLUSIVE = 3.5
@@ -44,9 +46,9 @@ def held_out_count(n_users: int, held_out: int | float) -> int:
     """Users held out for validation (and as many for test): a count, or a share of the users."""
     count = int(held_out) if held_out >= 1 else int(round(held_out * n_users))
     if count < 1 or 2 * count >= n_users:
-        raise ValueError(
-            f"data.held_out_users={held_out}: {count} validation and {count} test users out of {n_users} "
-            "leave no training users; give fewer (a count, or a share below 0.5)"
+        raise ConfigError(
+            f"protocol.held_out_users={held_out:g}: {count} validation and {count} test users out of {n_users} "
+            "leave no training users; give fewer: a count, or a share of the users such as protocol.held_out_users=0.1"
         )
     return count
 

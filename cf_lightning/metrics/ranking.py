@@ -1,32 +1,41 @@
-"""Top-K ranking metrics over the whole catalogue, computed a batch of users at a time.
+"""Top-K ranking metrics over the whole catalogue, computed a block of users at a time, at several K at once.
 
 For each evaluated user every item is scored, except the items the user is already known to
 have rated (the training rows; for the test set, the validation rows too) and the ``#na#`` row;
 the K best are the recommendations. An item is relevant when the user's held-out rating is
-``>= threshold``. Definitions (``rel_i`` = 1 if the item at rank ``i`` is relevant, ``R`` = the
-user's relevant held-out items that are candidates):
+``>= threshold``. Notation: ``rel_i`` = 1 if the item at rank ``i`` is relevant (i = 1..K), ``R`` the
+user's relevant held-out items that are candidates, ``hits@K = sum_{i<=K} rel_i``:
 
-- Precision@K = sum(rel) / K;  Recall@K = sum(rel) / |R|;  HitRate@K = 1 if sum(rel) > 0;
-- NDCG@K = DCG / IDCG with DCG = sum_i rel_i / log2(i + 1) over ranks i = 1..K and IDCG the DCG
-  of ``min(|R|, K)`` relevant items at the top.
+- NDCG@K = DCG@K / IDCG@K, DCG@K = sum_{i<=K} rel_i / log2(i + 1), IDCG@K the DCG of ``min(|R|, K)``
+  relevant items at the top (so 1 is reachable with fewer relevant items than K);
+- Recall@K = hits@K / |R|;
+- NRecall@K = hits@K / min(K, |R|): the normalised recall of Liang et al. 2018 (their ``Recall@K``),
+  1 when the list is as good as it can be;
+- Precision@K = hits@K / K (K, not the slots filled: a user with fewer candidates than K is not excused);
+- HitRate@K = 1 if hits@K > 0 else 0;
+- MRR@K = 1 / (rank of the first relevant item) if it is within the top K, else 0;
+- MAP@K = sum_{i<=K} rel_i * (hits@i / i) / min(K, |R|): average precision at each relevant rank.
 
 Users with no relevant held-out item are left out of every mean (their count is not a score);
 ``users`` in the result says how many were averaged. Ties in score are broken by the lower item
-row, so results are deterministic. Memory is bounded by ``batch_pairs`` scores at a time (the
+row, so results are deterministic and each top-K is the prefix of the top-max(K): one top-max(K) per
+block of users gives every K. Memory is bounded by ``batch_pairs`` scores at a time (the
 catalogue of MovieLens 25M, 59K items, is about 17 users a batch at the default of one million):
 users are streamed in blocks, scored, masked and cut to the top K on the model's device, so every
 user can be ranked on the biggest sets (sampling users is a choice, not a necessity).
+Definitions with examples: docs/metrics.md.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 
-RANKING_METRICS = ("ndcg", "precision", "recall", "hitrate")
+# Every metric is logged at every K as {stage}/{name}@{K} (owners' interface 2; protocol configs name them).
+RANKING_METRICS = ("ndcg", "recall", "nrecall", "precision", "hitrate", "mrr", "map")
 # Scores at once for a model with a block scorer: a score and two masks, ~6 bytes a pair (no activations,
 # unlike per-pair scoring, which evaluation.batch_pairs bounds); blocks of hundreds of users keep the
 # product efficient (MovieLens 25M: 71 users a block).
@@ -38,6 +47,16 @@ def higher_is_better(metric: str) -> bool:
     """Whether a logged metric (``val/ndcg@10``, ``test/recall_any@5``, ``val/loss``) is to be maximised."""
     name = metric.rsplit("/", 1)[-1].split("@", 1)[0].removesuffix("_best")
     return name.removesuffix(ANY_SUFFIX) in RANKING_METRICS
+
+
+def cutoffs(k: int | Sequence[int]) -> tuple[int, ...]:
+    """``evaluation.k`` (one K or a list of them) as a tuple of cut-offs, in the order given."""
+    return (int(k),) if isinstance(k, int) else tuple(int(value) for value in k)
+
+
+def metric_key(name: str, k: int, stage: str = "", suffix: str = "") -> str:
+    """The logged name of a metric: ``{stage}/{name}{suffix}@{k}`` (``ndcg@10`` without a stage)."""
+    return f"{stage}/{name}{suffix}@{k}" if stage else f"{name}{suffix}@{k}"
 
 
 @dataclass(frozen=True)
@@ -100,32 +119,31 @@ def _lowest_columns_among_ties(scores: torch.Tensor, kth: torch.Tensor, k: int) 
     return torch.nonzero(chosen)[:, 1].view(len(scores), k)
 
 
-def ranking_metrics(
+@dataclass(frozen=True)
+class RankedBlock:
+    """One block of ranked users: each user's top-max(K) items, best first, and which of them are hits."""
+
+    users: torch.Tensor  # (B,) user rows
+    columns: torch.Tensor  # (B, K) item rows, best first
+    valid: torch.Tensor  # (B, K) False where a slot only holds an excluded item (fewer candidates than K)
+    hits: torch.Tensor  # (B, K) the slot holds a relevant item
+    n_relevant: torch.Tensor  # (B,) |R|: the user's relevant items that are candidates
+
+
+def rank_users(
     score: Callable[[torch.Tensor], torch.Tensor],
     known: UserItems,
     relevant: UserItems,
     n_items: int,
     *,
-    k: int = 10,
-    batch_pairs: int = 1_000_000,
-    users: torch.Tensor | None = None,
+    k: int,
+    batch_pairs: int,
+    users: torch.Tensor,
     exclude_columns: tuple[int, ...] = (0,),
     progress: Callable[[int], object] | None = None,
-) -> dict[str, torch.Tensor]:
-    """Sums of NDCG, Precision, Recall and HitRate at ``k`` over the users, and the user count.
-
-    ``score(user_rows)`` gives a ``(len(user_rows), n_items)`` score matrix; ``known`` holds the
-    items never to recommend, ``relevant`` each user's relevant held-out items. ``users`` (default:
-    every user with a relevant item) lets ranks of a distributed run split the work. Returns sums
-    (divide by ``"users"`` for the means), so shards can be added before dividing. ``progress(n)``,
-    if given, is called as each batch of ``n`` users starts (a progress bar's ``update``).
-    """
-    if users is None:
-        users = relevant.users_with_items()
-    sums = {name: torch.zeros((), dtype=torch.float64) for name in (*RANKING_METRICS, "users")}
+) -> Iterator[RankedBlock]:
+    """The top-``k`` of each user with a relevant candidate, a block of ``batch_pairs // n_items`` users at a time."""
     per_batch = max(1, batch_pairs // n_items)
-    discounts = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64))
-    ideal = torch.cat([torch.zeros(1, dtype=torch.float64), discounts.cumsum(0)])  # ideal[n] = IDCG of n hits
     for start in range(0, len(users), per_batch):
         batch = users[start : start + per_batch]
         if progress is not None:
@@ -144,14 +162,79 @@ def ranking_metrics(
         scores = scores.masked_fill(excluded.to(scores.device), -math.inf)
         columns, valid = top_k(scores, k)
         columns, valid = columns.cpu(), valid.cpu()
-        hits = (is_relevant.gather(1, columns) & valid).double()
-        n_hits = hits.sum(1)
-        dcg = (hits * discounts[: hits.shape[1]]).sum(1)
-        sums["ndcg"] += (dcg / ideal[n_relevant.clamp(max=k)]).sum()
-        sums["precision"] += (n_hits / k).sum()
-        sums["recall"] += (n_hits / n_relevant).sum()
-        sums["hitrate"] += (n_hits > 0).double().sum()
-        sums["users"] += len(batch)
+        yield RankedBlock(batch, columns, valid, is_relevant.gather(1, columns) & valid, n_relevant)
+
+
+def per_user_metrics(hits: torch.Tensor, n_relevant: torch.Tensor, ks: Sequence[int]) -> dict[str, torch.Tensor]:
+    """Each metric of the module's docstring at each K in ``ks``, per user (float64), keyed ``name@K``.
+
+    ``hits`` is ``(users, >= max(ks) or the whole catalogue)``: the top-max(K) lists' relevant slots.
+    """
+    hits = hits.double()
+    n_columns = hits.shape[1]
+    ranks = torch.arange(1, n_columns + 1, dtype=torch.float64)
+    discounts = 1.0 / torch.log2(torch.arange(2, max(ks) + 2, dtype=torch.float64))
+    ideal = torch.cat([torch.zeros(1, dtype=torch.float64), discounts.cumsum(0)])  # ideal[n] = IDCG of n hits
+    found = hits.cumsum(1)  # hits@i at each rank i
+    precision_terms = hits * found / ranks  # rel_i * precision@i
+    # argmax gives the first maximum: the rank of the first hit (inf without one, so 1 / rank = 0).
+    first_hit = torch.where(hits.any(1), hits.argmax(1).double() + 1, math.inf)
+    n_relevant = n_relevant.double()
+    values = {}
+    for k in ks:
+        depth = min(k, n_columns)  # a catalogue smaller than K: every slot there is
+        n_hits = found[:, depth - 1]
+        reachable = n_relevant.clamp(max=k)
+        values[metric_key("ndcg", k)] = (hits[:, :depth] * discounts[:depth]).sum(1) / ideal[reachable.long()]
+        values[metric_key("recall", k)] = n_hits / n_relevant
+        values[metric_key("nrecall", k)] = n_hits / reachable
+        values[metric_key("precision", k)] = n_hits / k
+        values[metric_key("hitrate", k)] = (n_hits > 0).double()
+        values[metric_key("mrr", k)] = torch.where(first_hit <= k, 1.0 / first_hit, 0.0)
+        values[metric_key("map", k)] = precision_terms[:, :depth].sum(1) / reachable
+    return values
+
+
+def ranking_metrics(
+    score: Callable[[torch.Tensor], torch.Tensor],
+    known: UserItems,
+    relevant: UserItems,
+    n_items: int,
+    *,
+    k: int | Sequence[int] = 10,
+    batch_pairs: int = 1_000_000,
+    users: torch.Tensor | None = None,
+    exclude_columns: tuple[int, ...] = (0,),
+    progress: Callable[[int], object] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Sums over the users of every metric at every K in ``k`` (keys ``ndcg@10``, ...) and the user count ``users``.
+
+    ``score(user_rows)`` gives a ``(len(user_rows), n_items)`` score matrix; ``known`` holds the
+    items never to recommend, ``relevant`` each user's relevant held-out items. ``users`` (default:
+    every user with a relevant item) lets ranks of a distributed run split the work. Returns sums
+    (divide by ``"users"`` for the means), so shards can be added before dividing. ``progress(n)``,
+    if given, is called as each batch of ``n`` users starts (a progress bar's ``update``).
+    """
+    ks = cutoffs(k)
+    if users is None:
+        users = relevant.users_with_items()
+    names = [metric_key(name, cut) for cut in ks for name in RANKING_METRICS]
+    sums = {name: torch.zeros((), dtype=torch.float64) for name in (*names, "users")}
+    blocks = rank_users(
+        score,
+        known,
+        relevant,
+        n_items,
+        k=max(ks),
+        batch_pairs=batch_pairs,
+        users=users,
+        exclude_columns=exclude_columns,
+        progress=progress,
+    )
+    for block in blocks:
+        for name, values in per_user_metrics(block.hits, block.n_relevant, ks).items():
+            sums[name] += values.sum()
+        sums["users"] += len(block.users)
     return sums
 
 

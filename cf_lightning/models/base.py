@@ -14,8 +14,11 @@ from torchmetrics import MeanAbsoluteError, MeanSquaredError
 
 from cf_lightning.data.ids import predict as predict_ids
 from cf_lightning.data.vocab import CollabVocab
+from cf_lightning.errors import FoldInUnsupported
+from cf_lightning.metrics.ranking import UserItems
 from cf_lightning.model_io.keys import LOSS_KEY, VOCAB_KEY
 from cf_lightning.models.layers import sigmoid_range
+from cf_lightning.models.registry import registered
 from cf_lightning.models.topn.losses import RANKING_LOSSES, ranking_loss
 from cf_lightning.models.vocab_match import require_same_tensors, require_same_vocab
 from cf_lightning.optim.one_cycle import one_cycle
@@ -24,6 +27,21 @@ from cf_lightning.optim.sparse import require_sparse_all_reduce, use_sparse_grad
 # The logged name of each evaluation stage's mean squared error: val/loss is what checkpoints and sweeps watch.
 MSE_NAME = {"val": "loss", "test": "mse"}
 __all__ = ["LOSS_KEY", "MSE_NAME", "VOCAB_KEY", "CollabModel"]
+
+
+def fold_in_refusal(model_class: type, name: str | None = None) -> str:
+    """The one line that says a model cannot rank users it never trained on."""
+    names = name or "|".join(spec.name for spec in registered() if spec.class_name == model_class.__name__)
+    return (
+        f"model={names or model_class.__name__} cannot rank users it never trained on (its scores need a trained "
+        "user row); protocol=strong_generalization ranks held-out users: choose a model that folds them in "
+        "(ease, popularity, ials, bpr_mf, dotbias, dot, embdotbias, dotbias_params, mult_vae, mult_dae)"
+    )
+
+
+def can_fold_in(model_class: type) -> bool:
+    """Whether ``model_class`` overrides ``fold_in_scores`` (ranks users from their fold-in items)."""
+    return getattr(model_class, "fold_in_scores", None) is not CollabModel.fold_in_scores
 
 
 class CollabModel(pl.LightningModule):
@@ -252,6 +270,13 @@ class CollabModel(pl.LightningModule):
         unless a model ranks by something else (the popularity baseline ranks by how often an item was
         rated; a model trained with a ranking loss by the raw score that loss trained)."""
         return self(users, items) if self.predicts_ratings else self.raw_score(users, items)
+
+    def fold_in_scores(self, history: UserItems, users: torch.Tensor) -> torch.Tensor:
+        """``(len(users), n_items)`` ranking scores (higher = better) of the user rows ``users`` computed from
+        ``history`` alone (each user's fold-in items), never from trained user parameters: how held-out users
+        (protocol=strong_generalization) are ranked. A model that can overrides it; the evaluation masks
+        the history's items."""
+        raise FoldInUnsupported(fold_in_refusal(type(self)))
 
     def item_factor_weights(self) -> torch.Tensor | None:
         """The item embedding table (rows = item vocabulary), or None if the model has none."""

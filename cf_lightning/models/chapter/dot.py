@@ -9,6 +9,7 @@ from omegaconf import MISSING
 
 from cf_lightning.constraints import OptionalPair, PositiveInt
 from cf_lightning.models.base import CollabModel
+from cf_lightning.models.factor_fold_in import FactorFoldIn
 from cf_lightning.models.layers import embedding
 from cf_lightning.models.registry import ModelConfig, model_config
 
@@ -20,7 +21,7 @@ class DotProductConfig(ModelConfig):
     y_range: OptionalPair = MISSING
 
 
-class DotProduct(CollabModel):
+class DotProduct(FactorFoldIn, CollabModel):  # held-out users: models/factor_fold_in.py
     """``user · item`` with fastai-initialised ``nn.Embedding`` tables; squashed into ``y_range`` if given.
 
     ``y_range=None`` is the chapter's first model (``model=dot``); ``(0, 5.5)`` its second (``model=dot_range``).

@@ -12,6 +12,7 @@ from omegaconf import MISSING
 from cf_lightning.constraints import LowHigh, PositiveInt
 from cf_lightning.models.base import CollabModel
 from cf_lightning.models.cold_start import ColdStartFallback
+from cf_lightning.models.factor_fold_in import FactorFoldIn
 from cf_lightning.models.layers import embedding
 from cf_lightning.models.registry import ModelConfig, model_config
 
@@ -23,7 +24,7 @@ class DotBiasConfig(ModelConfig):
     y_range: Annotated[list[float], LowHigh()] = MISSING  # the chapter's DotProductBias always squashes
 
 
-class DotProductBias(CollabModel):
+class DotProductBias(FactorFoldIn, CollabModel):  # held-out users: models/factor_fold_in.py
     """``sigmoid_range(user · item + user_bias + item_bias, *y_range)`` with ``nn.Embedding`` tables."""
 
     user_tables = ("user_factors.weight", "user_bias.weight")

@@ -12,6 +12,7 @@ from torch import nn
 
 from cf_lightning.constraints import LowHigh, PositiveInt
 from cf_lightning.models.base import CollabModel
+from cf_lightning.models.factor_fold_in import FactorFoldIn
 from cf_lightning.models.registry import ModelConfig, model_config
 
 
@@ -27,7 +28,7 @@ def create_params(*size: int) -> nn.Parameter:
     return nn.Parameter(torch.zeros(*size).normal_(0, 0.01))
 
 
-class DotProductBiasParams(CollabModel):
+class DotProductBiasParams(FactorFoldIn, CollabModel):  # held-out users: models/factor_fold_in.py
     """``DotProductBias`` without ``nn.Embedding``: plain ``nn.Parameter`` tables indexed by the ids.
 
     Indexing a parameter picks rows exactly as an embedding lookup does (the chapter's point); the

@@ -9,6 +9,7 @@ from omegaconf import MISSING
 
 from cf_lightning.constraints import OptionalPair, PositiveInt
 from cf_lightning.models.base import CollabModel
+from cf_lightning.models.factor_fold_in import FactorFoldIn
 from cf_lightning.models.layers import embedding
 from cf_lightning.models.registry import ModelConfig, model_config
 
@@ -20,7 +21,7 @@ class EmbeddingDotBiasConfig(ModelConfig):
     y_range: OptionalPair = MISSING  # null: no squashing
 
 
-class EmbeddingDotBias(CollabModel):
+class EmbeddingDotBias(FactorFoldIn, CollabModel):  # held-out users: models/factor_fold_in.py
     """``user · item + user_bias + item_bias``, squashed into ``y_range`` unless it is None.
 
     The same function as the chapter's ``DotProductBias``; fastai's names and creation order

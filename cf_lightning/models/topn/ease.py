@@ -169,6 +169,20 @@ class EASE(FittedModel):
         scores[:, self.kept_items] = kept_scores
         return scores
 
+    def fold_in_scores(self, history: UserItems, users: torch.Tensor) -> torch.Tensor:
+        """A held-out user's row of ``X`` (its fold-in items) times ``B``: EASE needs nothing else of a user.
+        The evaluation passes blocks of users, so one block's scores are all that is held."""
+        device = self.item_weights.device
+        starts, ends = history.indptr[users.cpu()], history.indptr[users.cpu() + 1]
+        columns = self.item_column[history.items[_ranges(starts, ends)].to(device)]
+        owner = torch.repeat_interleave(torch.arange(len(users)), ends - starts).to(device)
+        inside = columns >= 0  # items beyond max_items have no column: they add nothing
+        kept_scores = torch.zeros(len(users), len(self.kept_items), dtype=self.item_weights.dtype, device=device)
+        kept_scores.index_add_(0, owner[inside], self.item_weights[columns[inside]])
+        scores = kept_scores.new_full((len(users), self.hparams.n_items), -torch.inf)
+        scores[:, self.kept_items] = kept_scores
+        return scores
+
     def score(self, users, items):
         """``X_u · B_{:, i}`` of each pair (0 for an item without a column): a training pair's from the cache
         of ``fit_statistics``, any other from its user's items."""

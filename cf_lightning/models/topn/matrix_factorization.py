@@ -8,6 +8,7 @@ from omegaconf import MISSING
 
 from cf_lightning.constraints import PositiveInt
 from cf_lightning.models.base import CollabModel
+from cf_lightning.models.factor_fold_in import FactorFoldIn
 from cf_lightning.models.layers import embedding
 from cf_lightning.models.registry import ModelConfig, model_config
 
@@ -18,7 +19,7 @@ class MatrixFactorizationConfig(ModelConfig):
     n_factors: PositiveInt = MISSING
 
 
-class MatrixFactorization(CollabModel):
+class MatrixFactorization(FactorFoldIn, CollabModel):  # held-out users: models/factor_fold_in.py
     """``user · item + item_bias``, unsquashed: a score to rank by, not a rating (a user bias would
     not change any user's ranking, so there is none)."""
 

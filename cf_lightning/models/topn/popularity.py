@@ -55,5 +55,9 @@ class Popularity(FittedModel):
         """Every item's count for a block of users (the same for everyone)."""
         return self.item_count.expand(len(users), -1)
 
+    def fold_in_scores(self, history, users):
+        """A held-out user gets every item's count too: popularity ranks the same for everyone."""
+        return self.user_ranking_scores(users)
+
     def item_bias_weights(self):
         return self.item_mean - self.global_mean
