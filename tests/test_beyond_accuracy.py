@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cf_lightning.metrics.beyond_accuracy import (
-    beyond_accuracy,
+    ListStatistics,
     catalog_coverage,
     exposure_counts,
     gini_index,
@@ -41,13 +41,27 @@ def test_popularity_lift_and_novelty():
     assert profile.tolist() == pytest.approx([1.5, 1.0])
     # -log2(8/8) = 0, -log2(2/8) = 2  -> user 0: 1.0; user 1: 0.
     assert novelty(LISTS, VALID, ITEM_COUNTS, n_train_users=8).tolist() == pytest.approx([1.0, 0.0])
-    means, per_user = beyond_accuracy(
-        LISTS, VALID, catalog=CATALOG, item_counts=ITEM_COUNTS, n_train_users=8, profile=profile, genres=GENRES
-    )
-    assert means["popularity"] == pytest.approx(6.5)
-    assert means["popularity_lift"] == pytest.approx((6.5 - 1.25) / 1.25)
-    assert means["coverage"] == pytest.approx(0.5) and means["novelty"] == pytest.approx(0.5)
-    assert set(per_user) == {"popularity", "novelty", "diversity"}
+
+
+def test_list_statistics_streamed_in_blocks_at_each_k():
+    """The two users' lists added one block each: the set metrics at K = 1 and 2 from the summed exposure."""
+    statistics = ListStatistics((2, 1), item_counts=ITEM_COUNTS, n_train_users=8, catalog=CATALOG, genres=GENRES)
+    first = statistics.add(LISTS[:1], VALID[:1])
+    second = statistics.add(LISTS[1:], VALID[1:])
+    assert set(first) == {"arp@2", "novelty@2", "ild@2", "arp@1", "novelty@1", "ild@1"}
+    assert [first["arp@2"].item(), second["arp@2"].item()] == pytest.approx([5.0, 8.0])
+    assert [first["arp@1"].item(), second["arp@1"].item()] == pytest.approx([8.0, 8.0])  # item 1 heads both lists
+    assert first["ild@2"].item() == pytest.approx(1 - 1 / math.sqrt(2)) and math.isnan(second["ild@2"].item())
+    assert statistics.exposure.tolist() == [[0, 2, 1, 0, 0], [0, 2, 0, 0, 0]]
+    metrics = statistics.set_metrics(statistics.exposure, arp={2: 6.5, 1: 8.0}, profile=1.25)
+    assert metrics["coverage@2"] == pytest.approx(2 / 4) and metrics["coverage@1"] == pytest.approx(1 / 4)
+    assert metrics["gini@2"] == pytest.approx(7 / 12)
+    # Sorted exposure at K = 1: [0, 0, 0, 2]: G = (3 * 2) / (4 * 2).
+    assert metrics["gini@1"] == pytest.approx(6 / 8)
+    assert metrics["popularity_lift@2"] == pytest.approx((6.5 - 1.25) / 1.25)
+    assert metrics["popularity_lift@1"] == pytest.approx((8.0 - 1.25) / 1.25)
+    without_genres = ListStatistics((2,), item_counts=ITEM_COUNTS, n_train_users=8, catalog=CATALOG)
+    assert set(without_genres.add(LISTS, VALID)) == {"arp@2", "novelty@2"}  # no genres: no diversity
 
 
 def test_intra_list_diversity_by_genres():

@@ -12,16 +12,18 @@ from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_warn
 from tqdm import tqdm
 
+from cf_lightning.callbacks.ranking_results import TestResults, list_statistics
 from cf_lightning.metrics.ranking import (
     ANY_SUFFIX,
     BLOCK_SCORER_PAIRS,
     RANKING_METRICS,
+    RankingSums,
     UserItems,
     cutoffs,
     has_block_scorer,
     metric_key,
     model_scorer,
-    ranking_metrics,
+    rank_users,
 )
 
 # Ranking that takes at least this many user batches gets a progress bar (MovieLens 100K takes 2).
@@ -38,6 +40,9 @@ class RankingEvaluation(pl.Callback):
     Known items (never recommended): the training rows for validation; training and validation
     rows for test. Relevant: held-out ratings ``>= relevance_threshold``; with ``any_relevant``
     also every held-out rating, logged as ``{stage}/ndcg_any@K`` etc.
+    At test it also logs the beyond-accuracy metrics of the same lists (``test/coverage@K``, ``gini``,
+    ``arp``, ``popularity_lift``, ``novelty``, ``ild``) and writes ``test_per_user.parquet`` beside
+    ``metrics.json`` (callbacks/ranking_results.py).
     """
 
     def __init__(
@@ -55,7 +60,7 @@ class RankingEvaluation(pl.Callback):
         self.batch_pairs, self.seed = batch_pairs, seed
         # Relevance definitions: (name suffix, threshold); "any" counts every held-out rating.
         self.relevance = [("", relevance_threshold)] + ([(ANY_SUFFIX, -math.inf)] if any_relevant else [])
-        self._cache: dict[str, tuple] = {}
+        self._cache: dict[tuple, tuple] = {}
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -82,42 +87,57 @@ class RankingEvaluation(pl.Callback):
         known, relevant, users, history = self._data(trainer.datamodule, pl_module, stage, threshold)
         users = users[trainer.global_rank :: trainer.world_size]  # ranks split the users, then add up
         n_items = pl_module.hparams.n_items
+        # At test, the main relevance keeps each user's values and its lists' beyond-accuracy (ranking_results.py).
+        results = self._test_results(trainer.datamodule, pl_module) if stage == "test" and not suffix else None
+        totals = RankingSums(self.ks)
         was_training = pl_module.training
         pl_module.eval()
         batch_pairs = max(self.batch_pairs, BLOCK_SCORER_PAIRS) if has_block_scorer(pl_module) else self.batch_pairs
         bar = self._progress_bar(trainer, stage, len(users), n_items, batch_pairs)
         try:
             with torch.no_grad():
-                # Held-out users (strong_generalization) have no trained rows: the model folds them in from history.
-                score = (
-                    model_scorer(pl_module, n_items) if history is None else partial(pl_module.fold_in_scores, history)
-                )
-                sums = ranking_metrics(
-                    score,
+                blocks = rank_users(
+                    self._scorer(pl_module, n_items, history),
                     known,
                     relevant,
                     n_items,
-                    k=self.ks,
+                    k=max(self.ks),
                     batch_pairs=batch_pairs,
                     users=users,
                     progress=bar.update if bar is not None else None,
                 )
+                for block in blocks:
+                    values = totals.add(block)
+                    if results is not None:
+                        results.add(block, values)
         finally:
             pl_module.train(was_training)
             if bar is not None:
                 bar.close()
         logged = [(name, k) for k in self.ks for name in RANKING_METRICS]
-        totals = torch.stack([sums[metric_key(*each)] for each in logged] + [sums["users"]])
-        totals = totals.float().to(pl_module.device)
-        totals = trainer.strategy.reduce(totals, reduce_op="sum")
-        counted = float(totals[-1])
+        sums = totals.sums
+        summed = torch.stack([sums[metric_key(*each)] for each in logged] + [sums["users"]])
+        summed = trainer.strategy.reduce(summed.float().to(pl_module.device), reduce_op="sum")
+        counted = float(summed[-1])
         if counted == 0:
             rank_zero_warn(f"{stage}: no user has a held-out rating >= {threshold}; ranking metrics skipped")
             return {}
-        means = {metric_key(name, k, stage, suffix): totals[i] / counted for i, (name, k) in enumerate(logged)}
-        means[f"{stage}/ranked_users{suffix}"] = totals[-1]
+        means = {metric_key(name, k, stage, suffix): summed[i] / counted for i, (name, k) in enumerate(logged)}
+        means[f"{stage}/ranked_users{suffix}"] = summed[-1]
+        if results is not None:
+            means |= results.finish(trainer, pl_module, stage)
         pl_module.log_dict(means, sync_dist=False)  # already summed over ranks
         return {key: float(value) for key, value in means.items()}
+
+    @staticmethod
+    def _scorer(pl_module, n_items: int, history):
+        """``score(user_rows) -> (B, n_items)``: the model's ranking scores of the users it trained on, or of
+        held-out users (strong_generalization: no trained rows) folded in from their ``history``."""
+        return model_scorer(pl_module, n_items) if history is None else partial(pl_module.fold_in_scores, history)
+
+    def _test_results(self, datamodule, pl_module) -> TestResults:
+        statistics, profile = list_statistics(datamodule, pl_module.hparams.n_users, pl_module.hparams.n_items, self.ks)
+        return TestResults(statistics, profile, [metric_key(name, k) for k in self.ks for name in RANKING_METRICS])
 
     def _progress_bar(
         self, trainer: pl.Trainer, stage: str, n_users: int, n_items: int, batch_pairs: int

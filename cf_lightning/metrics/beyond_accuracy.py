@@ -8,17 +8,18 @@ training interactions of item ``i`` and ``N`` the number of training users.
 - Gini index of item exposure: with ``x_1 <= ... <= x_n`` the times each catalogue item appears in
   the lists (zeros included), ``G = sum_j (2j - n - 1) x_j / (n sum_j x_j)``: 0 when every item is
   shown equally often, towards 1 when a few items take every slot.
-- Average recommendation popularity ARP = mean_u mean_{i in L_u} phi(i); the users' own profiles'
+- Average recommendation popularity (``arp``) ARP = mean_u mean_{i in L_u} phi(i); the users' own profiles'
   popularity APP = mean_u mean_{i in P_u} phi(i) over their training items ``P_u``; popularity lift
   = (ARP - APP) / APP (Abdollahpouri et al. 2020): > 0 when the lists are more popular than the
   users' own tastes.
 - Novelty = mean_u mean_{i in L_u} -log2(p_i), ``p_i = max(phi(i), 1) / N``: the self-information
   of an item (Zhou et al. 2010); an item never seen in training counts as seen once.
-- Intra-list diversity by genres ILD = mean_u mean_{i != j in L_u} (1 - cos(g_i, g_j)), ``g_i`` the
+- Intra-list diversity by genres (``ild``) ILD = mean_u mean_{i != j in L_u} (1 - cos(g_i, g_j)), ``g_i`` the
   item's 0/1 genre vector; an item without genres is at distance 1 from every other. Lists of
   fewer than two items have no pairs and are left out of the mean.
 
-Per-user values (popularity, novelty, diversity) are returned as well, for the paired comparisons.
+Per-user values (ARP, novelty, ILD: the inner means) are kept as well, for the paired comparisons.
+Definitions with their sources: docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ import math
 
 import torch
 
-BEYOND_ACCURACY_METRICS = ("coverage", "gini", "popularity", "popularity_lift", "novelty", "diversity")
+# Logged at test as test/{name}@{K}; arp, novelty and ild are also per-user values (test_per_user.parquet).
+BEYOND_ACCURACY_METRICS = ("coverage", "gini", "arp", "popularity_lift", "novelty", "ild")
+PER_USER_BEYOND_ACCURACY = ("arp", "novelty", "ild")
+ILD_PAIRS = 1 << 20  # item pairs whose genre similarity is held at once (8 MB of float64)
 
 
 def exposure_counts(lists: torch.Tensor, valid: torch.Tensor, n_items: int) -> torch.Tensor:
@@ -87,31 +91,55 @@ def intra_list_diversity(lists: torch.Tensor, valid: torch.Tensor, genres: torch
     return torch.where(n_pairs > 0, distance / n_pairs.clamp(min=1), torch.full_like(distance, math.nan))
 
 
-def beyond_accuracy(
-    lists: torch.Tensor,
-    valid: torch.Tensor,
-    *,
-    catalog: torch.Tensor,
-    item_counts: torch.Tensor,
-    n_train_users: int,
-    profile: torch.Tensor,
-    genres: torch.Tensor | None = None,
-) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
-    """The metrics of the module's docstring for top-K ``lists`` (users x K item rows) and their ``valid`` slots.
+class ListStatistics:
+    """The metrics of the module's docstring for top-K lists streamed a block of users at a time, at each K.
 
-    ``profile`` is each listed user's own profile popularity (``profile_popularity`` at their rows).
-    Returns ``(means, per_user)``; ``diversity`` only when ``genres`` (items x genres, 0/1) is given.
+    ``add`` takes a block's top-max(K) lists and returns its per-user values (``arp@K``, ``novelty@K``,
+    ``ild@K``; ild only with ``genres``, items x genres 0/1); ``exposure`` sums each K's exposure counts
+    over the blocks (add the ranks' before ``set_metrics``). ``item_counts`` is phi, each item row's
+    training interactions; ``catalog`` the rows that can be recommended.
     """
-    exposure = exposure_counts(lists, valid, len(item_counts))
-    per_user = {
-        "popularity": popularity(lists, valid, item_counts),
-        "novelty": novelty(lists, valid, item_counts, n_train_users),
-    }
-    if genres is not None:
-        per_user["diversity"] = intra_list_diversity(lists, valid, genres)
-    means = {name: float(values.nanmean()) for name, values in per_user.items()}
-    own = float(profile.double().nanmean())
-    means["popularity_lift"] = (means["popularity"] - own) / own if own > 0 else math.nan
-    means["coverage"] = catalog_coverage(exposure, catalog)
-    means["gini"] = gini_index(exposure, catalog)
-    return means, per_user
+
+    def __init__(
+        self,
+        ks: tuple[int, ...],
+        *,
+        item_counts: torch.Tensor,
+        n_train_users: int,
+        catalog: torch.Tensor,
+        genres: torch.Tensor | None = None,
+    ) -> None:
+        self.ks, self.item_counts, self.n_train_users = ks, item_counts, n_train_users
+        self.catalog, self.genres = catalog, genres
+        self.exposure = torch.zeros(len(ks), len(item_counts), dtype=torch.float64)
+        # The per-user metrics, in PER_USER_BEYOND_ACCURACY's order; diversity only where genres exist.
+        self.per_user_names = tuple(name for name in PER_USER_BEYOND_ACCURACY if name != "ild" or genres is not None)
+
+    def add(self, lists: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-user values of one block's lists (best first, at least max(K) slots or the whole catalogue)."""
+        values = {}
+        for row, k in enumerate(self.ks):
+            top, filled = lists[:, :k], valid[:, :k]
+            self.exposure[row] += exposure_counts(top, filled, len(self.item_counts))
+            values[f"arp@{k}"] = popularity(top, filled, self.item_counts)
+            values[f"novelty@{k}"] = novelty(top, filled, self.item_counts, self.n_train_users)
+            if self.genres is not None:
+                # A chunk of users at a time: the pairwise similarities are users x K x K.
+                chunk = max(1, ILD_PAIRS // (k * k))
+                values[f"ild@{k}"] = torch.cat(
+                    [
+                        intra_list_diversity(top[start : start + chunk], filled[start : start + chunk], self.genres)
+                        for start in range(0, len(top), chunk)
+                    ]
+                )
+        return values
+
+    def set_metrics(self, exposure: torch.Tensor, arp: dict[int, float], profile: float) -> dict[str, float]:
+        """``coverage@K``, ``gini@K`` and ``popularity_lift@K`` of the whole set of lists, from the summed
+        ``exposure``, each K's mean ``arp`` and the evaluated users' mean profile popularity (APP)."""
+        metrics = {}
+        for row, k in enumerate(self.ks):
+            metrics[f"coverage@{k}"] = catalog_coverage(exposure[row], self.catalog)
+            metrics[f"gini@{k}"] = gini_index(exposure[row], self.catalog)
+            metrics[f"popularity_lift@{k}"] = (arp[k] - profile) / profile if profile > 0 else math.nan
+        return metrics

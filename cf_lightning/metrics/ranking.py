@@ -218,8 +218,7 @@ def ranking_metrics(
     ks = cutoffs(k)
     if users is None:
         users = relevant.users_with_items()
-    names = [metric_key(name, cut) for cut in ks for name in RANKING_METRICS]
-    sums = {name: torch.zeros((), dtype=torch.float64) for name in (*names, "users")}
+    totals = RankingSums(ks)
     blocks = rank_users(
         score,
         known,
@@ -232,10 +231,26 @@ def ranking_metrics(
         progress=progress,
     )
     for block in blocks:
-        for name, values in per_user_metrics(block.hits, block.n_relevant, ks).items():
-            sums[name] += values.sum()
-        sums["users"] += len(block.users)
-    return sums
+        totals.add(block)
+    return totals.sums
+
+
+class RankingSums:
+    """Sums over the users of every metric at every K (``sums``: keys ``ndcg@10``, ..., and ``users``), added a
+    block at a time; sums so that the shards of a distributed run add up before dividing."""
+
+    def __init__(self, ks: tuple[int, ...]) -> None:
+        self.ks = ks
+        self.names = [metric_key(name, k) for k in ks for name in RANKING_METRICS]
+        self.sums = {name: torch.zeros((), dtype=torch.float64) for name in (*self.names, "users")}
+
+    def add(self, block: RankedBlock) -> dict[str, torch.Tensor]:
+        """Add a block's users; returns their per-user values (``per_user_metrics``)."""
+        values = per_user_metrics(block.hits, block.n_relevant, self.ks)
+        for name, value in values.items():
+            self.sums[name] += value.sum()
+        self.sums["users"] += len(block.users)
+        return values
 
 
 def has_block_scorer(model) -> bool:
