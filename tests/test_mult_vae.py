@@ -123,6 +123,7 @@ def test_the_dae_loss_has_no_kl_and_its_paper_depth():
 def test_the_kl_weight_grows_linearly_to_the_cap():
     assert [kl_weight(step, 1000, 0.2) for step in (0, 100, 200, 5000)] == [0.0, 0.1, 0.2, 0.2]
     assert kl_weight(0, 0, 0.3) == 0.3  # no annealing: the cap from the start
+    assert float(kl_weight(torch.tensor(150), 1000, 0.2)) == pytest.approx(0.15)  # the model's count, a tensor
     model = tiny_vae(total_anneal_steps=40, anneal_cap=0.5)
     model.updates.fill_(10)
     assert model.kl_weight() == 0.25

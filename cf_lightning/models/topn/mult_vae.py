@@ -58,11 +58,13 @@ class MultDAEConfig(ModelConfig):
     l2: Annotated[float, Ge(0)] = MISSING  # l2 * (sum of squared weights) added to the per-user objective
 
 
-def kl_weight(updates: int, total_anneal_steps: int, anneal_cap: float) -> float:
-    """The paper's annealed KL weight after ``updates`` optimizer updates: linear from 0, capped."""
+def kl_weight(updates: int | torch.Tensor, total_anneal_steps: int, anneal_cap: float) -> float | torch.Tensor:
+    """The paper's annealed KL weight after ``updates`` optimizer updates: linear from 0, capped. A tensor
+    count gives a tensor (on its device: no host sync in a training step)."""
     if total_anneal_steps == 0:
         return anneal_cap
-    return min(anneal_cap, updates / total_anneal_steps)
+    share = updates / total_anneal_steps
+    return share.clamp(max=anneal_cap) if isinstance(share, torch.Tensor) else min(anneal_cap, share)
 
 
 def multinomial_nll(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -117,7 +119,7 @@ class MultinomialAutoencoder(CollabModel):
         """``(z, kl)`` of the normalised (and, while training, dropped-out) rows; ``kl`` None without one."""
         raise NotImplementedError
 
-    def kl_weight(self) -> float:
+    def kl_weight(self) -> float | torch.Tensor:
         return 0.0
 
     # --- the model --------------------------------------------------------------------------------
@@ -244,7 +246,7 @@ class MultVAE(MultinomialAutoencoder):
         return mean + torch.randn_like(mean) * torch.exp(0.5 * log_variance), kl
 
     def kl_weight(self) -> float:
-        return kl_weight(int(self.updates), self.total_anneal_steps, self.anneal_cap)
+        return kl_weight(self.updates, self.total_anneal_steps, self.anneal_cap)
 
 
 class MultDAE(MultinomialAutoencoder):
