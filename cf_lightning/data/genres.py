@@ -8,11 +8,15 @@ The DataModule exposes ``item_genres`` (``(n_items, n_genres)`` bool, row 0 ``#n
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from cf_lightning.data.layouts import Layout
 from cf_lightning.data.readers import ML100K_GENRES, read_movies_file
+
+if TYPE_CHECKING:
+    import torch
 
 
 def genre_table(genres: list[tuple[str, ...]], layout: Layout) -> tuple[list[str], np.ndarray]:
@@ -49,4 +53,6 @@ def item_genre_matrix(arrays, vocab) -> tuple[torch.Tensor | None, list[str]]:
     matrix = np.zeros((len(vocab.items), len(arrays.genre_names)), dtype=bool)
     np.logical_or.at(matrix, rows, arrays.genres)
     matrix[0] = False  # #na#: no item, no genre
+    import torch  # here: the cache's readers import this module, and a cached reload needs no torch
+
     return torch.from_numpy(matrix), list(arrays.genre_names)
