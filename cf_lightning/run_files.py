@@ -29,6 +29,8 @@ TENSORBOARD = "tb"  # conf/logger/tensorboard.yaml's name
 CSV_LOGS = "csv"  # conf/logger/csv.yaml's name
 BLEND_MEMBERS = "members"  # a blend's member runs, one folder each, and blend.json
 FOLD_FOLDER = "fold={fold}"  # a cross-validation's run of one fold
+PER_USER_FILE = "test_per_user.parquet"  # per-user ranking metrics of the test (cf_lightning/comparison)
+PER_RATING_FILE = "test_per_rating.parquet"  # each test rating's error (cf_lightning/comparison)
 
 # Files whose presence means a run ended in the folder (its results).
 RESULT_FILES = (METRICS_FILE, EPOCHS_FILE, CROSSVAL_FILE)
@@ -43,6 +45,7 @@ _REWRITTEN = (
 )
 _RESULTS = (
     *(re.escape(name) for name in (*RESULT_FILES, LOSS_PLOT_FILE, LR_FIND_RESULT, LR_FIND_PLOT)),
+    r"\.?(" + re.escape(PER_USER_FILE) + "|" + re.escape(PER_RATING_FILE) + r")(\.partial)?",
     CHECKPOINTS + r"/(best-epoch=\d+|last)\.ckpt",
     CHECKPOINTS + r"/\.(best-epoch=\d+|last)\.ckpt\.[^/]+\.tmp",  # a save cut short (cf_lightning/atomic.py)
     TENSORBOARD + r"/(events\.out\.tfevents\.[^/]+|hparams\.yaml|projector_config\.pbtxt)",

@@ -26,10 +26,12 @@ from cf_lightning.callbacks.curves import TrainingCurves
 from cf_lightning.callbacks.hparams_log import log_run_hparams
 from cf_lightning.callbacks.interruption import StopOnSignal
 from cf_lightning.callbacks.nonfinite import NonFiniteLossGuard
+from cf_lightning.callbacks.per_rating import PerRatingErrors
 from cf_lightning.callbacks.progress import LossProgressBar
 from cf_lightning.callbacks.ranking_evaluation import RankingEvaluation
 from cf_lightning.callbacks.report import EpochReport
 from cf_lightning.callbacks.tensorboard_extras import InterpretationLogger
+from cf_lightning.comparison.results_files import FINGERPRINT_KEY, split_fingerprint, split_parts
 from cf_lightning.config import CONFIG_DIR, TrainConfig, validate
 from cf_lightning.config.cli import clean_errors, drop_plus_of_listed_groups
 from cf_lightning.config.distributed import check_devices, hydra_ddp_job
@@ -54,8 +56,9 @@ LOG_EVERY_N_STEPS = 50
 
 def train(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
     """Train ``cfg.model`` on ``cfg.data``; write checkpoints, the logger's files (TensorBoard events by
-    default), ``epochs.csv``, ``metrics.json`` and ``loss.png`` into ``out_dir`` (Hydra's run folder by
-    default); return the metrics."""
+    default), ``epochs.csv``, ``metrics.json`` (with the split's fingerprint) and ``loss.png`` into ``out_dir``
+    (Hydra's run folder by default), and where there is a test set ``test_per_rating.parquet``; return the
+    metrics."""
     quiet_lightnings_own_deprecation()
     config = validate(cfg)  # the typed config the run uses from here on
     check_accelerator(config.accelerator)
@@ -105,6 +108,8 @@ def _fit(cfg: TrainConfig, composed: DictConfig, out_dir: Path, stop: pl.Callbac
         )
 
     report = EpochReport(out_dir, monitor=cfg.evaluation.monitor)
+    # Which rows the run trained, validated and tested on: compare pairs only runs that agree on it.
+    report.extra[FINGERPRINT_KEY] = split_fingerprint(split_parts(datamodule))
     trainer = lightning_trainer(
         max_epochs=cfg.epochs,
         default_root_dir=out_dir,
@@ -115,6 +120,7 @@ def _fit(cfg: TrainConfig, composed: DictConfig, out_dir: Path, stop: pl.Callbac
             *_callbacks(cfg, out_dir),
             *_logger_callbacks(cfg, logger),
             *_evaluation(cfg),
+            PerRatingErrors(),  # test_per_rating.parquet at test (a rating model with a test set)
             *blend_callbacks(model, train),  # a blend trains its members when fitting starts
         ],
         logger=logger if logger is not None else False,

@@ -1,5 +1,7 @@
 """The per-user and per-rating results of a test evaluation, kept beside ``metrics.json``, and the split
-fingerprint that says which rows they were computed on (``train`` does not call these writers yet).
+fingerprint that says which rows they were computed on. ``train`` writes them: the fingerprint into every
+run's ``metrics.json``, the per-rating errors at test (callbacks/per_rating.py), the per-user ranking
+metrics at test (callbacks/ranking_evaluation.py).
 
 - ``test_per_user.parquet``: one row per evaluated user: ``user`` (the original id) and one column
   per ranking or beyond-accuracy metric (``test/ndcg@10``, ``test/novelty``, ...).
@@ -18,10 +20,9 @@ import numpy as np
 import polars as pl
 import xxhash
 
-PER_USER_FILE = "test_per_user.parquet"
-PER_RATING_FILE = "test_per_rating.parquet"
+from cf_lightning.run_files import METRICS_FILE, PER_RATING_FILE, PER_USER_FILE
+
 FINGERPRINT_KEY = "split_fingerprint"
-METRICS_FILE = "metrics.json"  # the run's metrics (written by callbacks/report.py)
 
 
 def split_fingerprint(parts: dict[str, tuple[np.ndarray, ...]]) -> str:
@@ -34,6 +35,25 @@ def split_fingerprint(parts: dict[str, tuple[np.ndarray, ...]]) -> str:
             digest.update(str(array.dtype).encode() + str(array.shape).encode())
             digest.update(array.tobytes())
     return digest.hexdigest()[:16]
+
+
+def split_parts(datamodule) -> dict[str, tuple[np.ndarray, ...]]:
+    """What ``split_fingerprint`` hashes for a set-up DataModule: each part's (user, item, rating) rows and the
+    vocabularies that turn the rows into original ids, so runs of any model on the same split agree.
+
+    A refit (``data.train_on_validation``) trains on the validation rows too, but is tested on the same split:
+    its training part is taken without them, so it is compared with the models of that split."""
+    tensors, train = datamodule.tensors, datamodule.train_idx
+    if datamodule.cfg.train_on_validation:  # train_idx = [training rows, validation rows] (data/datamodule.py)
+        train = train[: len(train) - len(datamodule.valid_idx)]
+    parts: dict[str, tuple[np.ndarray, ...]] = {
+        "user_ids": (np.asarray(datamodule.vocab.users.values[1:]),),
+        "item_ids": (np.asarray(datamodule.vocab.items.values[1:]),),
+    }
+    for name, rows in (("train", train), ("valid", datamodule.valid_idx), ("test", datamodule.test_idx)):
+        if rows is not None:
+            parts[name] = tuple(t[rows].numpy() for t in (tensors.users, tensors.items, tensors.ratings))
+    return parts
 
 
 def write_per_user(out_dir: Path, users: np.ndarray, metrics: dict[str, np.ndarray]) -> Path:

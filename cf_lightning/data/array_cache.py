@@ -26,14 +26,15 @@ from cf_lightning.atomic import atomic_open
 from cf_lightning.data.arrays import RatingArrays, apply_duplicates, compact_timestamps, encode_ids
 from cf_lightning.data.cache_folder import cache_dir
 from cf_lightning.data.file_digest import file_digest
+from cf_lightning.data.genres import genre_table, rows_of
 from cf_lightning.data.layouts import Layout
 from cf_lightning.data.locate import verified_archive_md5
 from cf_lightning.data.readers import (
     check_finite,
     check_rating_range,
     range_problem,
+    read_movies_file,
     read_ratings_columns,
-    read_titles_file,
     titles_of,
 )
 from cf_lightning.errors import ResultWriteError
@@ -41,8 +42,8 @@ from cf_lightning.errors import ResultWriteError
 log = logging.getLogger(__name__)
 
 # Bump when the stored arrays change meaning. 2: titles stored with their ends (a title may hold a
-# newline); ML-100K read by the reader every layout shares (ids such as 22.0 refused).
-CACHE_FORMAT = 2
+# newline); ML-100K read by the reader every layout shares (ids such as 22.0 refused). 3: the movies' genres.
+CACHE_FORMAT = 3
 ARRAYS_FOLDER = "arrays"
 
 
@@ -107,8 +108,9 @@ def encode_columns(columns: dict[str, np.ndarray], folder: Path, layout: Layout,
     if kept is not None:  # dropped pairs may have been some id's only rating: encode again
         columns["user_rows"], users = encode_ids(columns["user"])
         columns["movie_rows"], movies = encode_ids(columns["movie"])
-    ids, all_titles = read_titles_file(items_path, layout)
+    ids, all_titles, all_genres = read_movies_file(items_path, layout)
     titles = titles_of(movies, ids, all_titles, items_path)
+    genre_names, genres = genre_table(all_genres, layout)
     return RatingArrays(
         user_rows=columns["user_rows"],
         movie_rows=columns["movie_rows"],
@@ -118,6 +120,8 @@ def encode_columns(columns: dict[str, np.ndarray], folder: Path, layout: Layout,
         movies=movies,
         titles=titles,
         file_rows=kept,
+        genre_names=genre_names,
+        genres=genres[rows_of(movies, ids)],
     )
 
 
@@ -146,13 +150,14 @@ def _cache_path(
 # The cache file: MAGIC, an 8-byte little-endian header length, a JSON header naming each array's dtype
 # and length, then the arrays' raw bytes in that order, each starting at a multiple of 64 bytes. The
 # titles are their UTF-8 bytes joined by newlines ("titles") and each one's end in them ("title_ends"),
-# so a title may hold any character, a newline included. Arrays
+# so a title may hold any character, a newline included; the genre names likewise ("genre_names",
+# "genre_name_ends"), and the genres as one uint8 flag per (movie, genre), movie by movie. Arrays
 # are memory-mapped copy-on-write: loading takes milliseconds, pages come from the page cache as they
 # are used, and a process may write to its arrays without touching the file.
 MAGIC = b"CFLARRAYS\n"
 _ALIGN = 64
 _ARRAY_FIELDS = ("user_rows", "movie_rows", "rating", "timestamp", "users", "movies", "titles", "file_rows")
-_STORED_FIELDS = (*_ARRAY_FIELDS, "title_ends")
+_STORED_FIELDS = (*_ARRAY_FIELDS, "title_ends", "genres", "genre_names", "genre_name_ends")
 
 
 def _read_cache(path: Path) -> RatingArrays | None:
@@ -192,7 +197,17 @@ def _read_cache(path: Path) -> RatingArrays | None:
         if len(titles) != len(fields["movies"]):
             raise ValueError("the arrays do not fit together")
         file_rows = fields.pop("file_rows")
-        return RatingArrays(**fields, titles=titles, file_rows=file_rows if len(file_rows) else None)
+        genre_names = _split_titles(fields.pop("genre_names"), fields.pop("genre_name_ends"))
+        flags = fields.pop("genres")
+        if len(flags) != len(titles) * len(genre_names):
+            raise ValueError("the genres do not fit the movies")
+        return RatingArrays(
+            **fields,
+            titles=titles,
+            file_rows=file_rows if len(file_rows) else None,
+            genre_names=genre_names,
+            genres=flags.view(bool).reshape(len(titles), len(genre_names)),
+        )
     except (OSError, ValueError, KeyError, TypeError, EOFError, MemoryError, OverflowError) as err:
         log.warning("%s: damaged cache file (%s); reading the data files again and rewriting it", path, err)
         return None
@@ -225,6 +240,9 @@ def _write_cache(path: Path, arrays: RatingArrays) -> None:
     file_rows = arrays.file_rows if arrays.file_rows is not None else np.zeros(0, dtype=np.int64)
     stored = {name: getattr(arrays, name) for name in _ARRAY_FIELDS[:6]}
     stored |= {"titles": titles, "file_rows": file_rows, "title_ends": title_ends}
+    genre_names, genre_name_ends = _join_titles(arrays.genre_names or [])
+    genres = arrays.genres if arrays.genres is not None else np.zeros((len(arrays.movies), 0), dtype=bool)
+    stored |= {"genres": genres.view(np.uint8).ravel(), "genre_names": genre_names, "genre_name_ends": genre_name_ends}
     stored = {name: np.ascontiguousarray(array) for name, array in stored.items()}
     header = {"format": CACHE_FORMAT, "arrays": [[n, a.dtype.str, len(a)] for n, a in stored.items()]}
     header_bytes = json.dumps(header).encode()

@@ -41,6 +41,8 @@ class RatingArrays:
     movies: np.ndarray  # int64, sorted unique ids of the rated movies
     titles: list[str]  # title of each of ``movies``
     file_rows: np.ndarray | None = None  # data row in the file of each rating, where duplicates were dropped
+    genre_names: list[str] | None = None  # the data set's genres (cf_lightning/data/genres.py)
+    genres: np.ndarray | None = None  # bool (len(movies), len(genre_names)): each rated movie's genres
 
     def __len__(self) -> int:
         return len(self.rating)

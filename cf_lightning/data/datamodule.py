@@ -23,6 +23,7 @@ from cf_lightning.data.arrays import RatingArrays, encode_ids
 from cf_lightning.data.batches import EpochBatchSampler, RatingTensors, StepChunks, batch_loader
 from cf_lightning.data.cache_folder import cache_dir, usable_cache_dir
 from cf_lightning.data.config import DataConfig
+from cf_lightning.data.genres import item_genre_matrix, movie_genres
 from cf_lightning.data.layouts import Layout, layout_of
 from cf_lightning.data.locate import DatasetSource, locate
 from cf_lightning.data.movielens import ITEMS_FILE, RATINGS_FILE
@@ -121,6 +122,10 @@ class CollabDataModule(pl.LightningDataModule):
         self._frame_parts: RatingArrays | None = None  # what the ratings frame is built from, on demand
         self._prepared: RatingArrays | None = None  # read by prepare_data, for setup
         self._folder: Path | None = None
+        # (n_items, n_genres) bool aligned with the item vocabulary, and the genres' names (data/genres.py);
+        # None and [] when the data set has no genres. Set up with the vocabulary.
+        self.item_genres: torch.Tensor | None = None
+        self.genre_names: list[str] = []
 
     @property
     def layout(self) -> Layout:
@@ -166,6 +171,8 @@ class CollabDataModule(pl.LightningDataModule):
         if self._reads_fold_files():
             frame, rows = predefined_fold(self.data_folder(), self.cfg)
             arrays = arrays_of_frame(frame)
+            items_path = self.data_folder() / self.layout.items_file
+            arrays.genre_names, arrays.genres = movie_genres(items_path, self.layout, arrays.movies)
         else:
             arrays = self._prepared if self._prepared is not None else self._load_arrays(self.data_folder())
             self._prepared = None
@@ -174,6 +181,7 @@ class CollabDataModule(pl.LightningDataModule):
             else:
                 rows = split_rows(arrays, self.cfg)
         self.vocab, item_rows = build_vocab(arrays, self.cfg.item_name)
+        self.item_genres, self.genre_names = item_genre_matrix(arrays, self.vocab)
         self.tensors = RatingTensors(
             torch.from_numpy(arrays.user_rows).long(),
             torch.from_numpy(item_rows).long(),

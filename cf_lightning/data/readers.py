@@ -229,6 +229,13 @@ def is_number(value: str) -> bool:
 def read_titles_file(path: str | Path, layout: Layout) -> tuple[np.ndarray, list[str]]:
     """Movie ids (int64) and titles of ``u.item`` (``id|title|...``), ``movies.dat`` (``id::title::genres``)
     or ``movies.csv``; every malformed line is a ``DataFormatError`` naming the file and the line."""
+    ids, titles, _ = read_movies_file(path, layout)
+    return ids, titles
+
+
+def read_movies_file(path: str | Path, layout: Layout) -> tuple[np.ndarray, list[str], list[tuple[str, ...]]]:
+    """``read_titles_file``'s ids and titles, and each movie's genres: ML-100K's 19 flags named as in its
+    ``u.genre``, the ``|``-separated names of ``movies.dat`` and ``movies.csv`` (``(no genres listed)``: none)."""
     path = Path(path)
     require_text_file(path, f"the {layout.items_file} of MovieLens ({layout.name} layout)")
     text = decode_titles(path.read_bytes(), path)
@@ -236,8 +243,8 @@ def read_titles_file(path: str | Path, layout: Layout) -> tuple[np.ndarray, list
         rows = _csv_title_rows(path, text, layout)
     else:
         rows = _separated_title_rows(path, text, "|" if layout.name == "ml-100k" else "::")
-    ids, titles, seen = [], [], {}
-    for number, movie, title in rows:
+    ids, titles, genres, seen = [], [], [], {}
+    for number, movie, title, genre_field in rows:
         if not (movie.isascii() and movie.isdigit()):
             raise DataFormatError(f"{path}, line {number}: the movie id {movie!r} is not a whole number.")
         if int(movie) >= 2**63:  # the ids are stored as int64
@@ -252,9 +259,32 @@ def read_titles_file(path: str | Path, layout: Layout) -> tuple[np.ndarray, list
         seen[int(movie)] = number
         ids.append(int(movie))
         titles.append(title)
+        genres.append(genre_field)
     if not ids:
         raise DataFormatError(f"{path}: the file is empty (no movies); expected lines of movie id and title.")
-    return np.asarray(ids, dtype=np.int64), titles
+    return np.asarray(ids, dtype=np.int64), titles, genres
+
+
+# ML-100K's genre flags, in u.item's column order (its u.genre file lists them so).
+ML100K_GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
+    "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+)  # fmt: skip
+ML100K_FIRST_FLAG = 5  # id | title | release date | video release date | IMDb URL | 19 flags
+NO_GENRES = "(no genres listed)"  # ML-10M and later write this where a movie has none
+
+
+def _flag_genres(fields: list[str]) -> tuple[str, ...]:
+    """The genres whose ``u.item`` flag is 1 (a line without the 19 flags has none)."""
+    flags = fields[ML100K_FIRST_FLAG : ML100K_FIRST_FLAG + len(ML100K_GENRES)]
+    if len(flags) != len(ML100K_GENRES):
+        return ()
+    return tuple(name for name, flag in zip(ML100K_GENRES, flags) if flag.strip() == "1")
+
+
+def _named_genres(field: str) -> tuple[str, ...]:
+    """``Action|Comedy`` → ("Action", "Comedy"); ``(no genres listed)`` and an empty field → ()."""
+    return tuple(name for name in (g.strip() for g in field.split("|")) if name and name != NO_GENRES)
 
 
 def titles_of(movies: np.ndarray, ids: np.ndarray, titles: list[str], items_path: Path) -> list[str]:
@@ -306,8 +336,8 @@ def decode_titles(raw: bytes, path: str | Path = "<titles>") -> str:
     return "\n".join(lines)
 
 
-def _separated_title_rows(path: Path, text: str, separator: str) -> Iterator[tuple[int, str, str]]:
-    """(line, id, title) of ``u.item`` (``id|title|date|...``) or ``movies.dat`` (``id::title::genres``)."""
+def _separated_title_rows(path: Path, text: str, separator: str) -> Iterator[tuple[int, str, str, tuple]]:
+    """(line, id, title, genres) of ``u.item`` (``id|title|date|...``) or ``movies.dat`` (``id::title::genres``)."""
     # Split on newlines only: str.splitlines would also split at Latin-1's \x85 and \x1c-\x1e.
     for number, line in enumerate(text.split("\n"), start=1):
         line = line.rstrip("\r")
@@ -319,16 +349,16 @@ def _separated_title_rows(path: Path, text: str, separator: str) -> Iterator[tup
                 raise DataFormatError(
                     f"{path}, line {number}: expected '|'-separated fields 'movie id|title|...', got {line[:80]!r}."
                 )
-            yield number, fields[0].strip(), fields[1]
+            yield number, fields[0].strip(), fields[1], _flag_genres(fields)
         elif len(fields) < 3:
             raise DataFormatError(
                 f"{path}, line {number}: expected 'movie id::title::genres', got {line[:80]!r}; is the separator '::'?"
             )
         else:  # the genres are the last field; everything between id and genres is the title
-            yield number, fields[0].strip(), "::".join(fields[1:-1])
+            yield number, fields[0].strip(), "::".join(fields[1:-1]), _named_genres(fields[-1])
 
 
-def _csv_title_rows(path: Path, text: str, layout: Layout) -> Iterator[tuple[int, str, str]]:
+def _csv_title_rows(path: Path, text: str, layout: Layout) -> Iterator[tuple[int, str, str, tuple]]:
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     expected = list(layout.items_header)
     try:
@@ -345,7 +375,7 @@ def _csv_title_rows(path: Path, text: str, layout: Layout) -> Iterator[tuple[int
                         f"{path}, line {start}: expected {len(expected)} fields ({','.join(expected)}; quote a "
                         f"title that holds a comma), found {len(fields)}: {','.join(fields)[:80]!r}."
                     )
-                yield start, fields[0].strip(), fields[1]
+                yield start, fields[0].strip(), fields[1], _named_genres(fields[2])
             start = reader.line_num + 1
     except csv.Error as err:
         raise DataFormatError(f"{path}, line {reader.line_num}: {err}; titles with commas must be quoted.") from None

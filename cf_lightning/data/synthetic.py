@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from cf_lightning.data.movielens import ITEM_FIELDS, ITEMS_ENCODING, ITEMS_FILE, RATINGS_FILE
+from cf_lightning.data.readers import ML100K_GENRES, NO_GENRES
 
 PLANTED_FILE = "planted.npz"
 
@@ -86,10 +87,22 @@ def _draw_planted(rng, n_users: int, n_items: int, n_factors: int) -> Planted:
 
 def _write_items(dest: Path, n_items: int) -> None:
     """``u.item`` in MovieLens' layout: id, title, three empty fields, 19 genre flags."""
-    empty_fields = "|" * (ITEM_FIELDS - 2 - 19)
-    genres = "|".join("0" * 19)
-    lines = (f"{i}|{synthetic_title(i)}{empty_fields}|{genres}\n" for i in range(1, n_items + 1))
+    empty_fields = "|" * (ITEM_FIELDS - 2 - len(ML100K_GENRES))
+
+    def flags(item: int) -> str:
+        return "|".join("1" if name in synthetic_genres(item) else "0" for name in ML100K_GENRES)
+
+    lines = (f"{i}|{synthetic_title(i)}{empty_fields}|{flags(i)}\n" for i in range(1, n_items + 1))
     (dest / ITEMS_FILE).write_text("".join(lines), encoding=ITEMS_ENCODING)
+
+
+def synthetic_genres(movie: int) -> tuple[str, ...]:
+    """A generated movie's genres, from its id: one or two of ML-100K's named genres, none for every 10th."""
+    named = ML100K_GENRES[1:]
+    if movie % 10 == 0:
+        return ()
+    first, second = named[movie % len(named)], named[(movie // 4) % len(named)]
+    return (first, second) if movie % 4 == 0 and second != first else (first,)
 
 
 def synthetic_title(item: int) -> str:
@@ -254,13 +267,16 @@ def write_layout(dest, layout: str, users, movies, ratings, timestamps, titles: 
     dest.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame({"user": users, "movie": movies, "rating": np.asarray(ratings, dtype=np.float64)})
     frame["timestamp"] = timestamps
-    genres = "Drama|Comedy"
+
+    def genres(movie: int) -> str:
+        return "|".join(synthetic_genres(int(movie))) or NO_GENRES
+
     if spec.separator == "::":
         whole = frame["rating"] == np.floor(frame["rating"])
         text = np.where(whole, frame["rating"].astype(np.int64).astype(str), frame["rating"].astype(str))
         lines = frame["user"].astype(str) + "::" + frame["movie"].astype(str) + "::" + text
         (dest / spec.ratings_file).write_text("\n".join(lines + "::" + frame["timestamp"].astype(str)) + "\n")
-        movie_lines = "".join(f"{m}::{t}::{genres}\n" for m, t in sorted(titles.items()))
+        movie_lines = "".join(f"{m}::{t}::{genres(m)}\n" for m, t in sorted(titles.items()))
         (dest / spec.items_file).write_bytes(movie_lines.encode(spec.items_encoding))
         if layout == "ml-1m":
             user_lines = "".join(f"{u}::M::25::0::12345\n" for u in np.unique(users))
@@ -273,4 +289,4 @@ def write_layout(dest, layout: str, users, movies, ratings, timestamps, titles: 
     with (dest / spec.items_file).open("w", newline="", encoding=spec.items_encoding) as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(spec.items_header)
-        writer.writerows((m, t, genres) for m, t in sorted(titles.items()))
+        writer.writerows((m, t, genres(m)) for m, t in sorted(titles.items()))
