@@ -1,4 +1,4 @@
-"""Draw ``docs/zoo_scale.png`` from every ``bench/results/zoo_scale*.csv`` (ours and rating_scale's rows).
+"""Draw ``docs/zoo_scale.png`` from ``bench/results/zoo_scale.csv`` (the rows of ``bench/zoo_scale.py``).
 
     python -m bench.zoo_scale_plot [--out docs/zoo_scale.png]
 
@@ -22,21 +22,18 @@ from bench.generated_sets import SHAPES  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def read_rows(folder: Path) -> list[dict]:
-    rows = []
-    for path in sorted(folder.glob("zoo_scale*.csv")):
-        with path.open(newline="") as f:
-            rows += list(csv.DictReader(f))
-    return rows
+def read_rows(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "zoo_scale.csv")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "zoo_scale.png")
     args = parser.parse_args()
     rows = read_rows(args.results)
-    order = list(SHAPES)
+    order = [shape for shape in SHAPES if any(row["shape"] == shape for row in rows)]  # the measured ones
     figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(11, 4.5))
     for index, model in enumerate(sorted({row["model"] for row in rows})):
         mine = sorted((row for row in rows if row["model"] == model), key=lambda row: order.index(row["shape"]))
