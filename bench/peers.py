@@ -1,6 +1,6 @@
 """Our models beside the library a researcher would otherwise pick, on the same generated set, in one run.
 
-    python -m bench.peers --peer ials --shape 10m [--sweeps 3] [--threads 2] [--workdir /tmp/cf_peers_topn]
+    OPENBLAS_NUM_THREADS=1 python -m bench.peers --peer ials --shape 10m [--sweeps 3] [--threads 2] [--solvers exact,cg]
     python -m bench.peers --peer ease --shape 20m [--max-items 20000] [--dtype float32]
 
 Each peer is one function in ``PEERS`` (name -> function(args) -> printed rows), so branches add
@@ -12,8 +12,11 @@ never dependencies of the package. ``bayesian_mf`` against myFM is ``bench/peers
 - ``ials``: one sweep of our ``ials`` (users then items) against ``implicit``'s
   ``AlternatingLeastSquares`` with the same factors, the same solver kind (exact: ``use_cg=False``;
   CG: 3 steps, ``implicit``'s default, ``model.cg_steps=3``) and the same thread count (``--threads``
-  for both: ``torch.set_num_threads`` and ``num_threads``). Median of ``--sweeps`` sweeps each, ratio
-  ours / theirs.
+  for both: ``torch.set_num_threads`` and ``num_threads``; ``OPENBLAS_NUM_THREADS=1``, as ``implicit``
+  asks, so its per-row BLAS calls do not start threads of their own: torch uses MKL, not OpenBLAS).
+  The two sides' sweeps alternate; median of ``--sweeps`` sweeps each, ratio ours / theirs, and the
+  process's peak RSS after our sweeps and after theirs (``ru_maxrss``: ours first, so the second figure
+  exceeds the first only where ``implicit`` needed more).
 - ``ease``: our EASE's fit (XᵀX, the solve, the weights) at the shape: seconds, the process's peak
   RSS, and the checkpoint's largest tensor (it must hold no users × items tensor). No peer library.
 """
@@ -21,6 +24,7 @@ never dependencies of the package. ``bayesian_mf`` against myFM is ``bench/peers
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -58,34 +62,43 @@ def ials_peer(args) -> list[str]:
     )
     rows = [
         f"ials vs implicit {implicit.__version__}, shape {args.shape} ({n_users - 1:,} × {n_items - 1:,}, "
-        f"{len(users):,} pairs), {args.factors} factors, {args.threads} threads each, median of {args.sweeps} sweeps",
-        "| solver | ours (s/sweep) | implicit (s/sweep) | ours / implicit |",
-        "|---|---|---|---|",
+        f"{len(users):,} pairs), {args.factors} factors, {args.threads} threads each (torch {torch.__version__}; "
+        f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}), median of {args.sweeps} sweeps, "
+        f"load average before: {os.getloadavg()[0]:.1f}",
+        "| solver | ours (s/sweep) | implicit (s/sweep) | ours / implicit | ours' sweeps | implicit's sweeps "
+        "| peak RSS after ours / after implicit (GiB) |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for solver in ("exact", "cg"):
+    for solver in args.solvers.split(","):
         torch.manual_seed(0)
         ours = ImplicitALS(
             n_users, n_items, n_factors=args.factors, unobserved_weight=0.2, l2=0.02, l2_exponent=1.0,
             init_std=0.1, solver=solver, cg_steps=3,
         )  # fmt: skip
         ours.fit_statistics(users, items, torch.ones(len(users)))
-        our_times = []
-        for _ in range(args.sweeps):
-            start = time.perf_counter()
-            ours.sweep()
-            our_times.append(time.perf_counter() - start)
         theirs = AlternatingLeastSquares(
             factors=args.factors, regularization=0.02, use_cg=solver == "cg", iterations=1,
             num_threads=args.threads, random_state=0,
         )  # fmt: skip
-        their_times = []
-        for _ in range(args.sweeps):  # fit() keeps the factors it has: each call is one more sweep
+        our_times, their_times = [], []
+        # Alternated sweep by sweep, so a change in the shared machine's load falls on both sides.
+        for _ in range(args.sweeps):
             start = time.perf_counter()
-            theirs.fit(user_items, show_progress=False)
+            ours.sweep()
+            our_times.append(time.perf_counter() - start)
+            ours_rss = peak_rss_gib()
+            start = time.perf_counter()
+            theirs.fit(user_items, show_progress=False)  # keeps the factors it has: each call is one more sweep
             their_times.append(time.perf_counter() - start)
         mine, other = statistics.median(our_times), statistics.median(their_times)
-        rows.append(f"| {solver} | {mine:.2f} | {other:.2f} | {mine / other:.2f}× |")
+        listed = lambda times: " ".join(f"{t:.2f}" for t in times)  # noqa: E731
+        rows.append(
+            f"| {solver} | {mine:.2f} | {other:.2f} | {mine / other:.2f}× | {listed(our_times)} | "
+            f"{listed(their_times)} | {ours_rss:.2f} / {peak_rss_gib():.2f} |"
+        )
+        print(rows[-1], flush=True)
         del ours, theirs
+    rows.append(f"load average after: {os.getloadavg()[0]:.1f}")
     return rows
 
 
@@ -119,6 +132,7 @@ def main() -> None:
     parser.add_argument("--peer", choices=sorted(PEERS), required=True)
     parser.add_argument("--shape", choices=sorted(SHAPES), default="10m")
     parser.add_argument("--sweeps", type=int, default=3)
+    parser.add_argument("--solvers", default="exact,cg", help="ials: the solver kinds to compare")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--factors", type=int, default=64)
     parser.add_argument("--max-items", type=int, default=20_000)
