@@ -20,8 +20,8 @@ from cf_lightning.metrics.ranking import ranking_metrics
 from cf_lightning.models.base import CollabModel
 from cf_lightning.models.factor_fold_in import factor_fold_in_scores
 
-WEIGHTS = (0.001, 0.01, 0.1, 1.0)
-L2S = (0.1, 1.0, 10.0)
+WEIGHTS = (0.0, 0.001, 0.01, 0.1, 1.0)
+L2S = (0.1, 1.0, 10.0, 100.0, 1000.0)
 
 
 def main() -> None:

@@ -128,7 +128,8 @@ def collected_table(run_dirs: list[Path]) -> str:
             cells = []
             for label in labels:
                 value, base = record["figures"].get(label), (baseline or {}).get(label)
-                ratio = f" ({value / base:.2f}× popularity)" if value is not None and base else ""
+                shown = value is not None and base and record["model"] != "popularity"
+                ratio = f" ({value / base:.2f}× popularity)" if shown else ""
                 cells.append(_num(value) + ratio)
             text.append(f"| {record['model']} | " + " | ".join(cells) + " |")
         text += ["", f"Published on {PUBLISHED_ON[protocol]}:", "", "| model | source | " + " | ".join(labels) + " |"]

@@ -61,6 +61,7 @@ class RankingEvaluation(pl.Callback):
         # Relevance definitions: (name suffix, threshold); "any" counts every held-out rating.
         self.relevance = [("", relevance_threshold)] + ([(ANY_SUFFIX, -math.inf)] if any_relevant else [])
         self._cache: dict[tuple, tuple] = {}
+        self._histories: dict[str, object] = {}  # stage -> the held-out users' fold-in items (UserItems)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -84,7 +85,8 @@ class RankingEvaluation(pl.Callback):
         return means
 
     def _evaluate(self, trainer, pl_module, stage: str, suffix: str, threshold: float) -> dict[str, float]:
-        known, relevant, users, history = self._data(trainer.datamodule, pl_module, stage, threshold)
+        known, relevant, users = self._data(trainer.datamodule, pl_module, stage, threshold)
+        history = self._histories.get(stage)  # held-out users' fold-in items (strong_generalization), else None
         users = users[trainer.global_rank :: trainer.world_size]  # ranks split the users, then add up
         n_items = pl_module.hparams.n_items
         # At test, the main relevance keeps each user's values and its lists' beyond-accuracy (ranking_results.py).
@@ -154,9 +156,10 @@ class RankingEvaluation(pl.Callback):
         """Known items, relevant items and the users to rank for ``stage`` (built once per run)."""
         if (stage, threshold) not in self._cache:
             held_out = getattr(datamodule, "held_out_ranking", lambda _stage: None)(stage)
-            if held_out is not None:  # (known, relevant, users, history): every held-out user, all scored rows relevant
-                self._cache[stage, threshold] = held_out
-                return held_out
+            if held_out is not None:  # every held-out user, all scored rows relevant; known = the fold-in history
+                known_items, relevant, users, self._histories[stage] = held_out
+                self._cache[stage, threshold] = (known_items, relevant, users)
+                return self._cache[stage, threshold]
             n_users = pl_module.hparams.n_users
             if stage == "val":
                 known_rows, held_rows = datamodule.train_idx, datamodule.valid_idx
@@ -175,5 +178,5 @@ class RankingEvaluation(pl.Callback):
                 known_rows = known_rows[ranked[datamodule.tensors.users[known_rows]]]
             known = datamodule.subset(known_rows)
             known_items = UserItems.from_pairs(known.users, known.items, n_users)
-            self._cache[stage, threshold] = (known_items, relevant, users, None)
+            self._cache[stage, threshold] = (known_items, relevant, users)
         return self._cache[stage, threshold]
