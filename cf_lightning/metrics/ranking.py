@@ -284,8 +284,9 @@ class RankingSums:
     def add(self, block: RankedBlock) -> dict[str, torch.Tensor]:
         """Add a block's users; returns their per-user values (``per_user_metrics``)."""
         values = per_user_metrics(block.hits, block.n_relevant, self.ks)
-        for name, value in values.items():
-            self.sums[name] += value.sum()
+        # One sum for the block: every metric's own sum (and +=) per block cost as much as the metrics themselves.
+        for name, total in zip(self.names, torch.stack([values[name] for name in self.names]).sum(1), strict=True):
+            self.sums[name] += total
         self.sums["users"] += len(block.users)
         return values
 
