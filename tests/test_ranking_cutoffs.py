@@ -7,7 +7,14 @@ import torch
 
 from cf_lightning.config import validate
 from cf_lightning.errors import ConfigError
-from cf_lightning.metrics.ranking import RANKING_METRICS, UserItems, per_user_metrics, rank_users, ranking_metrics
+from cf_lightning.metrics.ranking import (
+    RANKING_METRICS,
+    UserItems,
+    per_user_metrics,
+    rank_users,
+    ranking_metrics,
+    top_k,
+)
 from cf_lightning.train import train
 from tests.helpers import make_cfg, quick_overrides
 
@@ -118,3 +125,36 @@ def test_a_run_logs_every_metric_at_every_k(movielens_dir, tmp_path):
                 assert 0.0 <= metrics[f"{stage}/{name}@{k}"] <= 1.0, (stage, name, k)
             assert metrics[f"{stage}/recall@{k}"] <= metrics[f"{stage}/nrecall@{k}"]
         assert metrics[f"{stage}/hitrate@5"] <= metrics[f"{stage}/hitrate@10"]
+
+
+@pytest.mark.parametrize("k", [1, 3, 7, 12, 13])
+def test_top_k_is_the_full_sort_by_score_then_column_with_ties_and_excluded_items(k):
+    generator = torch.Generator().manual_seed(k)
+    scores = torch.randint(0, 3, (50, 12), generator=generator).float()  # ties straddle most cuts
+    scores[torch.rand(50, 12, generator=generator) < 0.3] = -math.inf  # some rows hold fewer than k candidates
+    columns, valid = top_k(scores, k)
+    for row in range(len(scores)):
+        ranked = sorted(range(12), key=lambda column: (-float(scores[row, column]), column))[:k]
+        assert columns[row].tolist() == ranked
+        assert valid[row].tolist() == [bool(scores[row, column] > -math.inf) for column in ranked]
+
+
+def test_a_scorer_returning_its_own_tensors_is_never_written_into():
+    """The block's scores are masked in place: a view of the scorer's counts or its parameter is copied first."""
+    counts = torch.arange(8.0)
+    weights = torch.nn.Parameter(torch.rand(2, 8))  # returned whole for the block of users 1 and 2
+    for score in (lambda users: counts.expand(len(users), -1), lambda users: weights):
+        before = [counts.clone(), weights.detach().clone()]
+        sums = ranking_metrics(score, relation(KNOWN), relation(RELEVANT), 8, k=3, users=torch.tensor([1, 2]))
+        assert sums["users"] == 2
+        assert torch.equal(counts, before[0]) and torch.equal(weights.detach(), before[1])
+
+
+def test_an_item_held_out_twice_is_one_relevant_item():
+    """MovieLens 100K's items are titles, and two movies share a title: a user can hold out the same item twice."""
+    twice = {user: items + items[:1] for user, items in RELEVANT.items()}
+    once, doubled = (
+        ranking_metrics(lambda users: SCORES[users], relation(KNOWN), relation(pairs), 8, k=KS)
+        for pairs in (RELEVANT, twice)
+    )
+    assert doubled == once

@@ -52,8 +52,8 @@ class TestResults:
         """Keep a block's per-user ranking values (``ranking``) and its lists' beyond-accuracy values."""
         values = ranking | self.statistics.add(block.columns, block.valid) | {PROFILE: self.profile[block.users]}
         self.users.append(block.users)
-        for name in self.names:
-            self.columns[name].append(values[name].double())
+        for name in self.names:  # float64 already: a reference kept per block, joined once at the end
+            self.columns[name].append(values[name])
 
     def finish(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> dict[str, float]:
         """Gather every rank's users; returns the beyond-accuracy means (``test/coverage@10``, ...); rank 0 writes

@@ -54,15 +54,23 @@ def gini_index(exposure: torch.Tensor, catalog: torch.Tensor) -> float:
     return float(((2 * ranks - n - 1) * x).sum() / (n * total))
 
 
-def _per_list_mean(values: torch.Tensor, lists: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Each list's mean of ``values[item]`` over its valid slots (nan for an empty list)."""
-    taken = values[lists.long()].double() * valid
-    return taken.sum(1) / valid.sum(1)
+def _prefix_means(table: torch.Tensor, lists: torch.Tensor, valid: torch.Tensor, ks) -> list[torch.Tensor]:
+    """For each K of ``ks``: each list's mean of ``table[item]`` (items x columns) over its first K valid slots,
+    ``(users, columns)``, nan for an empty list. One gather and one running sum give every K."""
+    taken = (table[lists.long()] * valid.unsqueeze(-1)).cumsum(1)  # (users, slots, columns)
+    filled = valid.cumsum(1).unsqueeze(-1)
+    last = [min(k, lists.shape[1]) - 1 for k in ks]
+    return list((taken[:, last] / filled[:, last]).unbind(1))
+
+
+def self_information(item_counts: torch.Tensor, n_train_users: int) -> torch.Tensor:
+    """Each item's ``-log2(max(phi, 1) / N)``: its self-information (Zhou et al. 2010)."""
+    return -torch.log2(item_counts.double().clamp(min=1) / n_train_users)
 
 
 def popularity(lists: torch.Tensor, valid: torch.Tensor, item_counts: torch.Tensor) -> torch.Tensor:
     """Per user: the mean training-interaction count of the recommended items."""
-    return _per_list_mean(item_counts, lists, valid)
+    return _prefix_means(item_counts.double().unsqueeze(1), lists, valid, [lists.shape[1]])[0][:, 0]
 
 
 def profile_popularity(users: torch.Tensor, items: torch.Tensor, item_counts: torch.Tensor, n_users: int):
@@ -74,8 +82,8 @@ def profile_popularity(users: torch.Tensor, items: torch.Tensor, item_counts: to
 
 def novelty(lists: torch.Tensor, valid: torch.Tensor, item_counts: torch.Tensor, n_train_users: int):
     """Per user: the mean self-information ``-log2(max(phi, 1) / N)`` of the recommended items."""
-    information = -torch.log2(item_counts.double().clamp(min=1) / n_train_users)
-    return _per_list_mean(information, lists, valid)
+    information = self_information(item_counts, n_train_users).unsqueeze(1)
+    return _prefix_means(information, lists, valid, [lists.shape[1]])[0][:, 0]
 
 
 def intra_list_diversity(lists: torch.Tensor, valid: torch.Tensor, genres: torch.Tensor) -> torch.Tensor:
@@ -95,8 +103,8 @@ class ListStatistics:
     """The metrics of the module's docstring for top-K lists streamed a block of users at a time, at each K.
 
     ``add`` takes a block's top-max(K) lists and returns its per-user values (``arp@K``, ``novelty@K``,
-    ``ild@K``; ild only with ``genres``, items x genres 0/1); ``exposure`` sums each K's exposure counts
-    over the blocks (add the ranks' before ``set_metrics``). ``item_counts`` is phi, each item row's
+    ``ild@K``; ild only with ``genres``, items x genres 0/1); ``exposure`` holds each K's exposure counts
+    summed over the blocks (add the ranks' before ``set_metrics``). ``item_counts`` is phi, each item row's
     training interactions; ``catalog`` the rows that can be recommended.
     """
 
@@ -111,20 +119,32 @@ class ListStatistics:
     ) -> None:
         self.ks, self.item_counts, self.n_train_users = ks, item_counts, n_train_users
         self.catalog, self.genres = catalog, genres
-        self.exposure = torch.zeros(len(ks), len(item_counts), dtype=torch.float64)
+        # Per item: its popularity and self-information, gathered together for every block's lists (computed
+        # once: a log over the catalogue per block cost more than the block's own arithmetic on 2 busy cores).
+        self.table = torch.stack([item_counts.double(), self_information(item_counts, n_train_users)], 1)
+        # Times each item was listed at each rank (rank x items): exposure@K is the sum of the first K ranks.
+        self.by_rank = torch.zeros(max(ks), len(item_counts), dtype=torch.long)
         # The per-user metrics, in PER_USER_BEYOND_ACCURACY's order; diversity only where genres exist.
         self.per_user_names = tuple(name for name in PER_USER_BEYOND_ACCURACY if name != "ild" or genres is not None)
 
+    @property
+    def exposure(self) -> torch.Tensor:
+        """``(len(ks), items)``: how many times each item was listed in the top K, at each K."""
+        return self.by_rank.cumsum(0)[[k - 1 for k in self.ks]].double()
+
     def add(self, lists: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-user values of one block's lists (best first, at least max(K) slots or the whole catalogue)."""
+        depth = min(max(self.ks), lists.shape[1])
+        lists, valid = lists[:, :depth], valid[:, :depth]
+        n_items = len(self.item_counts)
+        slots = (torch.arange(depth) * n_items + lists)[valid]  # rank * items + item of each listed item
+        self.by_rank.view(-1).index_put_((slots,), torch.ones_like(slots), accumulate=True)
         values = {}
-        for row, k in enumerate(self.ks):
-            top, filled = lists[:, :k], valid[:, :k]
-            self.exposure[row] += exposure_counts(top, filled, len(self.item_counts))
-            values[f"arp@{k}"] = popularity(top, filled, self.item_counts)
-            values[f"novelty@{k}"] = novelty(top, filled, self.item_counts, self.n_train_users)
+        for k, means in zip(self.ks, _prefix_means(self.table, lists, valid, self.ks), strict=True):
+            values[f"arp@{k}"], values[f"novelty@{k}"] = means[:, 0], means[:, 1]
             if self.genres is not None:
                 # A chunk of users at a time: the pairwise similarities are users x K x K.
+                top, filled = lists[:, :k], valid[:, :k]
                 chunk = max(1, ILD_PAIRS // (k * k))
                 values[f"ild@{k}"] = torch.cat(
                     [

@@ -78,16 +78,20 @@ class UserItems:
         """Rows of the users that have at least one item."""
         return torch.nonzero(self.indptr[1:] > self.indptr[:-1]).flatten()
 
-    def dense(self, users: torch.Tensor, n_items: int) -> torch.Tensor:
-        """A ``(len(users), n_items)`` boolean mask of each user's items."""
+    def pairs(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(rows, items)``: each item of each user of ``users``, ``rows`` its user's position in ``users``."""
         starts, ends = self.indptr[users], self.indptr[users + 1]
         counts = ends - starts
-        batch_rows = torch.repeat_interleave(torch.arange(len(users)), counts)
+        rows = torch.repeat_interleave(torch.arange(len(users)), counts)
         # Position of each pair in ``items``: the user's start plus its offset within the user.
         first_out = counts.cumsum(0) - counts
-        positions = torch.arange(int(counts.sum())) - first_out[batch_rows] + starts[batch_rows]
+        positions = torch.arange(int(counts.sum())) - first_out[rows] + starts[rows]
+        return rows, self.items[positions]
+
+    def dense(self, users: torch.Tensor, n_items: int) -> torch.Tensor:
+        """A ``(len(users), n_items)`` boolean mask of each user's items."""
         mask = torch.zeros(len(users), n_items, dtype=torch.bool)
-        mask[batch_rows, self.items[positions]] = True
+        mask[self.pairs(users)] = True
         return mask
 
 
@@ -98,13 +102,14 @@ def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     that only filled a slot because the row had fewer than ``k`` candidates).
     """
     k = min(k, scores.shape[1])
-    columns = scores.topk(k, dim=1).indices
-    kth = scores.gather(1, columns[:, -1:])
-    # torch.topk picks among equal scores arbitrarily: only rows where a tie straddles the k-th place
-    # (more than k scores >= the k-th) need choosing the lowest columns among the ties, on those rows only.
-    straddling = torch.nonzero((scores >= kth).sum(1) > k).flatten()
-    if len(straddling):
-        columns[straddling] = _lowest_columns_among_ties(scores[straddling], kth[straddling], k)
+    # One more than k tells where equal scores straddle the k-th place (the (k+1)-th equals the k-th): torch.topk
+    # picks among them arbitrarily, so only those rows need choosing the lowest columns among the ties. (A pass
+    # counting the scores >= the k-th of every row cost more than the top-k itself.)
+    values, columns = scores.topk(min(k + 1, scores.shape[1]), dim=1)
+    straddling = torch.nonzero(values[:, k] == values[:, k - 1]).flatten() if values.shape[1] > k else None
+    columns = columns[:, :k]
+    if straddling is not None and len(straddling):
+        columns[straddling] = _lowest_columns_among_ties(scores[straddling], values[straddling, k - 1 : k], k)
     columns = columns.sort(dim=1).values  # ascending columns, so the stable sort below keeps them on ties
     chosen_scores = scores.gather(1, columns)
     order = torch.sort(chosen_scores, dim=1, descending=True, stable=True).indices
@@ -113,10 +118,14 @@ def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _lowest_columns_among_ties(scores: torch.Tensor, kth: torch.Tensor, k: int) -> torch.Tensor:
-    above = scores > kth
-    ties = scores == kth
-    chosen = above | (ties & (ties.cumsum(1) <= k - above.sum(1, keepdim=True)))
-    return torch.nonzero(chosen)[:, 1].view(len(scores), k)
+    """Each row's ``k`` best columns by (score descending, column ascending), from its scores ``>= kth`` only."""
+    rows, columns = torch.nonzero(scores >= kth, as_tuple=True)  # by row, columns ascending within a row
+    order = torch.sort(scores[rows, columns], descending=True, stable=True).indices
+    order = order[torch.sort(rows[order], stable=True).indices]  # by row, then score descending, then column
+    rows, columns = rows[order], columns[order]
+    counts = torch.bincount(rows, minlength=len(scores))
+    rank = torch.arange(len(rows), device=rows.device) - (counts.cumsum(0) - counts)[rows]
+    return columns[rank < k].view(len(scores), k)
 
 
 @dataclass(frozen=True)
@@ -142,27 +151,55 @@ def rank_users(
     exclude_columns: tuple[int, ...] = (0,),
     progress: Callable[[int], object] | None = None,
 ) -> Iterator[RankedBlock]:
-    """The top-``k`` of each user with a relevant candidate, a block of ``batch_pairs // n_items`` users at a time."""
+    """The top-``k`` of each user with a relevant candidate, a block of ``batch_pairs // n_items`` users at a time.
+
+    The scores are masked in place: ``score(user_rows)`` returns a tensor of its own, or a view (an expanded
+    row, a slice) or a parameter, which are copied first; never a buffer it keeps and returns whole.
+    """
     per_batch = max(1, batch_pairs // n_items)
+    excluded_column = torch.zeros(n_items, dtype=torch.bool)
+    excluded_column[list(exclude_columns)] = True
+    excluded_columns = torch.tensor(exclude_columns, dtype=torch.long)
     for start in range(0, len(users), per_batch):
         batch = users[start : start + per_batch]
         if progress is not None:
             progress(len(batch))
-        excluded = known.dense(batch, n_items)
-        excluded[:, list(exclude_columns)] = True
-        # A relevant item the user also rated in training cannot be recommended, so it cannot count.
-        is_relevant = relevant.dense(batch, n_items) & ~excluded
-        n_relevant = is_relevant.sum(1)
+        # The block's pairs as keys row * n_items + item: no dense users x items mask is built.
+        known_rows, known_items = known.pairs(batch)
+        known_keys = known_rows * n_items + known_items
+        relevant_rows, relevant_items = relevant.pairs(batch)
+        relevant_keys = relevant_rows * n_items + relevant_items
+        # A relevant item the user also rated in training cannot be recommended, so it cannot count. Unique: an
+        # item rated twice (MovieLens 100K by title: two movies share a title) is one relevant item.
+        candidate = ~excluded_column[relevant_items] & ~torch.isin(relevant_keys, known_keys)
+        relevant_keys = torch.unique(relevant_keys[candidate])
+        relevant_rows = relevant_keys // n_items
+        n_relevant = torch.bincount(relevant_rows, minlength=len(batch))
         keep = n_relevant > 0
         if not keep.any():
             continue
-        batch, excluded, is_relevant, n_relevant = batch[keep], excluded[keep], is_relevant[keep], n_relevant[keep]
-        # Scored, masked and cut to the top k where the model is (a GPU's scores never travel whole).
-        scores = score(batch).detach()
-        scores = scores.masked_fill(excluded.to(scores.device), -math.inf)
+        if not keep.all():  # the users left out here have no relevant candidate, so no relevant key either
+            row_of = keep.cumsum(0) - 1  # a kept user's row in the kept block
+            known_keys = (row_of[known_rows] * n_items + known_items)[keep[known_rows]]
+            relevant_keys = row_of[relevant_rows] * n_items + relevant_keys % n_items
+            batch, n_relevant = batch[keep], n_relevant[keep]
+        # Scored, masked and cut to the top k where the model is (a GPU's scores never travel whole); masked in
+        # place, pair by pair: a pass over the block's scores costs as much as the model's product.
+        scores = _writable(score(batch))
+        device_keys = known_keys.to(scores.device)
+        scores[device_keys // n_items, device_keys % n_items] = -math.inf
+        scores[:, excluded_columns.to(scores.device)] = -math.inf
         columns, valid = top_k(scores, k)
         columns, valid = columns.cpu(), valid.cpu()
-        yield RankedBlock(batch, columns, valid, is_relevant.gather(1, columns) & valid, n_relevant)
+        slots = torch.arange(len(batch)).unsqueeze(1) * n_items + columns
+        yield RankedBlock(batch, columns, valid, torch.isin(slots, relevant_keys) & valid, n_relevant)
+
+
+def _writable(scores: torch.Tensor) -> torch.Tensor:
+    """``scores`` detached, copied where writing into them would write into the scorer's own tensors."""
+    if scores._base is not None or scores.requires_grad or not scores.is_contiguous():
+        scores = scores.clone()
+    return scores.detach()
 
 
 def per_user_metrics(hits: torch.Tensor, n_relevant: torch.Tensor, ks: Sequence[int]) -> dict[str, torch.Tensor]:
@@ -247,8 +284,9 @@ class RankingSums:
     def add(self, block: RankedBlock) -> dict[str, torch.Tensor]:
         """Add a block's users; returns their per-user values (``per_user_metrics``)."""
         values = per_user_metrics(block.hits, block.n_relevant, self.ks)
-        for name, value in values.items():
-            self.sums[name] += value.sum()
+        # One sum for the block: every metric's own sum (and +=) per block cost as much as the metrics themselves.
+        for name, total in zip(self.names, torch.stack([values[name] for name in self.names]).sum(1), strict=True):
+            self.sums[name] += total
         self.sums["users"] += len(block.users)
         return values
 
