@@ -144,9 +144,12 @@ def test_ranking_is_deterministic_no_dropout_and_the_mean_latent():
     assert not torch.allclose(sampled[0], sampled[1])  # training draws dropout and the latent
 
 
-def test_fold_in_scores_equal_the_trained_users_scores_from_the_same_row():
+@pytest.mark.parametrize("name", ["mult_vae", "mult_dae"])
+def test_fold_in_scores_equal_the_trained_users_scores_from_the_same_row(name):
     torch.manual_seed(1)
-    model = MultDAE(n_users=5, n_items=6, dims=[4], dropout=0.5, l2=0.0)
+    model = (
+        tiny_vae(dropout=0.5) if name == "mult_vae" else MultDAE(n_users=5, n_items=6, dims=[4], dropout=0.5, l2=0.0)
+    )
     trained = UserItems.from_pairs(torch.tensor([0, 2, 2, 4]), torch.tensor([1, 0, 3, 5]), 5)
     model.history_indptr, model.history_items = trained.indptr, trained.items
     # User 3 never trained (no row); its fold-in row equals user 2's training row.
@@ -158,7 +161,10 @@ def test_fold_in_scores_equal_the_trained_users_scores_from_the_same_row():
     # Pair scores read the same rows.
     pairs = model.score(torch.tensor([2, 4, 2]), torch.tensor([5, 1, 0]))
     block = model.user_ranking_scores(torch.tensor([2, 4]))
-    assert torch.allclose(pairs, torch.stack([block[0, 5], block[1, 1], block[0, 0]]))
+    assert torch.allclose(pairs, torch.stack([block[0, 5], block[1, 1], block[0, 0]]), atol=1e-6)
+    model._encode_all()  # an evaluation pass: every user encoded once, the same scores
+    assert torch.allclose(model.score(torch.tensor([2, 4, 2]), torch.tensor([5, 1, 0])), pairs, atol=1e-6)
+    model._forget_codes()
 
 
 SCALE_SCRIPT = """

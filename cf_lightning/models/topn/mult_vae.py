@@ -205,17 +205,60 @@ class MultinomialAutoencoder(CollabModel):
         """``(len(users), n_items)`` scores of trained users, from their training rows."""
         return self.fold_in_scores(self.training_history(), users.to(self.history_indptr.device))
 
-    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """The logit of each (user, item) pair, each asked user's row decoded once."""
-        unique, inverse = torch.unique(users.to(self.history_indptr.device), return_inverse=True)
+    # --- pairs (val/loss, predict) --------------------------------------------------------------
+    # An evaluation pass (validation, test, predict) encodes every user's training row once, at its start
+    # (users × latent, like a factor table): its batches of pairs then only decode the pairs' users, and the
+    # last layer is read at the pairs' items alone (without this, each batch re-encodes and decodes whole
+    # rows of the users it holds: many times an epoch's training work on the bigger sets).
+    _codes: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def latent(self, users: torch.Tensor) -> torch.Tensor:
+        """The code (Mult-VAE: the mean) of trained users' training rows, a bounded dense block at a time."""
         block = max(1, MAX_DENSE_CELLS // max(self.hparams.n_items, 1))
-        out = torch.empty(len(users), device=unique.device)
-        items = items.to(unique.device)
-        for start in range(0, len(unique), block):
-            scores = self.user_ranking_scores(unique[start : start + block])
-            asked = (inverse >= start) & (inverse < start + block)
-            out[asked] = scores[inverse[asked] - start, items[asked]]
-        return out
+        history = self.training_history()
+        parts = [
+            self.code(F.normalize(self._rows_of(history, part), dim=1), sample=False)[0] for part in users.split(block)
+        ]
+        return torch.cat(parts)
+
+    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """The logit of each (user, item) pair: the same as ``user_ranking_scores``' entry."""
+        users, items = users.to(self.history_indptr.device), items.to(self.history_indptr.device)
+        if self._codes is not None:
+            codes = self._codes[users]
+        else:
+            unique, inverse = torch.unique(users, return_inverse=True)
+            codes = self.latent(unique)[inverse]
+        hidden = self.decoder[:-1](codes)
+        last = self.decoder[-1]
+        return (hidden * last.weight[items]).sum(1) + last.bias[items]
+
+    def _encode_all(self) -> None:
+        self._codes = self.latent(torch.arange(self.hparams.n_users, device=self.history_indptr.device))
+
+    def _forget_codes(self) -> None:
+        self._codes = None
+
+    def on_validation_epoch_start(self) -> None:
+        self._encode_all()
+
+    def on_validation_epoch_end(self) -> None:
+        self._forget_codes()
+        super().on_validation_epoch_end()
+
+    def on_test_epoch_start(self) -> None:
+        self._encode_all()
+
+    def on_test_epoch_end(self) -> None:
+        self._forget_codes()
+        super().on_test_epoch_end()
+
+    def on_predict_epoch_start(self) -> None:
+        self._encode_all()
+
+    def on_predict_epoch_end(self) -> None:
+        self._forget_codes()
 
 
 class MultVAE(MultinomialAutoencoder):
