@@ -8,11 +8,14 @@ from cf_lightning.metrics.ranking import UserItems
 from cf_lightning.models.topn.ials import RowBlocks, solve_side
 
 
-@pytest.fixture
-def sides():
+@pytest.fixture(params=["sorted", "shuffled"])  # partners in ascending order within each row, or not
+def sides(request):
     generator = torch.Generator().manual_seed(4)
     matrix = torch.rand(50, 20, generator=generator) < torch.linspace(0.05, 0.8, 50)[:, None]  # counts vary
     users, items = torch.nonzero(matrix, as_tuple=True)
+    if request.param == "shuffled":
+        order = torch.randperm(len(users), generator=generator)
+        users, items = users[order], items[order]
     by_user = RowBlocks.plan(UserItems.from_pairs(users, items, 50), 4, budget=300, n_fixed=20)
     by_item = RowBlocks.plan(UserItems.from_pairs(items, users, 20), 4, budget=300, n_fixed=50)
     assert len(by_user.blocks) > 3  # several blocks to share among the threads

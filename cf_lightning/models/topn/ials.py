@@ -112,17 +112,22 @@ class RowBlocks:
 
     def with_transposed(self, other: RowBlocks) -> RowBlocks:
         """This side, told the other side's pattern (the same pairs): see the class's docstring."""
-        n_rows = len(self.rows.indptr) - 1
-        # Pair (row r, partner p) sits at other's position of (p, r): number the other side's pairs in
-        # its order and read them back in this side's order through the same keys.
-        other_rows = torch.repeat_interleave(
-            torch.arange(len(other.rows.indptr) - 1), other.rows.indptr[1:] - other.rows.indptr[:-1]
-        )
-        other_keys = other.rows.items * (len(other.rows.indptr) - 1) + other_rows  # row-major in this side
-        own_rows = torch.repeat_interleave(torch.arange(n_rows), self.rows.indptr[1:] - self.rows.indptr[:-1])
-        own_keys = own_rows * (len(other.rows.indptr) - 1) + self.rows.items
-        sorted_keys, where = torch.sort(other_keys)
-        to_own = where[torch.searchsorted(sorted_keys, own_keys)]
+        n_partners = len(other.rows.indptr) - 1
+        # The other side's pairs (p, r) numbered by this side's order (r, then p), in place: few
+        # nnz-long arrays at once (at the 10M shape each is 80 MB).
+        keys = other.rows.items * n_partners
+        keys += torch.repeat_interleave(torch.arange(n_partners), other.rows.indptr[1:] - other.rows.indptr[:-1])
+        to_own = torch.argsort(keys, stable=True)  # other's positions, in (r, p) order
+        del keys
+        items, starts = self.rows.items, self.rows.indptr[1:-1]
+        ascending = items[1:] >= items[:-1]
+        ascending[starts[(starts > 0) & (starts < len(items))] - 1] = True  # a new row may start lower
+        if not bool(ascending.all()):  # this side's partners are not in (r, p) order: follow its own order
+            own_rows = torch.repeat_interleave(torch.arange(len(self.rows.indptr) - 1), self.rows.indptr.diff())
+            in_order = torch.empty_like(to_own)
+            in_order[torch.argsort(own_rows * n_partners + items, stable=True)] = to_own
+            to_own = in_order
+        to_own = to_own.int()  # index_select takes int32: half the memory
         return replace(self, transposed=other.pattern, to_own_order=to_own)
 
     def to(self, device: torch.device) -> RowBlocks:
@@ -294,7 +299,7 @@ class PairProduct:
         """With ``from_one``, ``Σ f_p (1 - f_p · v_u)`` instead: the residual's pair part in one pass."""
         if self.transposed is not None:
             along = torch.sparse.sampled_addmm(self.transposed, self.fixed, v.T, beta=0.0).values()
-            along = along[self.to_own_order]
+            along = along.index_select(0, self.to_own_order)
         else:
             along = torch.sparse.sampled_addmm(self.pattern, v, self.fixed.T, beta=0.0).values()
         if from_one:
