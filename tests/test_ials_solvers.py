@@ -40,15 +40,18 @@ def test_one_thread_and_rows_in_parallel_give_the_same_factors(sides, solver):
     assert parallel.abs().sum() > 0
 
 
-def test_cg_sampled_through_the_other_sides_pattern_equals_its_own(sides):
+@pytest.mark.parametrize("threads", [1, 2])  # one pass over every row; each product shared among threads
+def test_cg_sampled_through_the_other_sides_pattern_equals_its_own(sides, threads):
     by_user, by_item = sides
     fixed = torch.randn(50, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
     current = torch.randn(20, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
     threads = torch.get_num_threads()
     try:
-        torch.set_num_threads(1)  # the whole-side path, where the other side's pattern is used
+        torch.set_num_threads(1)
         own = solve_side(fixed, by_item, 0.2, 0.05, 1.0, solver="cg", current=current)
+        torch.set_num_threads(threads)
         through = solve_side(fixed, by_item.with_transposed(by_user), 0.2, 0.05, 1.0, solver="cg", current=current)
+        assert torch.get_num_threads() == threads
     finally:
         torch.set_num_threads(threads)
     torch.testing.assert_close(through, own, atol=1e-10, rtol=0)

@@ -144,26 +144,13 @@ class RowBlocks:
             move(self.to_own_order),
         )
 
-    def row_parts(self, parts: int) -> list[tuple[tuple[int, int], torch.Tensor]]:
-        """``parts`` ranges of consecutive rows with about equal pairs, each with its own slice of
-        ``pattern`` (for CG on the CPU, one range a thread); computed once per count."""
-        if parts not in self._parts:
-            indptr, n_rows = self.rows.indptr, len(self.rows.indptr) - 1
-            wanted = torch.arange(1, parts) * (int(indptr[-1]) / parts)
-            cuts = [0, *torch.searchsorted(indptr, wanted.to(indptr.dtype)).clamp(max=n_rows).tolist(), n_rows]
-            crow, col, values = self.pattern.crow_indices(), self.pattern.col_indices(), self.pattern.values()
-            ranges = []
-            for start, stop in zip(cuts, cuts[1:], strict=False):
-                first, last = int(crow[start]), int(crow[stop])
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", "Sparse CSR tensor support")
-                    part = torch.sparse_csr_tensor(
-                        crow[start : stop + 1] - first, col[first:last], values[first:last],
-                        (stop - start, self.pattern.shape[1]), check_invariants=False,
-                    )  # fmt: skip
-                ranges.append(((start, stop), part))
-            self._parts[parts] = ranges
-        return self._parts[parts]
+    def row_parts(self, parts: int, *, transposed: bool = False) -> list[tuple[tuple[int, int], torch.Tensor]]:
+        """``parts`` ranges of consecutive rows of ``pattern`` (or ``transposed``) with about equal
+        pairs, each with its own slice of it (on the CPU, one range a thread); computed once per count."""
+        key = (parts, transposed)
+        if key not in self._parts:
+            self._parts[key] = csr_row_parts(self.transposed if transposed else self.pattern, parts)
+        return self._parts[key]
 
     def partners(self, start: int, stop: int, n_fixed: int) -> torch.Tensor:
         """The partners of rows ``order[start:stop]``, padded to the block's longest row with ``n_fixed``."""
@@ -177,6 +164,26 @@ def select_rows(rows: UserItems, which: torch.Tensor) -> UserItems:
     indptr[1:] = counts.cumsum(0)
     offsets = torch.arange(int(indptr[-1])) - torch.repeat_interleave(indptr[:-1], counts)
     return UserItems(indptr, rows.items[torch.repeat_interleave(first, counts) + offsets])
+
+
+def csr_row_parts(pattern: torch.Tensor, parts: int) -> list[tuple[tuple[int, int], torch.Tensor]]:
+    """``parts`` ranges ``(start, stop)`` of consecutive rows of a CSR matrix with about equal numbers of
+    stored entries, each with the CSR of its rows."""
+    crow, col, values = pattern.crow_indices(), pattern.col_indices(), pattern.values()
+    n_rows = len(crow) - 1
+    wanted = (torch.arange(1, parts) * (int(crow[-1]) / parts)).to(crow.dtype)
+    cuts = [0, *torch.searchsorted(crow, wanted).clamp(max=n_rows).tolist(), n_rows]
+    ranges = []
+    for start, stop in zip(cuts, cuts[1:], strict=False):
+        first, last = int(crow[start]), int(crow[stop])
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Sparse CSR tensor support")
+            part = torch.sparse_csr_tensor(
+                crow[start : stop + 1] - first, col[first:last], values[first:last],
+                (stop - start, pattern.shape[1]), check_invariants=False,
+            )  # fmt: skip
+        ranges.append(((start, stop), part))
+    return ranges
 
 
 def padded_partners(rows: UserItems, which: torch.Tensor, n_fixed: int) -> torch.Tensor:
@@ -224,6 +231,14 @@ def solve_side(
     workers = torch.get_num_threads() if fixed.device.type == "cpu" else 1
     if workers == 1:
         solved = conjugate_gradient(PairProduct(fixed, plan), gram, reg, start_from, cg_steps)
+    elif plan.transposed is not None:  # each product shared among the threads, through the other pattern
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(workers) as pool:
+                pairs = SharedPairProduct(fixed, plan, pool, workers)
+                solved = conjugate_gradient(pairs, gram, reg, start_from, cg_steps)
+        finally:
+            torch.set_num_threads(workers)
     else:
         solved = torch.empty_like(start_from)
         parts = plan.row_parts(workers)
@@ -311,7 +326,45 @@ class PairProduct:
         return weighted @ self.fixed
 
 
-def conjugate_gradient(pairs: PairProduct, gram, reg, x, steps: int) -> torch.Tensor:
+class SharedPairProduct:
+    """``PairProduct`` with a pattern to sample through (``plan.transposed``), on the CPU: the sampled
+    product is cut by the other side's rows, the sparse × dense product by this side's, each piece
+    one thread's (the CG's vector updates, small, stay in the calling thread)."""
+
+    def __init__(self, fixed: torch.Tensor, plan: RowBlocks, pool: ThreadPoolExecutor, workers: int) -> None:
+        self.fixed, self.pool, self.to_own_order = fixed, pool, plan.to_own_order
+        self.sampled_parts = [(r, m.to(fixed.dtype)) for r, m in plan.row_parts(workers, transposed=True)]
+        self.product_parts = plan.row_parts(workers)
+        self.sampled_starts = plan.transposed.crow_indices()
+        self.product_starts = plan.pattern.crow_indices()
+
+    def __call__(self, v: torch.Tensor, *, from_one: bool = False) -> torch.Tensor:
+        fixed = self.fixed
+        sampled = fixed.new_empty(len(self.to_own_order))
+        out = fixed.new_empty(len(v), fixed.shape[1])
+
+        def sample(part: int) -> None:
+            (start, stop), pattern = self.sampled_parts[part]
+            first, last = int(self.sampled_starts[start]), int(self.sampled_starts[stop])
+            sampled[first:last] = torch.sparse.sampled_addmm(pattern, fixed[start:stop], v.T, beta=0.0).values()
+
+        def multiply(part: int) -> None:
+            (start, stop), pattern = self.product_parts[part]
+            first, last = int(self.product_starts[start]), int(self.product_starts[stop])
+            along = sampled.index_select(0, self.to_own_order[first:last])
+            if from_one:
+                along = 1.0 - along
+            weighted = torch.sparse_csr_tensor(
+                pattern.crow_indices(), pattern.col_indices(), along, pattern.shape, check_invariants=False
+            )
+            out[start:stop] = weighted @ fixed
+
+        list(self.pool.map(sample, range(len(self.sampled_parts))))
+        list(self.pool.map(multiply, range(len(self.product_parts))))
+        return out
+
+
+def conjugate_gradient(pairs: PairProduct | SharedPairProduct, gram, reg, x, steps: int) -> torch.Tensor:
     """``steps`` CG steps on ``(FᵤᵀFᵤ + gram + reg_u I) x_u = Fᵤᵀ 1`` for every row ``u`` at once, from
     ``x``; ``Fᵤ`` (the row's partners' factors) is never formed: ``pairs`` multiplies by it."""
     x = x.clone()
