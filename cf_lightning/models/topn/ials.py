@@ -48,6 +48,7 @@ class ImplicitALSConfig(ModelConfig):
 # in the cache when the batched product reads it (1 << 24 was 1.3× slower a side at the 10M shape).
 SOLVE_BLOCK_FLOATS = 1 << 21
 SOLVERS = ("exact", "cg")
+PADDING_ALLOWED = 1.25  # a block's widest row, as a multiple of its narrowest's partner count
 
 
 def pair_pattern(rows: UserItems, n_columns: int) -> torch.Tensor:
@@ -102,9 +103,14 @@ class RowBlocks:
         # ``idx + 1 - limit[idx]`` ascends too and the end of the block at s is one searchsorted away.
         limit = (budget // torch.clamp(sorted_counts * n_factors, min=n_factors * n_factors)).clamp(min=1)
         first_too_far = torch.arange(1, len(order) + 1) - limit
+        # ... and so that no row is padded by more than a quarter of its count (plus a few): on small
+        # sets a block otherwise spans counts 20–100 and the padding is most of the work.
+        widest = (sorted_counts.double() * PADDING_ALLOWED).long() + 8
         blocks, start = [], 0
         while start < len(order):
-            stop = max(start + 1, int(torch.searchsorted(first_too_far, start, right=True)))
+            by_budget = int(torch.searchsorted(first_too_far, start, right=True))
+            by_padding = int(torch.searchsorted(sorted_counts, widest[start], right=True))
+            stop = max(start + 1, min(by_budget, by_padding))
             blocks.append((start, stop))
             start = stop
         partners = tuple(padded_partners(rows, order[a:b], n_fixed).int() for a, b in blocks)
