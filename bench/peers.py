@@ -15,8 +15,8 @@ never dependencies of the package. ``bayesian_mf`` against myFM is ``bench/peers
   for both: ``torch.set_num_threads`` and ``num_threads``; ``OPENBLAS_NUM_THREADS=1``, as ``implicit``
   asks, so its per-row BLAS calls do not start threads of their own: torch uses MKL, not OpenBLAS).
   The two sides' sweeps alternate; median of ``--sweeps`` sweeps each, ratio ours / theirs, and the
-  process's peak RSS after our sweeps and after theirs (``ru_maxrss``: ours first, so the second figure
-  exceeds the first only where ``implicit`` needed more).
+  process's peak RSS (``ru_maxrss``) after our first sweep, before this solver's ``implicit`` ran (for
+  the first solver: ours alone, reading the set included), and at the end.
 - ``ease``: our EASE's fit (XᵀX, the solve, the weights) at the shape: seconds, the process's peak
   RSS, and the checkpoint's largest tensor (it must hold no users × items tensor). No peer library.
 """
@@ -66,7 +66,7 @@ def ials_peer(args) -> list[str]:
         f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}), median of {args.sweeps} sweeps, "
         f"load average before: {os.getloadavg()[0]:.1f}",
         "| solver | ours (s/sweep) | implicit (s/sweep) | ours / implicit | ours' sweeps | implicit's sweeps "
-        "| peak RSS after ours / after implicit (GiB) |",
+        "| peak RSS before implicit's first sweep / at the end (GiB) |",
         "|---|---|---|---|---|---|---|",
     ]
     for solver in args.solvers.split(","):
@@ -82,11 +82,12 @@ def ials_peer(args) -> list[str]:
         )  # fmt: skip
         our_times, their_times = [], []
         # Alternated sweep by sweep, so a change in the shared machine's load falls on both sides.
-        for _ in range(args.sweeps):
+        for sweep in range(args.sweeps):
             start = time.perf_counter()
             ours.sweep()
             our_times.append(time.perf_counter() - start)
-            ours_rss = peak_rss_gib()
+            if sweep == 0:
+                before_theirs = peak_rss_gib()  # this solver's implicit has not run yet
             start = time.perf_counter()
             theirs.fit(user_items, show_progress=False)  # keeps the factors it has: each call is one more sweep
             their_times.append(time.perf_counter() - start)
@@ -94,7 +95,7 @@ def ials_peer(args) -> list[str]:
         listed = lambda times: " ".join(f"{t:.2f}" for t in times)  # noqa: E731
         rows.append(
             f"| {solver} | {mine:.2f} | {other:.2f} | {mine / other:.2f}× | {listed(our_times)} | "
-            f"{listed(their_times)} | {ours_rss:.2f} / {peak_rss_gib():.2f} |"
+            f"{listed(their_times)} | {before_theirs:.2f} / {peak_rss_gib():.2f} |"
         )
         print(rows[-1], flush=True)
         del ours, theirs

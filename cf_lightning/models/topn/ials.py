@@ -48,6 +48,7 @@ class ImplicitALSConfig(ModelConfig):
 # in the cache when the batched product reads it (1 << 24 was 1.3× slower a side at the 10M shape).
 SOLVE_BLOCK_FLOATS = 1 << 21
 SOLVERS = ("exact", "cg")
+PADDING_ALLOWED = 1.25  # a block's widest row, as a multiple of its narrowest's partner count
 
 
 def pair_pattern(rows: UserItems, n_columns: int) -> torch.Tensor:
@@ -102,9 +103,14 @@ class RowBlocks:
         # ``idx + 1 - limit[idx]`` ascends too and the end of the block at s is one searchsorted away.
         limit = (budget // torch.clamp(sorted_counts * n_factors, min=n_factors * n_factors)).clamp(min=1)
         first_too_far = torch.arange(1, len(order) + 1) - limit
+        # ... and so that no row is padded by more than a quarter of its count (plus a few): on small
+        # sets a block otherwise spans counts 20–100 and the padding is most of the work.
+        widest = (sorted_counts.double() * PADDING_ALLOWED).long() + 8
         blocks, start = [], 0
         while start < len(order):
-            stop = max(start + 1, int(torch.searchsorted(first_too_far, start, right=True)))
+            by_budget = int(torch.searchsorted(first_too_far, start, right=True))
+            by_padding = int(torch.searchsorted(sorted_counts, widest[start], right=True))
+            stop = max(start + 1, min(by_budget, by_padding))
             blocks.append((start, stop))
             start = stop
         partners = tuple(padded_partners(rows, order[a:b], n_fixed).int() for a, b in blocks)
@@ -112,17 +118,22 @@ class RowBlocks:
 
     def with_transposed(self, other: RowBlocks) -> RowBlocks:
         """This side, told the other side's pattern (the same pairs): see the class's docstring."""
-        n_rows = len(self.rows.indptr) - 1
-        # Pair (row r, partner p) sits at other's position of (p, r): number the other side's pairs in
-        # its order and read them back in this side's order through the same keys.
-        other_rows = torch.repeat_interleave(
-            torch.arange(len(other.rows.indptr) - 1), other.rows.indptr[1:] - other.rows.indptr[:-1]
-        )
-        other_keys = other.rows.items * (len(other.rows.indptr) - 1) + other_rows  # row-major in this side
-        own_rows = torch.repeat_interleave(torch.arange(n_rows), self.rows.indptr[1:] - self.rows.indptr[:-1])
-        own_keys = own_rows * (len(other.rows.indptr) - 1) + self.rows.items
-        sorted_keys, where = torch.sort(other_keys)
-        to_own = where[torch.searchsorted(sorted_keys, own_keys)]
+        n_partners = len(other.rows.indptr) - 1
+        # The other side's pairs (p, r) numbered by this side's order (r, then p), in place: few
+        # nnz-long arrays at once (at the 10M shape each is 80 MB).
+        keys = other.rows.items * n_partners
+        keys += torch.repeat_interleave(torch.arange(n_partners), other.rows.indptr[1:] - other.rows.indptr[:-1])
+        to_own = torch.argsort(keys, stable=True)  # other's positions, in (r, p) order
+        del keys
+        items, starts = self.rows.items, self.rows.indptr[1:-1]
+        ascending = items[1:] >= items[:-1]
+        ascending[starts[(starts > 0) & (starts < len(items))] - 1] = True  # a new row may start lower
+        if not bool(ascending.all()):  # this side's partners are not in (r, p) order: follow its own order
+            own_rows = torch.repeat_interleave(torch.arange(len(self.rows.indptr) - 1), self.rows.indptr.diff())
+            in_order = torch.empty_like(to_own)
+            in_order[torch.argsort(own_rows * n_partners + items, stable=True)] = to_own
+            to_own = in_order
+        to_own = to_own.int()  # index_select takes int32: half the memory
         return replace(self, transposed=other.pattern, to_own_order=to_own)
 
     def to(self, device: torch.device) -> RowBlocks:
@@ -139,26 +150,13 @@ class RowBlocks:
             move(self.to_own_order),
         )
 
-    def row_parts(self, parts: int) -> list[tuple[tuple[int, int], torch.Tensor]]:
-        """``parts`` ranges of consecutive rows with about equal pairs, each with its own slice of
-        ``pattern`` (for CG on the CPU, one range a thread); computed once per count."""
-        if parts not in self._parts:
-            indptr, n_rows = self.rows.indptr, len(self.rows.indptr) - 1
-            wanted = torch.arange(1, parts) * (int(indptr[-1]) / parts)
-            cuts = [0, *torch.searchsorted(indptr, wanted.to(indptr.dtype)).clamp(max=n_rows).tolist(), n_rows]
-            crow, col, values = self.pattern.crow_indices(), self.pattern.col_indices(), self.pattern.values()
-            ranges = []
-            for start, stop in zip(cuts, cuts[1:], strict=False):
-                first, last = int(crow[start]), int(crow[stop])
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", "Sparse CSR tensor support")
-                    part = torch.sparse_csr_tensor(
-                        crow[start : stop + 1] - first, col[first:last], values[first:last],
-                        (stop - start, self.pattern.shape[1]), check_invariants=False,
-                    )  # fmt: skip
-                ranges.append(((start, stop), part))
-            self._parts[parts] = ranges
-        return self._parts[parts]
+    def row_parts(self, parts: int, *, transposed: bool = False) -> list[tuple[tuple[int, int], torch.Tensor]]:
+        """``parts`` ranges of consecutive rows of ``pattern`` (or ``transposed``) with about equal
+        pairs, each with its own slice of it (on the CPU, one range a thread); computed once per count."""
+        key = (parts, transposed)
+        if key not in self._parts:
+            self._parts[key] = csr_row_parts(self.transposed if transposed else self.pattern, parts)
+        return self._parts[key]
 
     def partners(self, start: int, stop: int, n_fixed: int) -> torch.Tensor:
         """The partners of rows ``order[start:stop]``, padded to the block's longest row with ``n_fixed``."""
@@ -172,6 +170,26 @@ def select_rows(rows: UserItems, which: torch.Tensor) -> UserItems:
     indptr[1:] = counts.cumsum(0)
     offsets = torch.arange(int(indptr[-1])) - torch.repeat_interleave(indptr[:-1], counts)
     return UserItems(indptr, rows.items[torch.repeat_interleave(first, counts) + offsets])
+
+
+def csr_row_parts(pattern: torch.Tensor, parts: int) -> list[tuple[tuple[int, int], torch.Tensor]]:
+    """``parts`` ranges ``(start, stop)`` of consecutive rows of a CSR matrix with about equal numbers of
+    stored entries, each with the CSR of its rows."""
+    crow, col, values = pattern.crow_indices(), pattern.col_indices(), pattern.values()
+    n_rows = len(crow) - 1
+    wanted = (torch.arange(1, parts) * (int(crow[-1]) / parts)).to(crow.dtype)
+    cuts = [0, *torch.searchsorted(crow, wanted).clamp(max=n_rows).tolist(), n_rows]
+    ranges = []
+    for start, stop in zip(cuts, cuts[1:], strict=False):
+        first, last = int(crow[start]), int(crow[stop])
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Sparse CSR tensor support")
+            part = torch.sparse_csr_tensor(
+                crow[start : stop + 1] - first, col[first:last], values[first:last],
+                (stop - start, pattern.shape[1]), check_invariants=False,
+            )  # fmt: skip
+        ranges.append(((start, stop), part))
+    return ranges
 
 
 def padded_partners(rows: UserItems, which: torch.Tensor, n_fixed: int) -> torch.Tensor:
@@ -219,6 +237,14 @@ def solve_side(
     workers = torch.get_num_threads() if fixed.device.type == "cpu" else 1
     if workers == 1:
         solved = conjugate_gradient(PairProduct(fixed, plan), gram, reg, start_from, cg_steps)
+    elif plan.transposed is not None:  # each product shared among the threads, through the other pattern
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(workers) as pool:
+                pairs = SharedPairProduct(fixed, plan, pool, workers)
+                solved = conjugate_gradient(pairs, gram, reg, start_from, cg_steps)
+        finally:
+            torch.set_num_threads(workers)
     else:
         solved = torch.empty_like(start_from)
         parts = plan.row_parts(workers)
@@ -294,7 +320,7 @@ class PairProduct:
         """With ``from_one``, ``Σ f_p (1 - f_p · v_u)`` instead: the residual's pair part in one pass."""
         if self.transposed is not None:
             along = torch.sparse.sampled_addmm(self.transposed, self.fixed, v.T, beta=0.0).values()
-            along = along[self.to_own_order]
+            along = along.index_select(0, self.to_own_order)
         else:
             along = torch.sparse.sampled_addmm(self.pattern, v, self.fixed.T, beta=0.0).values()
         if from_one:
@@ -306,7 +332,45 @@ class PairProduct:
         return weighted @ self.fixed
 
 
-def conjugate_gradient(pairs: PairProduct, gram, reg, x, steps: int) -> torch.Tensor:
+class SharedPairProduct:
+    """``PairProduct`` with a pattern to sample through (``plan.transposed``), on the CPU: the sampled
+    product is cut by the other side's rows, the sparse × dense product by this side's, each piece
+    one thread's (the CG's vector updates, small, stay in the calling thread)."""
+
+    def __init__(self, fixed: torch.Tensor, plan: RowBlocks, pool: ThreadPoolExecutor, workers: int) -> None:
+        self.fixed, self.pool, self.to_own_order = fixed, pool, plan.to_own_order
+        self.sampled_parts = [(r, m.to(fixed.dtype)) for r, m in plan.row_parts(workers, transposed=True)]
+        self.product_parts = plan.row_parts(workers)
+        self.sampled_starts = plan.transposed.crow_indices()
+        self.product_starts = plan.pattern.crow_indices()
+
+    def __call__(self, v: torch.Tensor, *, from_one: bool = False) -> torch.Tensor:
+        fixed = self.fixed
+        sampled = fixed.new_empty(len(self.to_own_order))
+        out = fixed.new_empty(len(v), fixed.shape[1])
+
+        def sample(part: int) -> None:
+            (start, stop), pattern = self.sampled_parts[part]
+            first, last = int(self.sampled_starts[start]), int(self.sampled_starts[stop])
+            sampled[first:last] = torch.sparse.sampled_addmm(pattern, fixed[start:stop], v.T, beta=0.0).values()
+
+        def multiply(part: int) -> None:
+            (start, stop), pattern = self.product_parts[part]
+            first, last = int(self.product_starts[start]), int(self.product_starts[stop])
+            along = sampled.index_select(0, self.to_own_order[first:last])
+            if from_one:
+                along = 1.0 - along
+            weighted = torch.sparse_csr_tensor(
+                pattern.crow_indices(), pattern.col_indices(), along, pattern.shape, check_invariants=False
+            )
+            out[start:stop] = weighted @ fixed
+
+        list(self.pool.map(sample, range(len(self.sampled_parts))))
+        list(self.pool.map(multiply, range(len(self.product_parts))))
+        return out
+
+
+def conjugate_gradient(pairs: PairProduct | SharedPairProduct, gram, reg, x, steps: int) -> torch.Tensor:
     """``steps`` CG steps on ``(FᵤᵀFᵤ + gram + reg_u I) x_u = Fᵤᵀ 1`` for every row ``u`` at once, from
     ``x``; ``Fᵤ`` (the row's partners' factors) is never formed: ``pairs`` multiplies by it."""
     x = x.clone()
