@@ -142,6 +142,17 @@ def test_item3_absurd_hyperparameters_are_refused_before_allocating(trained, tmp
     assert edited < untouched + 200, f"{edited} MB loading the edited checkpoint, {untouched} MB the untouched one"
 
 
+@pytest.mark.parametrize("value", [[], [5.5, 0.0], [1.0, 2.0, 3.0]])
+def test_a_hyperparameter_outside_its_schemas_range_is_refused_on_loading(trained, tmp_path, value):
+    """The schema's range checks run on a checkpoint's values as on a training config's (an empty ``y_range``
+    used to pass the loader and fail at the first score with a TypeError)."""
+    checkpoint = content(trained.checkpoint)
+    checkpoint["hyper_parameters"]["y_range"] = value
+    path = save(checkpoint, tmp_path / "edited.ckpt")
+    with pytest.raises(CheckpointError, match=r"model\.y_range: must be \[low, high\] with low < high"):
+        Recommender.from_checkpoint(path)
+
+
 # --- item 9: a resume from a missing or non-checkpoint file is one error line ------------------------------------
 
 

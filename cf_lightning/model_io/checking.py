@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from cf_lightning.constraints import check_fields
 from cf_lightning.errors import CFLightningError
 from cf_lightning.model_io.keys import ITEM_COUNTS_KEY, LOSS_KEY, VOCAB_KEY
 from cf_lightning.model_io.reading import WRITTEN_BY_TRAIN, CheckpointError
@@ -58,7 +59,8 @@ def _validate_with_schema(path, schema: type, model_name: str | None, values: di
 
     try:
         typed = OmegaConf.merge(OmegaConf.structured(schema), {"name": model_name or "?", **values})
-        OmegaConf.to_object(typed)  # runs the schema's range checks (__post_init__)
+        # The same range checks as a training config's (an empty y_range would otherwise fail at the first score).
+        check_fields(OmegaConf.to_object(typed), "model.")
         checked = OmegaConf.to_container(typed, resolve=True)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
