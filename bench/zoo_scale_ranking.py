@@ -103,7 +103,8 @@ def main() -> None:
                 print(
                     f"round {round_} {name}: dotbias, shape {args.shape} ({n_users - 1:,} × {n_items - 1:,}), "
                     f"{args.threads} threads: {int(sums['users']):,} users ranked over every item in "
-                    f"{times[name][-1]:.1f} s, {cpu[name][-1]:.1f} s of CPU (NDCG@{K} {ndcg:.4f}; load average {_load()})",
+                    f"{times[name][-1]:.1f} s, {cpu[name][-1]:.1f} s of CPU "
+                    f"(NDCG@{K} {ndcg:.4f}; load average {_load()})",
                     flush=True,
                 )
     for name, seconds in times.items():
