@@ -7,7 +7,8 @@ A random 10% of the pairs is held out (relevant: rating >= 4), the other 90% are
 the model is ``dotbias`` with 64 factors (random weights: the cost does not depend on them) and its
 cold-start fallback fitted on the known rows; users in blocks of ``BLOCK_SCORER_PAIRS`` scores, as the
 ranking evaluation streams a model with a block scorer. Prints the users ranked, the seconds and the NDCG@10
-of each variant, alternated ``--rounds`` times in one process on the same data and model:
+of each variant (wall and CPU seconds: on a busy shared machine the CPU time is the steadier figure),
+alternated ``--rounds`` times in one process on the same data and model:
 
 - ``branch``: this checkout's ``ranking_metrics``;
 - ``baseline`` (``--baseline FILE``): the ``ranking_metrics`` of another commit's ``metrics/ranking.py``;
@@ -90,21 +91,27 @@ def main() -> None:
 
         variants["branch+per-user"] = per_user
     times: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
     with torch.no_grad():
         for round_ in range(args.rounds):
             for name, run in variants.items():
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 sums = run()
                 times[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - start_cpu)
                 ndcg = float(sums.get(f"ndcg@{K}", sums.get("ndcg")) / sums["users"])
                 print(
                     f"round {round_} {name}: dotbias, shape {args.shape} ({n_users - 1:,} × {n_items - 1:,}), "
                     f"{args.threads} threads: {int(sums['users']):,} users ranked over every item in "
-                    f"{times[name][-1]:.1f} s (NDCG@{K} {ndcg:.4f}; load average {_load()})",
+                    f"{times[name][-1]:.1f} s, {cpu[name][-1]:.1f} s of CPU "
+                    f"(NDCG@{K} {ndcg:.4f}; load average {_load()})",
                     flush=True,
                 )
     for name, seconds in times.items():
-        print(f"{name}: median {sorted(seconds)[len(seconds) // 2]:.1f} s of {[round(s, 1) for s in seconds]}")
+        print(
+            f"{name}: median {sorted(seconds)[len(seconds) // 2]:.1f} s of {[round(s, 1) for s in seconds]}; "
+            f"CPU (both threads; steadier than wall time on a shared machine) {[round(s, 1) for s in cpu[name]]}"
+        )
 
 
 def _baseline(path: Path, score, known: UserItems, relevant: UserItems, n_items: int):
