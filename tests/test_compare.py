@@ -158,3 +158,21 @@ def test_split_fingerprint_changes_with_any_row():
     moved = {"train": (users, items), "test": (users[:3], np.array([0, 1, 0]))}
     assert split_fingerprint(parts) == split_fingerprint(same)
     assert split_fingerprint(parts) != split_fingerprint(moved)
+
+
+def test_across_folds_the_t_test_decides_since_wilcoxon_cannot_reach_005_with_five_folds():
+    """Five folds with a clear, steady gain: the t-test's p far below 0.05, Wilcoxon's at its floor of 0.0625."""
+    users = [str(u) for u in range(50)]
+
+    def folds(gains):
+        return [
+            Fold("f", pl.DataFrame({"user": users, "test/ndcg@10": np.full(50, 0.3 + 0.01 * f + gain)}), None)
+            for f, gain in enumerate(gains)
+        ]
+
+    base = folds([0.0] * 5)
+    better = compare({"base": base, "better": folds([0.05, 0.052, 0.049, 0.051, 0.05])}, "base", ["test/ndcg@10"])[1]
+    assert better.folds == 5 and better.p_t_holm < 0.001 and better.p_wilcoxon_holm >= 0.0625
+    assert better.significant
+    noisy = compare({"base": base, "noisy": folds([0.05, -0.04, 0.03, -0.05, 0.01])}, "base", ["test/ndcg@10"])[1]
+    assert not noisy.significant
