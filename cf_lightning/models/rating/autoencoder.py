@@ -39,6 +39,7 @@ from cf_lightning.constraints import Ge, OptionalPair, PositiveInt
 from cf_lightning.data.rating_matrix import RatingMatrix, SparseRows
 from cf_lightning.models.base import CollabModel
 from cf_lightning.models.cold_start import ColdStartFallback
+from cf_lightning.models.encoded_passes import EncodesOncePerPass
 from cf_lightning.models.registry import ModelConfig, model_config
 
 
@@ -77,7 +78,7 @@ class TrainingMatrix(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-class ItemAutoencoder(CollabModel):
+class ItemAutoencoder(EncodesOncePerPass, CollabModel):
     """Base of the item-based autoencoders: a subclass writes ``encode``, ``decode_at`` and ``penalty()``."""
 
     view = "item_rows"
@@ -168,37 +169,12 @@ class ItemAutoencoder(CollabModel):
 
     # An evaluation pass (validation, test, predict) encodes every item once, at its start: its batches of
     # pairs then only decode (without this, each batch re-encodes the rows of the items it holds).
-    _codes: torch.Tensor | None = None
-
     @torch.no_grad()
     def _encode_all(self) -> None:
         matrix = self.training_matrix.matrix()
         items = torch.arange(self.hparams.n_items, device=matrix.crow.device)
         per_pass = max(1, CODE_CELLS // max(self.hparams.n_users, 1))  # bounds a dense (global kernel) pass
         self._codes = torch.cat([self.encode(chunk, matrix.sparse_rows(chunk)) for chunk in items.split(per_pass)])
-
-    def _forget_codes(self) -> None:
-        self._codes = None
-
-    def on_validation_epoch_start(self) -> None:
-        self._encode_all()
-
-    def on_validation_epoch_end(self) -> None:
-        self._forget_codes()
-        super().on_validation_epoch_end()
-
-    def on_test_epoch_start(self) -> None:
-        self._encode_all()
-
-    def on_test_epoch_end(self) -> None:
-        self._forget_codes()
-        super().on_test_epoch_end()
-
-    def on_predict_epoch_start(self) -> None:
-        self._encode_all()
-
-    def on_predict_epoch_end(self) -> None:
-        self._forget_codes()
 
 
 # Items encoded at once when an evaluation pass encodes them all: their dense rows (with the global kernel)

@@ -37,6 +37,7 @@ from cf_lightning.data.rating_matrix import MAX_DENSE_CELLS
 from cf_lightning.data.user_rows import UserRowEntries, dense_user_rows
 from cf_lightning.metrics.ranking import UserItems
 from cf_lightning.models.base import CollabModel
+from cf_lightning.models.encoded_passes import EncodesOncePerPass
 from cf_lightning.models.registry import ModelConfig, model_config
 
 
@@ -95,7 +96,7 @@ def paper_init(module: nn.Module) -> None:
             nn.init.trunc_normal_(layer.bias, std=0.001, a=-0.002, b=0.002)
 
 
-class MultinomialAutoencoder(CollabModel):
+class MultinomialAutoencoder(EncodesOncePerPass, CollabModel):
     """What Mult-VAE and Mult-DAE share; a subclass writes ``code(inputs, sample)`` and ``objective``."""
 
     view = "user_rows"  # the DataModule serves batches of users' training rows (data/user_rows.py)
@@ -210,8 +211,6 @@ class MultinomialAutoencoder(CollabModel):
     # (users × latent, like a factor table): its batches of pairs then only decode the pairs' users, and the
     # last layer is read at the pairs' items alone (without this, each batch re-encodes and decodes whole
     # rows of the users it holds: many times an epoch's training work on the bigger sets).
-    _codes: torch.Tensor | None = None
-
     @torch.no_grad()
     def latent(self, users: torch.Tensor) -> torch.Tensor:
         """The code (Mult-VAE: the mean) of trained users' training rows, a bounded dense block at a time."""
@@ -236,29 +235,6 @@ class MultinomialAutoencoder(CollabModel):
 
     def _encode_all(self) -> None:
         self._codes = self.latent(torch.arange(self.hparams.n_users, device=self.history_indptr.device))
-
-    def _forget_codes(self) -> None:
-        self._codes = None
-
-    def on_validation_epoch_start(self) -> None:
-        self._encode_all()
-
-    def on_validation_epoch_end(self) -> None:
-        self._forget_codes()
-        super().on_validation_epoch_end()
-
-    def on_test_epoch_start(self) -> None:
-        self._encode_all()
-
-    def on_test_epoch_end(self) -> None:
-        self._forget_codes()
-        super().on_test_epoch_end()
-
-    def on_predict_epoch_start(self) -> None:
-        self._encode_all()
-
-    def on_predict_epoch_end(self) -> None:
-        self._forget_codes()
 
 
 class MultVAE(MultinomialAutoencoder):
