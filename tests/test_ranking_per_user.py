@@ -39,8 +39,9 @@ def test_the_per_user_file_holds_each_ranked_user_once_and_its_means_are_the_log
     assert len(frame) == metrics["test/ranked_users"] == frame["user"].n_unique()
     raw_users = {line.split("\t")[0] for line in (movielens_dir / "u.data").read_text().splitlines()}
     assert set(frame["user"].to_list()) <= raw_users  # the original ids, not vocabulary rows
-    expected_columns = {f"test/{name}@{k}" for k in KS for name in (*RANKING_METRICS, "arp", "novelty")}
-    assert set(frame.columns) == {"user"} | expected_columns  # no genres in this set: no ild column
+    # The synthetic u.item carries genres (data/synthetic.py), so intra-list diversity is a column too.
+    expected_columns = {f"test/{name}@{k}" for k in KS for name in (*RANKING_METRICS, "arp", "novelty", "ild")}
+    assert set(frame.columns) == {"user"} | expected_columns
     for name, mean in per_user_means(tmp_path).items():
         assert mean == pytest.approx(metrics[name], rel=1e-5, abs=1e-7), name
     for k in KS:
