@@ -3,6 +3,8 @@ refusals (a protocol on a data set it is not defined on)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,7 +14,7 @@ from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.data.strong_generalization import strong_generalization_rows
 from cf_lightning.data.synthetic import generate_movielens_fast
 from cf_lightning.errors import ConfigError
-from tests.helpers import make_cfg
+from tests.helpers import make_cfg, quick_overrides
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +89,14 @@ def test_strong_generalization_in_the_datamodule_is_the_protocols_rows(csv_set):
     assert fold_in is history and ranked.tolist() == relevant.users_with_items().tolist()
     test_users = set(dm.tensors.users[dm.test_idx].tolist())
     assert set(ranked.tolist()) == test_users and not test_users & set(dm.tensors.users[dm.train_idx].tolist())
+
+
+def test_a_strong_generalization_run_measures_popularity_lift_against_the_held_out_users_fold_in(csv_set, tmp_path):
+    """Held-out users have no training rows: their own profile (popularity lift's denominator) is their fold-in."""
+    from cf_lightning.train import train
+
+    overrides = quick_overrides(csv_set.parent, "data=ml20m", "protocol=strong_generalization", "model=ease")
+    metrics = train(make_cfg(*overrides, "protocol.held_out_users=0.1", "logger=none"), out_dir=tmp_path)
+    for k in (20, 50, 100):
+        assert math.isfinite(metrics[f"test/popularity_lift@{k}"]), k
+    assert metrics["test/ranked_users"] > 0

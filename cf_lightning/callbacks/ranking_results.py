@@ -24,7 +24,7 @@ PROFILE = "profile_popularity"  # each user's own training items' mean popularit
 
 def list_statistics(datamodule, n_users: int, n_items: int, ks: tuple[int, ...]) -> tuple[ListStatistics, torch.Tensor]:
     """The beyond-accuracy accumulator of a run (popularity = training interactions; genres where the data set
-    has them) and every user row's profile popularity."""
+    has them) and every user row's profile popularity (its training items', or a held-out user's fold-in items')."""
     train = datamodule.subset(datamodule.train_idx)
     item_counts = torch.bincount(train.items, minlength=n_items).double()
     n_train_users = int((torch.bincount(train.users, minlength=n_users) > 0).sum())
@@ -35,7 +35,10 @@ def list_statistics(datamodule, n_users: int, n_items: int, ks: tuple[int, ...])
         catalog=torch.arange(1, n_items),  # every item row but #na#
         genres=getattr(datamodule, "item_genres", None),  # None until the readers load genres (or none exist)
     )
-    return statistics, profile_popularity(train.users, train.items, item_counts, n_users)
+    # A held-out user (strong_generalization) has no training rows: its own profile is its fold-in items.
+    fold_in = getattr(datamodule, "test_fold_in_idx", None)
+    profile = train if fold_in is None else datamodule.subset(torch.cat([datamodule.train_idx, fold_in]))
+    return statistics, profile_popularity(profile.users, profile.items, item_counts, n_users)
 
 
 class TestResults:
