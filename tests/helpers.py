@@ -3,7 +3,9 @@ composed like the CLI, a command run in-process."""
 
 from __future__ import annotations
 
+import http.server
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,3 +71,30 @@ def quick_overrides(data_dir: Path, *extra: str) -> list[str]:
         "callbacks.progress_bar_refresh_rate=0",
         *extra,
     ]
+
+
+class ServedFile:
+    """An HTTP server on 127.0.0.1 serving ``payload`` at any path (``url`` names ``filename``), recording
+    every requested path in ``requests``; ``close()`` stops it."""
+
+    def __init__(self, payload: bytes, filename: str) -> None:
+        requests = self.requests = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                requests.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/{filename}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -5,12 +5,10 @@ error line with exit status 2."""
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import os
 import subprocess
 import sys
-import threading
 import zipfile
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from cf_lightning.callbacks.checkpoint_info import DATA_KEY
 from cf_lightning.inference.recommender import CheckpointError, Recommender
 from cf_lightning.interpret import main as interpret_main
 from cf_lightning.recommend import main as recommend_main
+from tests.helpers import ServedFile
 
 
 @pytest.fixture(scope="module")
@@ -37,32 +36,6 @@ def error_line(capsys) -> str:
     return capsys.readouterr().err.splitlines()[0]
 
 
-class RecordingServer:
-    """An HTTP server on 127.0.0.1 that serves one zip and records every request it gets."""
-
-    def __init__(self, payload: bytes) -> None:
-        requests = self.requests = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's name)
-                requests.append(self.path)
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/ml-100k.zip"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def server(trained):
     """Serves the planted data as a MovieLens-style zip (``ml-100k/u.data``, ``ml-100k/u.item``)."""
@@ -70,7 +43,7 @@ def server(trained):
     with zipfile.ZipFile(buffer, "w") as archive:
         for name in ("u.data", "u.item"):
             archive.write(trained.data_dir / name, f"ml-100k/{name}")
-    recording = RecordingServer(buffer.getvalue())
+    recording = ServedFile(buffer.getvalue(), "ml-100k.zip")
     recording.md5 = hashlib.md5(buffer.getvalue()).hexdigest()
     yield recording
     recording.close()
@@ -85,7 +58,7 @@ def edited_checkpoint(trained, tmp_path: Path, recorded_folder: str, **config) -
     return path
 
 
-def edited_cases(trained, tmp_path: Path, server: RecordingServer) -> dict[str, Path]:
+def edited_cases(trained, tmp_path: Path, server: ServedFile) -> dict[str, Path]:
     gone = str(tmp_path / "gone")
     watched = tmp_path / "watched"
     return {

@@ -6,12 +6,10 @@ options are one clear error, exit status 2."""
 from __future__ import annotations
 
 import errno
-import http.server
 import os
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 import pytest
@@ -26,7 +24,7 @@ from cf_lightning.inference.recommender import CheckpointError, Recommender
 from cf_lightning.models import DotProductBias
 from cf_lightning.models.base import VOCAB_KEY
 from cf_lightning.train import train
-from tests.helpers import FAST, make_cfg, quick_overrides, run_command
+from tests.helpers import FAST, ServedFile, make_cfg, quick_overrides, run_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,36 +66,13 @@ def tampered(trained, folder: Path) -> tuple[Path, Path]:
     return save(checkpoint, folder / "tampered.ckpt"), marker
 
 
-class ServeOneFile:
-    """An HTTP server on 127.0.0.1 serving ``payload`` at any path."""
-
-    def __init__(self, payload: bytes) -> None:
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's name)
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/model.ckpt"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 # --- item 1: the README's load_from_checkpoint runs no pickled code ------------------------------------------
 
 
 def test_item1_load_from_checkpoint_refuses_a_url_and_runs_no_code(trained, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # where torch.hub would keep a download
     path, marker = tampered(trained, tmp_path)
-    server = ServeOneFile(path.read_bytes())
+    server = ServedFile(path.read_bytes(), "model.ckpt")
     try:
         with pytest.raises(CheckpointError, match="a URL; .*Download it yourself and pass the local path"):
             DotProductBias.load_from_checkpoint(server.url)
