@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -147,8 +149,27 @@ def run_cli(args: list[str], cwd: Path, rows_dir: Path | None = None) -> subproc
         env |= {"PYTHONPATH": f"{probe}{os.pathsep}{REPO}", "ROWS_DIR": str(rows_dir)}
     command = [sys.executable, "-m", "cf_lightning.train", *args]
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=DDP_TIMEOUT_S)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    if result.returncode != 0 and GLOO_PEER_LOST in result.stderr:
+        # Once in about a thousand runs on a loaded CI machine, gloo's loopback connection to rank 1 drops
+        # mid-step (rank 0 reads "Connection reset by peer"; pytorch's own gloo tests flake the same way).
+        # One fresh attempt, in a clean folder; the lost attempt's every traceback is kept as a warning, and
+        # a second failure, or any other failure, fails the test with all of them.
+        warnings.warn(f"DDP run lost a gloo peer; retried once. First attempt:\n{tracebacks(result)}", stacklevel=2)
+        for run_dir in (arg.partition("=")[2] for arg in args if arg.startswith("hydra.run.dir=")):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=DDP_TIMEOUT_S)
+    assert result.returncode == 0, tracebacks(result)
     return result
+
+
+GLOO_PEER_LOST = "Connection reset by peer"
+
+
+def tracebacks(result: subprocess.CompletedProcess) -> str:
+    """Every rank's traceback in a failed run's stderr (both ranks write there), else its tail: the error of
+    the rank that died first is not the last one printed."""
+    found = [f"Traceback{block}" for block in result.stderr.split("Traceback")[1:]]
+    return "\n".join(block[-2500:] for block in found) if found else result.stdout[-3000:] + result.stderr[-3000:]
 
 
 # 2,399 ratings: 479 validation rows, an odd number, so the ranks validate on unequal halves (240 and 239)
