@@ -64,6 +64,8 @@ MODELS: dict[str, list[str]] = {
     "ials": ["model=ials", "SHAPE_BATCH"],  # one sweep an epoch
     "ease": ["model=ease", "SHAPE_BATCH"],
     "bayesian_mf": ["model=bayesian_mf", "model.sweeps_per_epoch=1", "model.burn_in=0", FITTED_BATCH],
+    "mult_vae": ["model=mult_vae", "data.batch_size=500"],  # users per step: the paper's 500
+    "mult_dae": ["model=mult_dae", "data.batch_size=500"],
     "autorec": ["model=autorec"],
     "kernel_ae": ["model=kernel_ae"],
     "blend": [  # its members train first, inside the same run (their time is in the whole run, not the epoch)

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from cf_lightning.callbacks.checkpoint_info import DATA_KEY, MODEL_NAME_KEY
 from cf_lightning.data.datamodule import CollabDataModule
 from cf_lightning.errors import CFLightningError
-from cf_lightning.inference.fold_in import FoldInError
+from cf_lightning.inference.fold_in import FoldInError, folds_in_from_history
 from cf_lightning.inference.recommender import CheckpointError, Recommender, UnknownIdWarning
 from cf_lightning.models import MODELS, DotProductBias, build_model
 from cf_lightning.models.base import VOCAB_KEY, CollabModel
@@ -186,7 +186,8 @@ def test_every_registered_architecture_loads_predicts_and_recommends(name, small
     ratings = rec.ratings()
     top = rec.recommend(1, k=5)
     assert len(top) == 5 and not set(top["title"]) & set(ratings.loc[ratings["user"] == 1, "title"])
-    if rec.model.uses_users and not rec.model.user_tables:  # e.g. a Gibbs sampler's buffers: no gradient fit
+    # e.g. a Gibbs sampler's buffers: no gradient fit, and no fold_in_scores to score a user from its items
+    if rec.model.uses_users and not rec.model.user_tables and not folds_in_from_history(rec.model):
         with pytest.raises(FoldInError, match="cannot be folded in"):
             rec.recommend_new_user({titles[0]: 5, titles[1]: 1}, k=5, steps=20)
         return
@@ -250,3 +251,27 @@ def test_a_model_that_ranks_by_something_else_ranks_the_list_by_it(small_data):
     ]
     assert counts.iloc[0] == max(unrated_counts)
     np.testing.assert_allclose(top["predicted"], rec.predict([1] * 8, list(top["title"])), rtol=1e-6)
+
+
+def test_a_new_user_of_a_top_n_model_is_scored_from_its_items_as_a_training_user_with_those_items(tmp_path):
+    """EASE scores a user by X_u B alone: a new user given a training user's items gets that user's scores,
+    its list is their top k outside those items, and the ratings' values do not matter (who rated what)."""
+    from cf_lightning.train import train
+
+    data = small_set(tmp_path / "ml-small")
+    overrides = [f"data.root={data}", "model=ease", "epochs=1", "logger=none", "callbacks.progress_bar_refresh_rate=0"]
+    train(make_cfg(*overrides), out_dir=tmp_path / "run")
+    rec = Recommender.from_checkpoint(next((tmp_path / "run" / "checkpoints").glob("*.ckpt")))
+    model, user = rec.model, 7
+    rows = model.history_columns[model.history_indptr[user] : model.history_indptr[user + 1]]
+    items = model.kept_items[rows]
+    titles = rec.item_labels(items.numpy())
+    expected = model.user_ranking_scores(torch.tensor([user]))[0].float()
+    expected[0] = expected[items] = -torch.inf
+    best = torch.sort(expected, descending=True, stable=True).indices[:5]
+
+    loved = rec.recommend_new_user({title: 5 for title in titles}, k=5)
+    assert loved["title"].tolist() == rec.item_labels(best.numpy())
+    np.testing.assert_allclose(loved[model.ranked_by], expected[best].numpy(), rtol=1e-5)
+    hated = rec.recommend_new_user({title: 1 for title in titles}, k=5)
+    assert hated["title"].tolist() == loved["title"].tolist()

@@ -41,6 +41,14 @@ def check_ratings(ratings: Mapping, rating_range: tuple[float, float] | None) ->
         )
 
 
+def folds_in_from_history(model: CollabModel) -> bool:
+    """Whether a new user is scored from its items by the model's own ``fold_in_scores`` (EASE, iALS,
+    Mult-VAE/DAE: a user is its row of items, or a solve against frozen item factors) rather than by fitting
+    user tables: a top-N model without user tables that overrides it."""
+    own = type(model).fold_in_scores is not CollabModel.fold_in_scores
+    return own and model.uses_users and not model.user_tables and not model.predicts_ratings
+
+
 def fold_in(
     model: CollabModel,
     item_rows: torch.Tensor,

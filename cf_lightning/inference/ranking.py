@@ -16,6 +16,7 @@ from torch import nn
 from torch.func import functional_call
 
 from cf_lightning.errors import CFLightningError
+from cf_lightning.metrics.ranking import UserItems
 from cf_lightning.models.base import CollabModel
 
 
@@ -62,6 +63,18 @@ def score_items(model: CollabModel, user_row: int, n_items: int, params: dict | 
     predicted = model.evaluate(predict, users, items)
     ranking = model.evaluate(rank, users, items) if _ranks_by_other(model) else predicted
     return ItemScores(ranking.float().cpu(), predicted.float().cpu())
+
+
+@torch.no_grad()
+def score_items_from_history(model: CollabModel, item_rows: np.ndarray) -> ItemScores:
+    """Ranking scores of every item row for a new user known only by the items of ``item_rows``, from the
+    model's own ``fold_in_scores`` (as a held-out user is ranked under protocol=strong_generalization);
+    ``#na#`` (row 0: unknown titles) is no item of the history."""
+    rows = torch.unique(torch.from_numpy(np.asarray(item_rows, dtype=np.int64)))
+    rows = rows[rows != 0]
+    history = UserItems(torch.tensor([0, len(rows)]), rows)
+    scores = model.fold_in_scores(history, torch.zeros(1, dtype=torch.long))[0].float().cpu()
+    return ItemScores(scores, scores)  # a top-N model predicts no rating: its score is all there is
 
 
 def check_k(k: int) -> None:

@@ -27,7 +27,7 @@ import torch
 from cf_lightning.data import ids
 from cf_lightning.data.ids import UnknownIdWarning
 from cf_lightning.data.vocab import CollabVocab
-from cf_lightning.inference.fold_in import check_ratings, fold_in
+from cf_lightning.inference.fold_in import check_ratings, fold_in, folds_in_from_history
 from cf_lightning.inference.loading import (
     CheckpointError,
     load_checkpoint,
@@ -36,7 +36,7 @@ from cf_lightning.inference.loading import (
     reading_options,
     recorded_rating_range,
 )
-from cf_lightning.inference.ranking import check_k, ranked_frame, score_items, top_k
+from cf_lightning.inference.ranking import check_k, ranked_frame, score_items, score_items_from_history, top_k
 from cf_lightning.model_io.keys import item_counts
 from cf_lightning.models.base import CollabModel
 
@@ -129,10 +129,16 @@ class Recommender:
         return self._ranked(score_items(self.model, row, len(self.vocab.items)), rated, k)
 
     def recommend_new_user(self, ratings: Mapping[Hashable, float], k: int = 10, **fold_in_options) -> pd.DataFrame:
-        """Top ``k`` unrated items for a user known only by ``ratings`` ({item: rating}), via ``fold_in``."""
+        """Top ``k`` unrated items for a user known only by ``ratings`` ({item: rating}): via ``fold_in``, or,
+        for a top-N model that scores a user from its items (``folds_in_from_history``), from the rated items
+        themselves; such a model was trained on who rated what, so every rating counts as an interaction,
+        whatever its value."""
         check_k(k)  # before the fold-in's work
-        params = self.fold_in(ratings, **fold_in_options)
         rated = self.item_rows(list(ratings))
+        if folds_in_from_history(self.model):
+            check_ratings(ratings, self.rating_range)
+            return self._ranked(score_items_from_history(self.model, rated), rated, k)
+        params = self.fold_in(ratings, **fold_in_options)
         return self._ranked(score_items(self.model, 0, len(self.vocab.items), params), rated, k)
 
     def fold_in(self, ratings: Mapping[Hashable, float], **options) -> dict[str, torch.Tensor]:
