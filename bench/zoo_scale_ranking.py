@@ -72,7 +72,8 @@ def main() -> None:
 
     variants = {"branch": branch}
     if args.baseline is not None:
-        variants["baseline"] = _baseline(args.baseline, score, known, relevant, n_items)
+        # The block scorer as main's model_scorer used it (every score squashed), for main's ranking_metrics.
+        variants["baseline"] = _baseline(args.baseline, model.user_ranking_scores, known, relevant, n_items)
     if args.per_user:
         item_counts = torch.bincount(items[~held], minlength=n_items).double()
         profile = profile_popularity(users[~held], items[~held], item_counts, n_users)

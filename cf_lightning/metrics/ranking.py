@@ -29,7 +29,9 @@ Definitions with examples: docs/metrics.md.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -132,10 +134,8 @@ def rank_users(
     excluded_column = torch.zeros(n_items, dtype=torch.bool)
     excluded_column[list(exclude_columns)] = True
     excluded_columns = torch.tensor(exclude_columns, dtype=torch.long)
-    for start in range(0, len(users), per_batch):
-        batch = users[start : start + per_batch]
-        if progress is not None:
-            progress(len(batch))
+
+    def rank_block(batch: torch.Tensor) -> RankedBlock | None:
         # The block's pairs as keys row * n_items + item: no dense users x items mask is built.
         known_rows, known_items = known.pairs(batch)
         known_keys = known_rows * n_items + known_items
@@ -149,7 +149,7 @@ def rank_users(
         n_relevant = torch.bincount(relevant_rows, minlength=len(batch))
         keep = n_relevant > 0
         if not keep.any():
-            continue
+            return None
         if not keep.all():  # the users left out here have no relevant candidate, so no relevant key either
             row_of = keep.cumsum(0) - 1  # a kept user's row in the kept block
             known_keys = (row_of[known_rows] * n_items + known_items)[keep[known_rows]]
@@ -157,7 +157,7 @@ def rank_users(
             batch, n_relevant = batch[keep], n_relevant[keep]
         # Scored, masked and cut to the top k where the model is (a GPU's scores never travel whole); masked in
         # place, pair by pair: a pass over the block's scores costs as much as the model's product.
-        raw_block = raw_scores(batch) if raw_scores is not None else None  # ranked on raw scores: ranking_raw.py
+        raw_block = raw_scores(batch) if raw_scores is not None else None
         scores = raw_block.raw if raw_block is not None else _writable(score(batch))
         device_keys = known_keys.to(scores.device)
         scores[device_keys // n_items, device_keys % n_items] = -math.inf
@@ -165,7 +165,40 @@ def rank_users(
         columns, valid = top_k(scores, k) if raw_block is None else top_k_raw(raw_block, k)
         columns, valid = columns.cpu(), valid.cpu()
         slots = torch.arange(len(batch)).unsqueeze(1) * n_items + columns
-        yield RankedBlock(batch, columns, valid, torch.isin(slots, relevant_keys) & valid, n_relevant)
+        return RankedBlock(batch, columns, valid, torch.isin(slots, relevant_keys) & valid, n_relevant)
+
+    batches = [users[start : start + per_batch] for start in range(0, len(users), per_batch)]
+    workers = torch.get_num_threads() if getattr(score, "device", None) == torch.device("cpu") else 1
+    ranked = _single_threaded_blocks(rank_block, batches, workers) if workers > 1 else map(rank_block, batches)
+    for batch, block in zip(batches, ranked, strict=True):
+        if progress is not None:
+            progress(len(batch))
+        if block is not None:
+            yield block
+
+
+def _single_threaded_blocks(rank_block, batches: list[torch.Tensor], workers: int) -> Iterator[RankedBlock | None]:
+    """``rank_block`` of each batch, in order, shared among ``workers`` Python threads running torch single-threaded.
+
+    Blocks in parallel rather than each op split between torch's threads: with two threads every op of a block
+    waits for both, and beside any other busy process on a 2-core machine they spun for most of their time
+    (measured at the 25M shape: 7.8 CPU-seconds for 5,000 users on 2 torch threads, 1.3 on one; docs/benchmarks.md,
+    "Ranking every user"). A few blocks ahead at most, so memory stays a few blocks' scores.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # threads started from here run torch single-threaded
+    pool = ThreadPoolExecutor(workers)
+    try:
+        ahead = deque(pool.submit(rank_block, batch) for batch in batches[: 2 * workers])
+        for batch in batches[2 * workers :]:
+            done = ahead.popleft().result()
+            ahead.append(pool.submit(rank_block, batch))
+            yield done
+        while ahead:
+            yield ahead.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(threads)
 
 
 def _writable(scores: torch.Tensor) -> torch.Tensor:

@@ -100,6 +100,10 @@ class RawProductScorer:
         self.fixed_users = fixed_users
         self.fixed_columns = torch.nonzero(fixed_items).flatten()
 
+    @property
+    def device(self) -> torch.device:
+        return self.users_table.device
+
     def raw(self, users: torch.Tensor) -> RawBlock:
         users = users.to(self.users_table.device)
         raw = self.users_table[users] @ self.items_by_column
