@@ -182,8 +182,9 @@ def _single_threaded_blocks(rank_block, batches: list[torch.Tensor], workers: in
 
     Blocks in parallel rather than each op split between torch's threads: with two threads every op of a block
     waits for both, and beside any other busy process on a 2-core machine they spun for most of their time
-    (measured at the 25M shape: 7.8 CPU-seconds for 5,000 users on 2 torch threads, 1.3 on one; docs/benchmarks.md,
-    "Ranking every user"). A few blocks ahead at most, so memory stays a few blocks' scores.
+    (measured on 25M-shaped blocks beside another 2-thread process: 3.6-4.5 CPU-seconds for 5,000 users on 2 torch
+    threads, 1.4-1.8 on one; docs/benchmarks.md, "Ranking every user"). A few blocks ahead at most, so memory stays
+    a few blocks' scores.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # threads started from here run torch single-threaded
