@@ -1,6 +1,6 @@
 """Ranking metrics over every user of a generated set, as the ranking evaluation computes them.
 
-    flock /tmp/bigmem.lock python -m bench.zoo_scale_ranking --shape 25m [--rounds 2] [--per-user]
+    flock /tmp/cpu.lock python -m bench.zoo_scale_ranking --shape 25m [--rounds 2] [--per-user]
         [--baseline /tmp/main_ranking.py]     # git show main:cf_lightning/metrics/ranking.py > /tmp/main_ranking.py
 
 A random 10% of the pairs is held out (relevant: rating >= 4), the other 90% are the known items;
@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from bench.generated_sets import SHAPES, generated_set
+from bench.generated_sets import SHAPES, generated_set, peak_rss_gib
 from cf_lightning.callbacks.ranking_results import TestResults
 from cf_lightning.metrics.beyond_accuracy import ListStatistics, profile_popularity
 from cf_lightning.metrics.ranking import (
@@ -72,7 +72,8 @@ def main() -> None:
 
     variants = {"branch": branch}
     if args.baseline is not None:
-        variants["baseline"] = _baseline(args.baseline, score, known, relevant, n_items)
+        # The block scorer as main's model_scorer used it (every score squashed), for main's ranking_metrics.
+        variants["baseline"] = _baseline(args.baseline, model.user_ranking_scores, known, relevant, n_items)
     if args.per_user:
         item_counts = torch.bincount(items[~held], minlength=n_items).double()
         profile = profile_popularity(users[~held], items[~held], item_counts, n_users)
@@ -112,6 +113,7 @@ def main() -> None:
             f"{name}: median {sorted(seconds)[len(seconds) // 2]:.1f} s of {[round(s, 1) for s in seconds]}; "
             f"CPU (both threads; steadier than wall time on a shared machine) {[round(s, 1) for s in cpu[name]]}"
         )
+    print(f"peak RSS of the whole process (reading and splitting included): {peak_rss_gib():.2f} GiB")
 
 
 def _baseline(path: Path, score, known: UserItems, relevant: UserItems, n_items: int):

@@ -29,10 +29,15 @@ Definitions with examples: docs/metrics.md.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
+
+from cf_lightning.metrics.ranking_raw import top_k_raw
+from cf_lightning.metrics.ranking_top_k import top_k
 
 # Every metric is logged at every K as {stage}/{name}@{K} (owners' interface 2; protocol configs name them).
 RANKING_METRICS = ("ndcg", "recall", "nrecall", "precision", "hitrate", "mrr", "map")
@@ -95,39 +100,6 @@ class UserItems:
         return mask
 
 
-def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``k`` best columns of each row, best first, ties going to the lower column.
-
-    Returns ``(columns, valid)``: ``valid`` is False where the score is ``-inf`` (an excluded item
-    that only filled a slot because the row had fewer than ``k`` candidates).
-    """
-    k = min(k, scores.shape[1])
-    # One more than k tells where equal scores straddle the k-th place (the (k+1)-th equals the k-th): torch.topk
-    # picks among them arbitrarily, so only those rows need choosing the lowest columns among the ties. (A pass
-    # counting the scores >= the k-th of every row cost more than the top-k itself.)
-    values, columns = scores.topk(min(k + 1, scores.shape[1]), dim=1)
-    straddling = torch.nonzero(values[:, k] == values[:, k - 1]).flatten() if values.shape[1] > k else None
-    columns = columns[:, :k]
-    if straddling is not None and len(straddling):
-        columns[straddling] = _lowest_columns_among_ties(scores[straddling], values[straddling, k - 1 : k], k)
-    columns = columns.sort(dim=1).values  # ascending columns, so the stable sort below keeps them on ties
-    chosen_scores = scores.gather(1, columns)
-    order = torch.sort(chosen_scores, dim=1, descending=True, stable=True).indices
-    columns, chosen_scores = columns.gather(1, order), chosen_scores.gather(1, order)
-    return columns, chosen_scores > -math.inf
-
-
-def _lowest_columns_among_ties(scores: torch.Tensor, kth: torch.Tensor, k: int) -> torch.Tensor:
-    """Each row's ``k`` best columns by (score descending, column ascending), from its scores ``>= kth`` only."""
-    rows, columns = torch.nonzero(scores >= kth, as_tuple=True)  # by row, columns ascending within a row
-    order = torch.sort(scores[rows, columns], descending=True, stable=True).indices
-    order = order[torch.sort(rows[order], stable=True).indices]  # by row, then score descending, then column
-    rows, columns = rows[order], columns[order]
-    counts = torch.bincount(rows, minlength=len(scores))
-    rank = torch.arange(len(rows), device=rows.device) - (counts.cumsum(0) - counts)[rows]
-    return columns[rank < k].view(len(scores), k)
-
-
 @dataclass(frozen=True)
 class RankedBlock:
     """One block of ranked users: each user's top-max(K) items, best first, and which of them are hits."""
@@ -154,16 +126,16 @@ def rank_users(
     """The top-``k`` of each user with a relevant candidate, a block of ``batch_pairs // n_items`` users at a time.
 
     The scores are masked in place: ``score(user_rows)`` returns a tensor of its own, or a view (an expanded
-    row, a slice) or a parameter, which are copied first; never a buffer it keeps and returns whole.
+    row, a slice) or a parameter, which are copied first; never a buffer it keeps and returns whole. A
+    scorer with a ``raw(user_rows)`` method (``ranking_raw.RawProductScorer``) is ranked on its raw scores.
     """
     per_batch = max(1, batch_pairs // n_items)
+    raw_scores = getattr(score, "raw", None)  # a RawProductScorer (ranking_raw.py): same ranks, fewer passes
     excluded_column = torch.zeros(n_items, dtype=torch.bool)
     excluded_column[list(exclude_columns)] = True
     excluded_columns = torch.tensor(exclude_columns, dtype=torch.long)
-    for start in range(0, len(users), per_batch):
-        batch = users[start : start + per_batch]
-        if progress is not None:
-            progress(len(batch))
+
+    def rank_block(batch: torch.Tensor) -> RankedBlock | None:
         # The block's pairs as keys row * n_items + item: no dense users x items mask is built.
         known_rows, known_items = known.pairs(batch)
         known_keys = known_rows * n_items + known_items
@@ -177,7 +149,7 @@ def rank_users(
         n_relevant = torch.bincount(relevant_rows, minlength=len(batch))
         keep = n_relevant > 0
         if not keep.any():
-            continue
+            return None
         if not keep.all():  # the users left out here have no relevant candidate, so no relevant key either
             row_of = keep.cumsum(0) - 1  # a kept user's row in the kept block
             known_keys = (row_of[known_rows] * n_items + known_items)[keep[known_rows]]
@@ -185,14 +157,49 @@ def rank_users(
             batch, n_relevant = batch[keep], n_relevant[keep]
         # Scored, masked and cut to the top k where the model is (a GPU's scores never travel whole); masked in
         # place, pair by pair: a pass over the block's scores costs as much as the model's product.
-        scores = _writable(score(batch))
+        raw_block = raw_scores(batch) if raw_scores is not None else None
+        scores = raw_block.raw if raw_block is not None else _writable(score(batch))
         device_keys = known_keys.to(scores.device)
         scores[device_keys // n_items, device_keys % n_items] = -math.inf
         scores[:, excluded_columns.to(scores.device)] = -math.inf
-        columns, valid = top_k(scores, k)
+        columns, valid = top_k(scores, k) if raw_block is None else top_k_raw(raw_block, k)
         columns, valid = columns.cpu(), valid.cpu()
         slots = torch.arange(len(batch)).unsqueeze(1) * n_items + columns
-        yield RankedBlock(batch, columns, valid, torch.isin(slots, relevant_keys) & valid, n_relevant)
+        return RankedBlock(batch, columns, valid, torch.isin(slots, relevant_keys) & valid, n_relevant)
+
+    batches = [users[start : start + per_batch] for start in range(0, len(users), per_batch)]
+    workers = torch.get_num_threads() if getattr(score, "device", None) == torch.device("cpu") else 1
+    ranked = _single_threaded_blocks(rank_block, batches, workers) if workers > 1 else map(rank_block, batches)
+    for batch, block in zip(batches, ranked, strict=True):
+        if progress is not None:
+            progress(len(batch))
+        if block is not None:
+            yield block
+
+
+def _single_threaded_blocks(rank_block, batches: list[torch.Tensor], workers: int) -> Iterator[RankedBlock | None]:
+    """``rank_block`` of each batch, in order, shared among ``workers`` Python threads running torch single-threaded.
+
+    Blocks in parallel rather than each op split between torch's threads: with two threads every op of a block
+    waits for both, and beside any other busy process on a 2-core machine they spun for most of their time
+    (measured on 25M-shaped blocks beside another 2-thread process: 3.6-4.5 CPU-seconds for 5,000 users on 2 torch
+    threads, 1.4-1.8 on one; docs/benchmarks.md, "Ranking every user"). A few blocks ahead at most, so memory stays
+    a few blocks' scores.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # threads started from here run torch single-threaded
+    pool = ThreadPoolExecutor(workers)
+    try:
+        ahead = deque(pool.submit(rank_block, batch) for batch in batches[: 2 * workers])
+        for batch in batches[2 * workers :]:
+            done = ahead.popleft().result()
+            ahead.append(pool.submit(rank_block, batch))
+            yield done
+        while ahead:
+            yield ahead.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(threads)
 
 
 def _writable(scores: torch.Tensor) -> torch.Tensor:
@@ -299,6 +306,9 @@ def model_scorer(model, n_items: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """``score(user_rows) -> (B, n_items)`` of a model's ranking scores: its own block scorer where it has
     one (``user_ranking_scores``: a matrix product, or EASE's bags of weights), else every pair scored."""
     block = getattr(model, "user_ranking_scores", None)
+    raw_scorer = getattr(model, "raw_ranking_scorer", None)  # the same scores, ranked on raw ones (ranking_raw.py)
+    if raw_scorer is not None:
+        return raw_scorer()
     if block is not None:
         return lambda users: block(users.to(model.device))
     return score_all_items(model.ranking_scores, n_items, model.device)

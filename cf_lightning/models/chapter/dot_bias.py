@@ -10,6 +10,7 @@ import torch
 from omegaconf import MISSING
 
 from cf_lightning.constraints import LowHigh, PositiveInt
+from cf_lightning.metrics.ranking_raw import RawProductScorer, squash_like_a_block
 from cf_lightning.models.base import CollabModel
 from cf_lightning.models.cold_start import ColdStartFallback
 from cf_lightning.models.factor_fold_in import FactorFoldIn
@@ -83,6 +84,24 @@ class DotProductBias(FactorFoldIn, CollabModel):  # held-out users: models/facto
         prediction[rows] = self.cold_start(users[rows, None], items[None, :], prediction[rows])
         prediction[:, columns] = self.cold_start(users[:, None], items[None, columns], prediction[:, columns])
         return prediction
+
+    def raw_ranking_scorer(self) -> RawProductScorer:
+        """``user_ranking_scores`` for a whole evaluation, ranked on the raw scores (metrics/ranking_raw.py):
+        the biases folded into the factor tables (one product), squashed and fallen back only where it counts."""
+        ones_users = torch.ones_like(self.user_bias.weight)
+        ones_items = torch.ones_like(self.item_bias.weight)
+        users_table = torch.cat([self.user_factors.weight, self.user_bias.weight, ones_users], dim=1)
+        items_table = torch.cat([self.item_factors.weight, ones_items, self.item_bias.weight], dim=1)
+        fall_back = self.predicts_ratings and not self.training
+        squash = self.y_range if self.predicts_ratings else None
+
+        def finish(users, items, raw):
+            prediction = raw if squash is None else squash_like_a_block(raw, *squash)
+            return self.cold_start(users, items, prediction) if fall_back else prediction
+
+        fixed_users = ~self.cold_start.seen_users if fall_back else torch.zeros_like(self.cold_start.seen_users)
+        fixed_items = ~self.cold_start.seen_items if fall_back else torch.zeros_like(self.cold_start.seen_items)
+        return RawProductScorer(users_table, items_table, finish, fixed_users, fixed_items)
 
     def item_factor_weights(self):
         return self.item_factors.weight
