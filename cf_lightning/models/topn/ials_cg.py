@@ -25,6 +25,11 @@ from cf_lightning.metrics.ranking import UserItems
 # Measured at the 10M shape, one thread: the item side's CG solve took 5.3 s in one tile, 1.2 s with
 # 1 MiB tiles, 0.9 s with 256 KiB tiles; 64 KiB tiles were slower again (per-tile overhead, 2 threads).
 TILE_FLOATS = 1 << 16
+# A tile's products visit every row of the range (its CSR's row pointers) whether it has pairs there or
+# not: tiles are widened until they hold at least this many pairs a row on average. At the 25M shape
+# (2 threads, load 3) 1 gave 159 and 58 tiles and CG solves of 3.8 s (items) and 4.1 s (users); 8 gives
+# 52 and 19 tiles, 3.1 s and 3.3 s; 16 was no faster. The 10M shape's tiles are the same with 1 or 8.
+PAIRS_PER_ROW_AND_TILE = 8
 
 
 @dataclass(frozen=True)
@@ -46,21 +51,26 @@ class TiledPattern:
     @classmethod
     def plan(cls, rows: UserItems, n_fixed: int, tile_width: int) -> TiledPattern:
         """``rows``' pairs cut into tiles of ``tile_width`` partners. Tiles are widened where needed so
-        that their row pointers (tiles × rows) never outnumber the pairs: a set with many more rows
-        than pairs per row (2,000,000 users, a few thousand ratings) gets one tile, never a table of
-        rows × tiles."""
+        that their row pointers (tiles × rows) are never more than an eighth of the pairs
+        (``PAIRS_PER_ROW_AND_TILE``): a set with many more rows than pairs per row (2,000,000 users, a
+        few thousand ratings) gets one tile, never a table of rows × tiles."""
         n_rows, n_pairs = len(rows.indptr) - 1, len(rows.items)
-        most_tiles = max(1, n_pairs // max(n_rows, 1))
+        most_tiles = max(1, n_pairs // (max(n_rows, 1) * PAIRS_PER_ROW_AND_TILE))
         n_tiles = max(1, min(math.ceil(n_fixed / max(tile_width, 1)), most_tiles))
         tile_width = max(1, math.ceil(n_fixed / n_tiles))
         device = rows.items.device
-        tile_of = rows.items // tile_width
-        row_of = torch.repeat_interleave(torch.arange(n_rows, device=device), rows.indptr.diff())
-        # Pairs are row by row already: a stable sort by tile keeps them so within each tile.
-        order = torch.argsort(tile_of, stable=True)
-        columns = (rows.items[order] - tile_of[order] * tile_width).int()
+        # Each pair's (tile, row), as one key, built in place: at the 25M shape each nnz-long int64 array
+        # is 200 MB, and the planning's peak is a few of them.
+        key = torch.div(rows.items, tile_width, rounding_mode="floor")
+        key *= n_rows
+        key += torch.repeat_interleave(torch.arange(n_rows, device=device), rows.indptr.diff())
+        per_row = torch.bincount(key, minlength=n_tiles * n_rows).view(n_tiles, n_rows)
+        # Pairs are row by row already: a stable sort keeps each row's partners in their order in its tile.
+        order = torch.argsort(key, stable=True)
+        del key
+        columns = rows.items.index_select(0, order)
         del order
-        per_row = torch.bincount(tile_of * n_rows + row_of, minlength=n_tiles * n_rows).view(n_tiles, n_rows)
+        columns = columns.remainder_(tile_width).int()  # the partner's index within its tile
         row_starts = torch.zeros(n_tiles, n_rows + 1, dtype=torch.int32, device=device)
         row_starts[:, 1:] = per_row.cumsum(1)
         tile_starts = (0, *per_row.sum(1).cumsum(0).tolist())
