@@ -16,9 +16,8 @@ round: one epoch is one sweep (users, then items), no gradient steps. Initial it
 from __future__ import annotations
 
 import math
-import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import torch
@@ -29,6 +28,7 @@ from cf_lightning.metrics.ranking import UserItems
 from cf_lightning.models.fitted import FittedModel
 from cf_lightning.models.registry import ModelConfig, model_config
 from cf_lightning.models.topn.ease import implicit_fit_loss
+from cf_lightning.models.topn.ials_cg import TILE_FLOATS, TiledPattern, conjugate_gradient, equal_pair_cuts
 
 
 @model_config("ials", model="ImplicitALS")
@@ -51,16 +51,6 @@ SOLVERS = ("exact", "cg")
 PADDING_ALLOWED = 1.25  # a block's widest row, as a multiple of its narrowest's partner count
 
 
-def pair_pattern(rows: UserItems, n_columns: int) -> torch.Tensor:
-    """The rated pairs of ``rows`` as a CSR matrix of ones (int32 indices: faster products here)."""
-    ones = torch.ones(len(rows.items))
-    with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state": once per process, noise
-        warnings.filterwarnings("ignore", "Sparse CSR tensor support")
-        return torch.sparse_csr_tensor(
-            rows.indptr.int(), rows.items.int(), ones, (len(rows.indptr) - 1, n_columns), check_invariants=False
-        )
-
-
 @dataclass(frozen=True)
 class RowBlocks:
     """The rows of one side (users, or items) with what both solvers need, computed once per data set.
@@ -71,11 +61,8 @@ class RowBlocks:
       ``block_partners`` each block's padded partner indices (int32; the padding is ``n_fixed``, the
       index of an appended zero row). Rows without partners are left out (their solution is 0:
       nothing pulls them away from the regulariser).
-    - CG: ``pattern``, the rated pairs as a CSR matrix (rows × partners), so a CG step is one sampled
-      product and one sparse × dense product over the pairs (nnz·d). ``transposed``/``to_own_order``
-      (optional) hold the same pairs the other way round and the permutation from their order to
-      ``pattern``'s: the sampled product then streams the large fixed side and reads the small one at
-      random (2.3× faster on the item side at the 10M shape).
+    - CG: the rated pairs cut into cache-sized tiles of partners (``cg_tiles``, ``ials_cg``), planned
+      on the first CG solve (the exact solver never needs them) and kept.
     """
 
     rows: UserItems
@@ -84,10 +71,7 @@ class RowBlocks:
     order: torch.Tensor  # rows with partners, by ascending partner count
     blocks: tuple[tuple[int, int], ...]
     block_partners: tuple[torch.Tensor, ...]
-    pattern: torch.Tensor
-    transposed: torch.Tensor | None = None
-    to_own_order: torch.Tensor | None = None
-    _parts: dict = field(default_factory=dict, compare=False, repr=False)  # row_parts' cache
+    _tiles: dict = field(default_factory=dict, compare=False, repr=False)  # cg_tiles' cache, by tile width
 
     @classmethod
     def plan(
@@ -114,30 +98,10 @@ class RowBlocks:
             blocks.append((start, stop))
             start = stop
         partners = tuple(padded_partners(rows, order[a:b], n_fixed).int() for a, b in blocks)
-        return cls(rows, n_fixed, budget, order, tuple(blocks), partners, pair_pattern(rows, n_fixed))
-
-    def with_transposed(self, other: RowBlocks) -> RowBlocks:
-        """This side, told the other side's pattern (the same pairs): see the class's docstring."""
-        n_partners = len(other.rows.indptr) - 1
-        # The other side's pairs (p, r) numbered by this side's order (r, then p), in place: few
-        # nnz-long arrays at once (at the 10M shape each is 80 MB).
-        keys = other.rows.items * n_partners
-        keys += torch.repeat_interleave(torch.arange(n_partners), other.rows.indptr[1:] - other.rows.indptr[:-1])
-        to_own = torch.argsort(keys, stable=True)  # other's positions, in (r, p) order
-        del keys
-        items, starts = self.rows.items, self.rows.indptr[1:-1]
-        ascending = items[1:] >= items[:-1]
-        ascending[starts[(starts > 0) & (starts < len(items))] - 1] = True  # a new row may start lower
-        if not bool(ascending.all()):  # this side's partners are not in (r, p) order: follow its own order
-            own_rows = torch.repeat_interleave(torch.arange(len(self.rows.indptr) - 1), self.rows.indptr.diff())
-            in_order = torch.empty_like(to_own)
-            in_order[torch.argsort(own_rows * n_partners + items, stable=True)] = to_own
-            to_own = in_order
-        to_own = to_own.int()  # index_select takes int32: half the memory
-        return replace(self, transposed=other.pattern, to_own_order=to_own)
+        return cls(rows, n_fixed, budget, order, tuple(blocks), partners)
 
     def to(self, device: torch.device) -> RowBlocks:
-        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        """This plan on ``device`` (its CG tiles are planned there again, on first use)."""
         return RowBlocks(
             UserItems(self.rows.indptr.to(device), self.rows.items.to(device)),
             self.n_fixed,
@@ -145,18 +109,17 @@ class RowBlocks:
             self.order.to(device),
             self.blocks,
             tuple(p.to(device) for p in self.block_partners),
-            self.pattern.to(device),
-            move(self.transposed),
-            move(self.to_own_order),
         )
 
-    def row_parts(self, parts: int, *, transposed: bool = False) -> list[tuple[tuple[int, int], torch.Tensor]]:
-        """``parts`` ranges of consecutive rows of ``pattern`` (or ``transposed``) with about equal
-        pairs, each with its own slice of it (on the CPU, one range a thread); computed once per count."""
-        key = (parts, transposed)
-        if key not in self._parts:
-            self._parts[key] = csr_row_parts(self.transposed if transposed else self.pattern, parts)
-        return self._parts[key]
+    def cg_tiles(self, n_factors: int) -> TiledPattern:
+        """The pairs cut into tiles of partners for CG (``ials_cg``), planned once per tile width. On the
+        CPU a tile's partners' factors fit a core's cache (``TILE_FLOATS``); elsewhere (a GPU) one tile:
+        the tiling is for the CPU's caches, and each tile is one more kernel launch there."""
+        on_cpu = self.order.device.type == "cpu"
+        width = max(1, TILE_FLOATS // n_factors) if on_cpu else max(self.n_fixed, 1)
+        if width not in self._tiles:
+            self._tiles[width] = TiledPattern.plan(self.rows, self.n_fixed, width)
+        return self._tiles[width]
 
     def partners(self, start: int, stop: int, n_fixed: int) -> torch.Tensor:
         """The partners of rows ``order[start:stop]``, padded to the block's longest row with ``n_fixed``."""
@@ -170,26 +133,6 @@ def select_rows(rows: UserItems, which: torch.Tensor) -> UserItems:
     indptr[1:] = counts.cumsum(0)
     offsets = torch.arange(int(indptr[-1])) - torch.repeat_interleave(indptr[:-1], counts)
     return UserItems(indptr, rows.items[torch.repeat_interleave(first, counts) + offsets])
-
-
-def csr_row_parts(pattern: torch.Tensor, parts: int) -> list[tuple[tuple[int, int], torch.Tensor]]:
-    """``parts`` ranges ``(start, stop)`` of consecutive rows of a CSR matrix with about equal numbers of
-    stored entries, each with the CSR of its rows."""
-    crow, col, values = pattern.crow_indices(), pattern.col_indices(), pattern.values()
-    n_rows = len(crow) - 1
-    wanted = (torch.arange(1, parts) * (int(crow[-1]) / parts)).to(crow.dtype)
-    cuts = [0, *torch.searchsorted(crow, wanted).clamp(max=n_rows).tolist(), n_rows]
-    ranges = []
-    for start, stop in zip(cuts, cuts[1:], strict=False):
-        first, last = int(crow[start]), int(crow[stop])
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "Sparse CSR tensor support")
-            part = torch.sparse_csr_tensor(
-                crow[start : stop + 1] - first, col[first:last], values[first:last],
-                (stop - start, pattern.shape[1]), check_invariants=False,
-            )  # fmt: skip
-        ranges.append(((start, stop), part))
-    return ranges
 
 
 def padded_partners(rows: UserItems, which: torch.Tensor, n_fixed: int) -> torch.Tensor:
@@ -234,28 +177,20 @@ def solve_side(
     if solver == "exact":
         return exact_solve(fixed, plan, gram, reg)
     start_from = current if current is not None else fixed.new_zeros(len(counts), d)
+    tiles = plan.cg_tiles(d)
     workers = torch.get_num_threads() if fixed.device.type == "cpu" else 1
+    cuts = equal_pair_cuts(plan.rows.indptr, workers)
+    solved = torch.empty_like(start_from)
+
+    def solve_part(part: int) -> None:  # the rows' CG systems are independent: a range of rows a thread
+        start, stop = cuts[part], cuts[part + 1]
+        pairs = tiles.product(fixed, start, stop)
+        solved[start:stop] = conjugate_gradient(pairs, gram, reg[start:stop], start_from[start:stop], cg_steps)
+
     if workers == 1:
-        solved = conjugate_gradient(PairProduct(fixed, plan), gram, reg, start_from, cg_steps)
-    elif plan.transposed is not None:  # each product shared among the threads, through the other pattern
-        torch.set_num_threads(1)
-        try:
-            with ThreadPoolExecutor(workers) as pool:
-                pairs = SharedPairProduct(fixed, plan, pool, workers)
-                solved = conjugate_gradient(pairs, gram, reg, start_from, cg_steps)
-        finally:
-            torch.set_num_threads(workers)
+        solve_part(0)
     else:
-        solved = torch.empty_like(start_from)
-        parts = plan.row_parts(workers)
-
-        def solve_part(part: int) -> None:
-            (start, stop), pattern = parts[part]
-            pairs = PairProduct(fixed, replace(plan, pattern=pattern, transposed=None, to_own_order=None))
-            x = conjugate_gradient(pairs, gram, reg[start:stop], start_from[start:stop], cg_steps)
-            solved[start:stop] = x
-
-        run_single_threaded(solve_part, range(len(parts)), workers)
+        run_single_threaded(solve_part, range(workers), workers)
     return solved.masked_fill_((counts == 0)[:, None], 0.0)  # a row without partners: 0, as exact gives
 
 
@@ -307,91 +242,6 @@ def exact_solve(fixed: torch.Tensor, plan: RowBlocks, gram: torch.Tensor, reg: t
     return out
 
 
-class PairProduct:
-    """``v ↦ Σ_{p ∈ partners(u)} f_p (f_p · v_u)`` for every row ``u`` at once: a sampled product
-    (``f_p · v_u`` on the rated pairs only) then a sparse × dense product over the same pairs."""
-
-    def __init__(self, fixed: torch.Tensor, plan: RowBlocks) -> None:
-        same_dtype = lambda m: None if m is None else m.to(fixed.dtype)  # noqa: E731  (the products want it)
-        self.fixed, self.to_own_order = fixed, plan.to_own_order
-        self.pattern, self.transposed = same_dtype(plan.pattern), same_dtype(plan.transposed)
-
-    def __call__(self, v: torch.Tensor, *, from_one: bool = False) -> torch.Tensor:
-        """With ``from_one``, ``Σ f_p (1 - f_p · v_u)`` instead: the residual's pair part in one pass."""
-        if self.transposed is not None:
-            along = torch.sparse.sampled_addmm(self.transposed, self.fixed, v.T, beta=0.0).values()
-            along = along.index_select(0, self.to_own_order)
-        else:
-            along = torch.sparse.sampled_addmm(self.pattern, v, self.fixed.T, beta=0.0).values()
-        if from_one:
-            along = 1.0 - along
-        pattern = self.pattern
-        weighted = torch.sparse_csr_tensor(
-            pattern.crow_indices(), pattern.col_indices(), along, pattern.shape, check_invariants=False
-        )
-        return weighted @ self.fixed
-
-
-class SharedPairProduct:
-    """``PairProduct`` with a pattern to sample through (``plan.transposed``), on the CPU: the sampled
-    product is cut by the other side's rows, the sparse × dense product by this side's, each piece
-    one thread's (the CG's vector updates, small, stay in the calling thread)."""
-
-    def __init__(self, fixed: torch.Tensor, plan: RowBlocks, pool: ThreadPoolExecutor, workers: int) -> None:
-        self.fixed, self.pool, self.to_own_order = fixed, pool, plan.to_own_order
-        self.sampled_parts = [(r, m.to(fixed.dtype)) for r, m in plan.row_parts(workers, transposed=True)]
-        self.product_parts = plan.row_parts(workers)
-        self.sampled_starts = plan.transposed.crow_indices()
-        self.product_starts = plan.pattern.crow_indices()
-
-    def __call__(self, v: torch.Tensor, *, from_one: bool = False) -> torch.Tensor:
-        fixed = self.fixed
-        sampled = fixed.new_empty(len(self.to_own_order))
-        out = fixed.new_empty(len(v), fixed.shape[1])
-
-        def sample(part: int) -> None:
-            (start, stop), pattern = self.sampled_parts[part]
-            first, last = int(self.sampled_starts[start]), int(self.sampled_starts[stop])
-            sampled[first:last] = torch.sparse.sampled_addmm(pattern, fixed[start:stop], v.T, beta=0.0).values()
-
-        def multiply(part: int) -> None:
-            (start, stop), pattern = self.product_parts[part]
-            first, last = int(self.product_starts[start]), int(self.product_starts[stop])
-            along = sampled.index_select(0, self.to_own_order[first:last])
-            if from_one:
-                along = 1.0 - along
-            weighted = torch.sparse_csr_tensor(
-                pattern.crow_indices(), pattern.col_indices(), along, pattern.shape, check_invariants=False
-            )
-            out[start:stop] = weighted @ fixed
-
-        list(self.pool.map(sample, range(len(self.sampled_parts))))
-        list(self.pool.map(multiply, range(len(self.product_parts))))
-        return out
-
-
-def conjugate_gradient(pairs: PairProduct | SharedPairProduct, gram, reg, x, steps: int) -> torch.Tensor:
-    """``steps`` CG steps on ``(FᵤᵀFᵤ + gram + reg_u I) x_u = Fᵤᵀ 1`` for every row ``u`` at once, from
-    ``x``; ``Fᵤ`` (the row's partners' factors) is never formed: ``pairs`` multiplies by it."""
-    x = x.clone()
-    residual = pairs(x, from_one=True) - x @ gram - reg[:, None] * x
-    direction = residual.clone()
-    norm = (residual * residual).sum(1)
-    tiny = torch.finfo(x.dtype).tiny
-    for _ in range(steps):
-        applied = pairs(direction) + direction @ gram + reg[:, None] * direction
-        curvature = (direction * applied).sum(1)
-        # A row already solved (zero residual) stays put instead of dividing 0 by 0.
-        alpha = torch.where(curvature > tiny, norm / curvature.clamp(min=tiny), torch.zeros_like(norm))
-        x.addcmul_(alpha[:, None], direction)
-        residual.addcmul_(alpha[:, None], applied, value=-1.0)
-        new_norm = (residual * residual).sum(1)
-        beta = torch.where(norm > tiny, new_norm / norm.clamp(min=tiny), torch.zeros_like(norm))
-        direction = residual + beta[:, None] * direction
-        norm = new_norm
-    return x
-
-
 class ImplicitALS(FittedModel):
     """``w_u · h_i`` with factors fitted by alternating least squares, one sweep an epoch."""
 
@@ -426,14 +276,8 @@ class ImplicitALS(FittedModel):
         users, items = keys // self.hparams.n_items, keys % self.hparams.n_items
         users, items, d = users.cpu(), items.cpu(), self.hparams.n_factors
         n_users, n_items = self.hparams.n_users, self.hparams.n_items
-        by_user = RowBlocks.plan(UserItems.from_pairs(users, items, n_users), d, n_fixed=n_items)
-        by_item = RowBlocks.plan(UserItems.from_pairs(items, users, n_items), d, n_fixed=n_users)
-        # The side whose partners outnumber its rows samples its CG products through the other's pattern.
-        if n_users > n_items:
-            by_item = by_item.with_transposed(by_user)
-        else:
-            by_user = by_user.with_transposed(by_item)
-        self._by_user, self._by_item = by_user, by_item
+        self._by_user = RowBlocks.plan(UserItems.from_pairs(users, items, n_users), d, n_fixed=n_items)
+        self._by_item = RowBlocks.plan(UserItems.from_pairs(items, users, n_items), d, n_fixed=n_users)
 
     def on_train_epoch_start(self) -> None:
         self.sweep()
