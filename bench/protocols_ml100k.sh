@@ -14,7 +14,7 @@ grid() {  # grid NAME overrides...: one multirun per model into $OUT/NAME
 mkdir -p "$OUT"
 grid popularity model=popularity epochs=1
 grid ease model=ease epochs=1 model.l2=50,100,200,400,800
-grid ials model=ials epochs=10 model.unobserved_weight=0.1,0.5 model.l2=0.01,0.1  # needs ials_speed's fold_in_scores
+grid ials model=ials epochs=10 model.unobserved_weight=0.1,0.5 model.l2=0.01,0.1
 grid bpr_mf model=bpr_mf epochs=20 optimizer.lr_max=0.01,0.05 optimizer.wd=0.01,0.1
 grid mult_vae model=mult_vae epochs=200 data.batch_size=100,250
 grid mult_dae model=mult_dae epochs=200 data.batch_size=100,250
